@@ -1,0 +1,43 @@
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+
+/** Escapes one value for COPY's text format; null becomes \N. */
+export function copyField(value: string | number | null | undefined): string {
+  if (value === null || value === undefined) return '\\N';
+  if (typeof value === 'number') return String(value);
+  let needs = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 92 || c === 9 || c === 10 || c === 13) { needs = true; break; }
+  }
+  if (!needs) return value;
+  return value.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
+}
+
+/** A Postgres text[] literal with every element quoted, so ids with commas or braces survive. */
+export function textArrayLiteral(items: readonly string[]): string {
+  let out = '{';
+  for (let i = 0; i < items.length; i++) {
+    if (i) out += ',';
+    out += '"' + items[i].replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
+  }
+  return out + '}';
+}
+
+/** Streams rows into `COPY <table> (<columns>) FROM STDIN` on the given client. */
+export async function copyRows(client: pg.PoolClient | pg.Client, table: string, columns: string[], rows: (string | number | null)[][]): Promise<void> {
+  if (rows.length === 0) return;
+  const stream = client.query(copyFrom(`COPY ${table} (${columns.join(', ')}) FROM STDIN`));
+  const chunkRows = 2000;
+  async function* chunks() {
+    for (let i = 0; i < rows.length; i += chunkRows) {
+      let text = '';
+      const end = Math.min(rows.length, i + chunkRows);
+      for (let r = i; r < end; r++) text += rows[r].map(copyField).join('\t') + '\n';
+      yield Buffer.from(text, 'utf8');
+    }
+  }
+  await pipeline(Readable.from(chunks()), stream);
+}

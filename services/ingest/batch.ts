@@ -1,0 +1,98 @@
+import type { LogEvent } from '../../lib/events/types.ts';
+import { parseLine } from '../../lib/events/parser.ts';
+
+/** One Kafka message as the batch writer needs it. */
+export interface RawMessage {
+  offset: number;
+  value: string | null;
+}
+
+export interface WatchAgg {
+  userId: number; movieId: string;
+  firstMs: number; firstIso: string; lastMs: number; lastIso: string;
+  minutes: Set<number>; maxMinute: number;
+}
+export interface RatingAgg { userId: number; movieId: string; rating: number; atMs: number; atIso: string }
+export interface AccountAgg { userId: number; atMs: number; atIso: string }
+export interface RecommendationRow { offset: number; atIso: string; userId: number; server: string; status: number; movieIds: string[]; error: string | null; latencyMs: number }
+export interface DeadLetter { offset: number; line: string; reason: string }
+
+/** What one Kafka batch turns into: rows aggregated per key, ready for one upsert per table. */
+export interface BatchRows {
+  watches: Map<string, WatchAgg>;
+  ratings: Map<string, RatingAgg>;
+  accounts: Map<number, AccountAgg>;
+  recommendations: RecommendationRow[];
+  deadLetters: DeadLetter[];
+  movies: Set<string>;
+  users: Set<number>;
+  events: number;
+}
+
+/** Keeps very long garbage from bloating the dead-letter table while still showing what came in. */
+const MAX_DEAD_LINE = 8192;
+
+/** Parses and aggregates a batch in offset order; later events win ties for "latest". */
+export function buildBatch(messages: RawMessage[]): BatchRows {
+  const rows: BatchRows = {
+    watches: new Map(), ratings: new Map(), accounts: new Map(), recommendations: [], deadLetters: [],
+    movies: new Set(), users: new Set(), events: 0,
+  };
+  for (const m of messages) {
+    if (m.value === null) {
+      rows.deadLetters.push({ offset: m.offset, line: '', reason: 'empty message (null value)' });
+      continue;
+    }
+    const parsed = parseLine(m.value);
+    if (!parsed.ok) {
+      rows.deadLetters.push({ offset: m.offset, line: m.value.length > MAX_DEAD_LINE ? m.value.slice(0, MAX_DEAD_LINE) : m.value, reason: parsed.reason });
+      continue;
+    }
+    rows.events++;
+    addEvent(rows, parsed.event, m.offset);
+  }
+  return rows;
+}
+
+function addEvent(rows: BatchRows, e: LogEvent, offset: number): void {
+  rows.users.add(e.userId);
+  switch (e.kind) {
+    case 'watch': {
+      rows.movies.add(e.movieId);
+      const key = `${e.userId}\t${e.movieId}`;
+      const w = rows.watches.get(key);
+      if (!w) {
+        rows.watches.set(key, { userId: e.userId, movieId: e.movieId, firstMs: e.atMs, firstIso: e.atIso, lastMs: e.atMs, lastIso: e.atIso, minutes: new Set([e.minute]), maxMinute: e.minute });
+      } else {
+        if (e.atMs < w.firstMs) { w.firstMs = e.atMs; w.firstIso = e.atIso; }
+        if (e.atMs >= w.lastMs) { w.lastMs = e.atMs; w.lastIso = e.atIso; }
+        w.minutes.add(e.minute);
+        if (e.minute > w.maxMinute) w.maxMinute = e.minute;
+      }
+      break;
+    }
+    case 'rate': {
+      rows.movies.add(e.movieId);
+      const key = `${e.userId}\t${e.movieId}`;
+      const r = rows.ratings.get(key);
+      if (!r || e.atMs >= r.atMs) rows.ratings.set(key, { userId: e.userId, movieId: e.movieId, rating: e.rating, atMs: e.atMs, atIso: e.atIso });
+      break;
+    }
+    case 'account': {
+      const a = rows.accounts.get(e.userId);
+      if (!a || e.atMs < a.atMs) rows.accounts.set(e.userId, { userId: e.userId, atMs: e.atMs, atIso: e.atIso });
+      break;
+    }
+    case 'recommendation':
+      for (const id of e.movieIds) rows.movies.add(id);
+      rows.recommendations.push({ offset, atIso: e.atIso, userId: e.userId, server: e.server, status: e.status, movieIds: e.movieIds, error: e.error, latencyMs: e.latencyMs });
+      break;
+  }
+}
+
+/** The minutes seen as a bit string, bit i set when minute i was seen (Postgres varbit text form). */
+export function minuteBits(minutes: Set<number>, maxMinute: number): string {
+  const bits = new Uint8Array(maxMinute + 1).fill(48);
+  for (const m of minutes) bits[m] = 49;
+  return Buffer.from(bits).toString('latin1');
+}
