@@ -32,6 +32,12 @@ export interface BatchRows {
 /** Keeps very long garbage from bloating the dead-letter table while still showing what came in. */
 const MAX_DEAD_LINE = 8192;
 
+/** Postgres text cannot hold NUL, so it is shown as \u0000; very long garbage is cut. */
+function storableLine(line: string): string {
+  const cut = line.length > MAX_DEAD_LINE ? line.slice(0, MAX_DEAD_LINE) : line;
+  return cut.includes('\u0000') ? cut.replace(/\u0000/g, '\\u0000') : cut;
+}
+
 /** Parses and aggregates a batch in offset order; later events win ties for "latest". */
 export function buildBatch(messages: RawMessage[]): BatchRows {
   const rows: BatchRows = {
@@ -45,7 +51,7 @@ export function buildBatch(messages: RawMessage[]): BatchRows {
     }
     const parsed = parseLine(m.value);
     if (!parsed.ok) {
-      rows.deadLetters.push({ offset: m.offset, line: m.value.length > MAX_DEAD_LINE ? m.value.slice(0, MAX_DEAD_LINE) : m.value, reason: parsed.reason });
+      rows.deadLetters.push({ offset: m.offset, line: storableLine(m.value), reason: parsed.reason });
       continue;
     }
     rows.events++;
