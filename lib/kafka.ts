@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Admin, type KafkaConfig } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Admin, type KafkaConfig, type Producer, type ProducerConfig } from 'kafkajs';
 import type { Config } from './config.ts';
 
 // kafkajs 2 warns on every producer made without an explicit partitioner that its default changed
@@ -28,6 +28,21 @@ export function kafkaClient(cfg: Config, clientIdSuffix?: string, opts: KafkaCli
     // A broker restart (stack down/up) takes a few seconds; ~30 s of back-off rides it out without
     // hiding a broker that is really gone for minutes.
     retry: opts.retry ?? { initialRetryTime: 300, maxRetryTime: 5000, retries: 8 },
+  });
+}
+
+/**
+ * An idempotent producer (no duplicates or reordering on retries). kafkajs merges the client's
+ * bounded retry policy into producers and then warns that limited retries void the idempotence
+ * guarantees, so this one retries without a count limit; callers bound it with their own timeouts.
+ */
+export function idempotentProducer(client: Kafka, extra: ProducerConfig = {}): Producer {
+  return client.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    ...extra,
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000, ...extra.retry },
   });
 }
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import path from 'node:path';
 import { logLevel } from 'kafkajs';
 import { projectRoot, type Config } from '../../lib/config.ts';
-import { describeTopic, ensureTopic, kafkaClient } from '../../lib/kafka.ts';
+import { describeTopic, ensureTopic, idempotentProducer, kafkaClient } from '../../lib/kafka.ts';
 import type { Component, ComponentStatus } from '../component.ts';
 import { aptInstall, commandExists, isAlive, log, portOpen, readPid, run, startDaemon, statePath, stopDaemon, waitFor } from '../proc.ts';
 
@@ -56,6 +56,10 @@ function serverProperties(cfg: Config): string {
     `log.dirs=${path.join(kafkaHome(), 'data')}`,
     // A single node cannot hold more than one replica of the internal topics.
     'offsets.topic.replication.factor=1',
+    // Fewer internal partitions than the defaults (50) make their first creation take well under a
+    // second on two cores; a single node gains nothing from more coordinator shards.
+    'offsets.topic.num.partitions=8',
+    'transaction.state.log.num.partitions=4',
     'transaction.state.log.replication.factor=1',
     'transaction.state.log.min.isr=1',
     `num.partitions=${cfg.kafka.partitions}`,
@@ -134,8 +138,29 @@ export function kafka(cfg: Config): Component {
   const { topic, partitions } = cfg.kafka;
 
   async function createTopic(): Promise<void> {
-    const count = await ensureTopic(cfg, topic, partitions, kafkaClient(cfg, 'stack'));
+    const client = kafkaClient(cfg, 'stack', { logLevel: logLevel.NOTHING });
+    const count = await ensureTopic(cfg, topic, partitions, client);
     if (count !== partitions) log(NAME, `topic ${topic} has ${count} partitions, the config wants ${partitions} (Kafka cannot remove partitions)`);
+    await warmCoordinators(client);
+  }
+
+  /**
+   * Kafka creates its group and producer-id coordinators lazily, on the first consumer group and the
+   * first idempotent producer; until they have loaded, clients get "coordinator not available"
+   * errors that kafkajs logs loudly while it retries. Trigger both here so `up` returns a broker that
+   * every client can use at once.
+   */
+  async function warmCoordinators(client: ReturnType<typeof kafkaClient>): Promise<void> {
+    const admin = client.admin();
+    await admin.connect();
+    try {
+      await admin.fetchOffsets({ groupId: 'marquee-stack-warmup', topics: [topic] });
+    } finally {
+      await admin.disconnect();
+    }
+    const producer = idempotentProducer(client);
+    await producer.connect(); // an idempotent producer asks for its producer id on connect
+    await producer.disconnect();
   }
 
   return {

