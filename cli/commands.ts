@@ -3,6 +3,7 @@ import path from 'node:path';
 import { loadConfig, projectRoot } from '../lib/config.ts';
 import { createPool, migrate } from '../lib/db.ts';
 import { runServices, services } from './services.ts';
+import { vectorsCommand } from '../lib/vectors/cli.ts';
 
 export interface Command {
   /** One word, or two for grouped commands such as "eval offline". */
@@ -41,5 +42,11 @@ export const commands: Command[] = [
         await pool.end();
       }
     },
+  },
+  {
+    name: 'vectors',
+    usage: 'vectors build --kind content|behaviour [--incremental] [--version N]',
+    summary: 'compute movie vectors and upsert them into ChromaDB (collection movies_<kind>_v<N>)',
+    run: (args) => vectorsCommand(args),
   },
 ];

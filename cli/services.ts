@@ -5,6 +5,8 @@ import { projectRoot } from '../lib/config.ts';
 /** The long-running processes of the main job. Every service a later change builds joins this list. */
 export const services: { name: string; entry: string; args?: string[] }[] = [
   { name: 'worker', entry: 'workers/main.ts' },
+  { name: 'ingest', entry: 'services/ingest/main.ts' },
+  { name: 'catalog', entry: 'services/catalog/main.ts' },
 ];
 
 /** Runs the chosen services as child processes with prefixed logs; stops them all on SIGINT/SIGTERM or when one dies. */

@@ -33,6 +33,7 @@ export const configSchema = z.strictObject({
     inferenceNightly: z.strictObject({ port }),
     simulator: z.strictObject({ port }),
     ingest: z.strictObject({ port }),
+    catalog: z.strictObject({ port }),
   }),
   smtp: z.strictObject({
     host: z.string().min(1),

@@ -12,12 +12,18 @@ export type Pool = pg.Pool;
 export function createPool(cfg: Config, opts: { max?: number; database?: string; applicationName?: string } = {}): pg.Pool {
   const url = new URL(cfg.postgres.url);
   if (opts.database) url.pathname = `/${opts.database}`;
-  return new pg.Pool({
+  const pool = new pg.Pool({
     connectionString: url.toString(),
     max: opts.max ?? 10,
     application_name: opts.applicationName ?? 'marquee',
     connectionTimeoutMillis: 5000,
   });
+  // An idle connection dropped by the server (restart, database swap) must not crash the process;
+  // the pool replaces it on the next checkout.
+  pool.on('error', (err) => {
+    if ((err as { code?: string }).code !== '57P01') console.warn(`postgres: idle connection lost: ${err.message}`);
+  });
+  return pool;
 }
 
 export const migrationsDir = path.join(projectRoot, 'db', 'migrations');

@@ -1,0 +1,148 @@
+/**
+ * End-to-end ingest throughput, Kafka → Postgres, beside two baselines measured in the same run:
+ *  - read-and-discard: a kafkajs consumer that only reads and decodes (the ceiling);
+ *  - per-line INSERT: the seed's approach, one INSERT per parsed line (run on a bounded sample,
+ *    since at its speed a million lines would take a long time).
+ * Usage: npm run bench:ingest [-- --lines 1000000 --baseline-lines 50000]
+ */
+import { randomBytes } from 'node:crypto';
+import { loadConfig } from '../lib/config.ts';
+import { createPool, migrate, type Pool } from '../lib/db.ts';
+import { parseLine } from '../lib/events/parser.ts';
+import { ensureTopic, kafkaClient } from '../lib/kafka.ts';
+import { Ingest } from '../services/ingest/consumer.ts';
+import { generateLines, produceLines } from '../services/simulator/offline.ts';
+
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+};
+const N = arg('lines', 1_000_000);
+const BASELINE_N = Math.min(N, arg('baseline-lines', 50_000));
+const cfg = loadConfig();
+process.env.MARQUEE_KAFKA_QUIET = '1';
+
+async function scratch(name: string): Promise<{ pool: Pool; drop: () => Promise<void> }> {
+  const admin = createPool(cfg, { max: 1 });
+  await admin.query(`CREATE DATABASE "${name}"`);
+  const pool = createPool(cfg, { database: name, max: 8 });
+  await migrate(pool);
+  return { pool, drop: async () => { await pool.end(); await admin.query(`DROP DATABASE "${name}" WITH (FORCE)`); await admin.end(); } };
+}
+
+async function readAndDiscard(topic: string): Promise<number> {
+  const consumer = kafkaClient(cfg, 'bench').consumer({ groupId: `bench-discard-${randomBytes(4).toString('hex')}`, maxBytesPerPartition: 4 << 20, maxBytes: 16 << 20, maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  let seen = 0;
+  let bytes = 0;
+  const t0 = performance.now();
+  let t1 = 0;
+  await new Promise<void>((resolve) => {
+    void consumer.run({
+      partitionsConsumedConcurrently: 2,
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) bytes += m.value ? m.value.toString('utf8').length : 0;
+        seen += batch.messages.length;
+        if (seen >= N) { t1 = performance.now(); resolve(); }
+      },
+    });
+  });
+  await consumer.disconnect();
+  return N / ((t1 - t0) / 1000);
+}
+
+async function marqueeIngest(topic: string): Promise<number> {
+  const db = await scratch(`marquee_bench_ingest_${randomBytes(3).toString('hex')}`);
+  const ingest = new Ingest(cfg, db.pool, { topic, groupId: `bench-ingest-${randomBytes(4).toString('hex')}`, log: () => undefined });
+  const t0 = performance.now();
+  await ingest.start();
+  for (;;) {
+    const { rows } = await db.pool.query('SELECT coalesce(sum(next_offset), 0)::bigint AS n FROM ingest_offsets WHERE topic = $1', [topic]);
+    if (Number(rows[0].n) >= N) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const t1 = performance.now();
+  await ingest.stop();
+  const { rows } = await db.pool.query('SELECT (SELECT count(*) FROM watches) AS w, (SELECT count(*) FROM dead_letters) AS d, (SELECT count(*) FROM recommendation_events) AS r');
+  console.log(`  marquee ingest wrote: ${rows[0].w} watch rows, ${rows[0].r} recommendation events, ${rows[0].d} dead letters`);
+  await db.drop();
+  return N / ((t1 - t0) / 1000);
+}
+
+/** The seed's consumer: one INSERT per line, with its duplicate-key check, autocommitted. */
+async function perLineInsert(topic: string): Promise<number> {
+  const db = await scratch(`marquee_bench_seed_${randomBytes(3).toString('hex')}`);
+  const client = await db.pool.connect();
+  const consumer = kafkaClient(cfg, 'bench').consumer({ groupId: `bench-seed-${randomBytes(4).toString('hex')}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  let seen = 0;
+  const t0 = performance.now();
+  let t1 = 0;
+  await new Promise<void>((resolve) => {
+    void consumer.run({
+      eachMessage: async ({ message, partition }) => {
+        if (seen >= BASELINE_N) return;
+        const line = message.value?.toString('utf8') ?? '';
+        const r = parseLine(line);
+        if (!r.ok) {
+          await client.query('INSERT INTO dead_letters (line, reason, topic, kafka_partition, kafka_offset) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING', [line, r.reason, topic, partition, message.offset]);
+        } else {
+          const e = r.event;
+          if (e.kind === 'watch') {
+            await client.query('INSERT INTO movies (id) VALUES ($1) ON CONFLICT DO NOTHING', [e.movieId]);
+            await client.query(`INSERT INTO watches (user_id, movie_id, first_at, last_at, minutes, max_minute) VALUES ($1, $2, $3, $3, 1, $4)
+              ON CONFLICT (user_id, movie_id) DO UPDATE SET last_at = EXCLUDED.last_at, minutes = watches.minutes + 1, max_minute = GREATEST(watches.max_minute, EXCLUDED.max_minute)`, [e.userId, e.movieId, e.atIso, e.minute]);
+          } else if (e.kind === 'rate') {
+            await client.query(`INSERT INTO ratings (user_id, movie_id, rating, rated_at) VALUES ($1, $2, $3, $4)
+              ON CONFLICT (user_id, movie_id) DO UPDATE SET rating = EXCLUDED.rating, rated_at = EXCLUDED.rated_at`, [e.userId, e.movieId, e.rating, e.atIso]);
+          } else if (e.kind === 'account') {
+            await client.query('INSERT INTO accounts (user_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING', [e.userId, e.atIso]);
+          } else {
+            await client.query(`INSERT INTO recommendation_events (at, user_id, server, status, movie_ids, error, latency_ms, topic, kafka_partition, kafka_offset)
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [e.atIso, e.userId, e.server, e.status, e.movieIds, e.error, e.latencyMs, topic, partition, message.offset]);
+          }
+        }
+        seen++;
+        if (seen === BASELINE_N) { t1 = performance.now(); resolve(); }
+      },
+    });
+  });
+  await consumer.disconnect();
+  client.release();
+  await db.drop();
+  return BASELINE_N / ((t1 - t0) / 1000);
+}
+
+async function main(): Promise<void> {
+  const topic = `bench-ingest-${randomBytes(4).toString('hex')}`;
+  console.log(`bench:ingest: generating ${N.toLocaleString()} lines (1% malformed) and producing them to ${topic}`);
+  const t0 = performance.now();
+  const { lines } = generateLines({ seed: 7, count: N, malformedFraction: 0.01 });
+  await ensureTopic(cfg, topic, cfg.kafka.partitions);
+  await produceLines(cfg, lines, { topic });
+  console.log(`  produced in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  try {
+    const discard = await readAndDiscard(topic);
+    const marquee = await marqueeIngest(topic);
+    const seed = await perLineInsert(topic);
+    const fmt = (n: number) => Math.round(n).toLocaleString('en-US').padStart(10);
+    console.log('');
+    console.log(`  read-and-discard (${N.toLocaleString()} lines)      ${fmt(discard)} msg/s`);
+    console.log(`  marquee ingest   (${N.toLocaleString()} lines)      ${fmt(marquee)} msg/s`);
+    console.log(`  per-line INSERT  (${BASELINE_N.toLocaleString()} lines)         ${fmt(seed)} msg/s`);
+    console.log('');
+    console.log(`  marquee / read-and-discard = ${(marquee / discard).toFixed(2)}   (goal ≥ 0.5)`);
+    console.log(`  marquee / per-line INSERT  = ${(marquee / seed).toFixed(1)}x`);
+    console.log(`  goal ≥ 50,000 msg/s end to end: ${marquee >= 50_000 ? 'met' : 'NOT met'}`);
+  } finally {
+    const admin = kafkaClient(cfg, 'bench').admin();
+    await admin.connect();
+    await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    await admin.disconnect();
+  }
+}
+
+await main();
+process.exit(0);

@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../lib/config.ts';
+import { ensureTopic } from '../lib/kafka.ts';
+import { Ingest } from '../services/ingest/consumer.ts';
+import { generateLines, produceLines } from '../services/simulator/offline.ts';
+import { scratchDatabase } from './support/db.ts';
+import { actualRows, databaseUrl, deleteTopic, exited, expectedRows, ingestedCount, spawnIngest, waitForIngested } from './support/ingest.ts';
+import { requireServer } from './support/servers.ts';
+
+const cfg = loadConfig();
+const N = 100_000;
+const { lines, malformed } = generateLines({ seed: 42, count: N, malformedFraction: 0.01 });
+const expected = expectedRows(lines);
+
+describe('ingest end to end on real Kafka and Postgres', () => {
+  const topic = `ingest-test-${randomBytes(4).toString('hex')}`;
+  const topics: string[] = [topic];
+
+  beforeAll(async () => {
+    await requireServer('kafka', Number(cfg.kafka.brokers[0].split(':')[1]));
+    await ensureTopic(cfg, topic, 4);
+    expect(await produceLines(cfg, lines, { topic })).toBe(N);
+  });
+  afterAll(async () => {
+    for (const t of topics) await deleteTopic(cfg, t);
+  });
+
+  it('the generated input has exactly 1% malformed lines', () => {
+    expect(malformed.size).toBe(1000);
+    expect(expected.deadLetters).toBe(1000);
+    expect(expected.watches).toBeGreaterThan(100);
+    expect(expected.ratings).toBeGreaterThan(10);
+    expect(expected.recommendations).toBeGreaterThan(10);
+  });
+
+  it('100,000 lines with 1% malformed produce exactly the expected rows and dead letters', async () => {
+    const db = await scratchDatabase('ingest');
+    const ingest = new Ingest(cfg, db.pool, { topic, groupId: `g-${db.name}`, log: () => undefined });
+    try {
+      await ingest.start();
+      await waitForIngested(db.pool, topic, N);
+      await ingest.stop();
+      expect(await actualRows(db.pool)).toEqual(expected);
+      const { rows } = await db.pool.query('SELECT reason, count(*)::int AS n FROM dead_letters GROUP BY reason');
+      expect(rows.every((r) => r.reason.length > 0)).toBe(true);
+      expect(ingest.deadLetters.get({ partition: 0 }) + ingest.deadLetters.get({ partition: 1 }) + ingest.deadLetters.get({ partition: 2 }) + ingest.deadLetters.get({ partition: 3 })).toBe(1000);
+      // A restart with the offsets in Postgres writes nothing twice.
+      const again = new Ingest(cfg, db.pool, { topic, groupId: `g2-${db.name}`, log: () => undefined });
+      await again.start();
+      await new Promise((r) => setTimeout(r, 3000));
+      await again.stop();
+      expect(await actualRows(db.pool)).toEqual(expected);
+      expect(again.messages.get({ partition: 0 })).toBe(0);
+    } finally {
+      await ingest.stop();
+      await db.drop();
+    }
+  });
+
+  it('SIGKILL in the middle of a run, then a restart: no loss, no duplicates', async () => {
+    const db = await scratchDatabase('ingestkill');
+    const group = `g-${db.name}`;
+    try {
+      const first = spawnIngest(databaseUrl(cfg, db.name), topic, group);
+      const deadline = Date.now() + 60_000;
+      while ((await ingestedCount(db.pool, topic)) < N * 0.2 && Date.now() < deadline) {
+        if (first.exitCode !== null) throw new Error(`ingest exited early:\n${first.output.join('')}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      first.kill('SIGKILL');
+      await exited(first);
+      const atKill = await ingestedCount(db.pool, topic);
+      expect(atKill).toBeGreaterThan(0);
+      expect(atKill).toBeLessThan(N);
+      const second = spawnIngest(databaseUrl(cfg, db.name), topic, group);
+      try {
+        await waitForIngested(db.pool, topic, N, 120_000, () => second.exitCode === null);
+      } finally {
+        second.kill('SIGTERM');
+        expect(await exited(second)).toBe(0);
+      }
+      expect(await actualRows(db.pool)).toEqual(expected);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('two ingest processes share the partitions; one is killed: no loss, no duplicates', async () => {
+    const db = await scratchDatabase('ingesttwo');
+    const group = `g-${db.name}`;
+    const a = spawnIngest(databaseUrl(cfg, db.name), topic, group);
+    const b = spawnIngest(databaseUrl(cfg, db.name), topic, group);
+    try {
+      const deadline = Date.now() + 60_000;
+      while ((await ingestedCount(db.pool, topic)) < N * 0.3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      a.kill('SIGKILL');
+      await exited(a);
+      expect(await ingestedCount(db.pool, topic)).toBeLessThan(N);
+      await waitForIngested(db.pool, topic, N, 120_000, () => b.exitCode === null);
+      expect(await actualRows(db.pool)).toEqual(expected);
+    } finally {
+      a.kill('SIGKILL');
+      b.kill('SIGTERM');
+      await exited(b);
+      await db.drop();
+    }
+  });
+});

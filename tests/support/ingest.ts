@@ -1,0 +1,111 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { parseLine } from '../../lib/events/parser.ts';
+import { projectRoot, type Config } from '../../lib/config.ts';
+import type { Pool } from '../../lib/db.ts';
+import { kafkaClient } from '../../lib/kafka.ts';
+
+/** What Postgres must hold after ingesting `lines`, computed straight from the lines (not by the ingest code). */
+export interface Expected {
+  watches: number; watchMinutes: number; ratings: number; ratingSum: number;
+  accounts: number; recommendations: number; deadLetters: number; users: number; movies: number;
+}
+
+export function expectedRows(lines: string[]): Expected {
+  const watch = new Map<string, Set<number>>();
+  const rating = new Map<string, { ms: number; rating: number }>();
+  const accounts = new Set<number>();
+  const users = new Set<number>();
+  const movies = new Set<string>();
+  let recommendations = 0;
+  let dead = 0;
+  for (const line of lines) {
+    const r = parseLine(line);
+    if (!r.ok) { dead++; continue; }
+    const e = r.event;
+    users.add(e.userId);
+    if (e.kind === 'watch') {
+      movies.add(e.movieId);
+      const k = `${e.userId} ${e.movieId}`;
+      if (!watch.has(k)) watch.set(k, new Set());
+      watch.get(k)!.add(e.minute);
+    } else if (e.kind === 'rate') {
+      movies.add(e.movieId);
+      const k = `${e.userId} ${e.movieId}`;
+      const prev = rating.get(k);
+      if (!prev || e.atMs >= prev.ms) rating.set(k, { ms: e.atMs, rating: e.rating });
+    } else if (e.kind === 'account') {
+      accounts.add(e.userId);
+    } else {
+      recommendations++;
+      for (const id of e.movieIds) movies.add(id);
+    }
+  }
+  let watchMinutes = 0;
+  for (const s of watch.values()) watchMinutes += s.size;
+  let ratingSum = 0;
+  for (const r of rating.values()) ratingSum += r.rating;
+  return { watches: watch.size, watchMinutes, ratings: rating.size, ratingSum, accounts: accounts.size, recommendations, deadLetters: dead, users: users.size, movies: movies.size };
+}
+
+export async function actualRows(pool: Pool): Promise<Expected> {
+  const { rows: [r] } = await pool.query(`SELECT
+    (SELECT count(*) FROM watches)::int AS watches,
+    (SELECT coalesce(sum(minutes), 0) FROM watches)::int AS "watchMinutes",
+    (SELECT count(*) FROM ratings)::int AS ratings,
+    (SELECT coalesce(sum(rating), 0) FROM ratings)::int AS "ratingSum",
+    (SELECT count(*) FROM accounts)::int AS accounts,
+    (SELECT count(*) FROM recommendation_events)::int AS recommendations,
+    (SELECT count(*) FROM dead_letters)::int AS "deadLetters",
+    (SELECT count(*) FROM users)::int AS users,
+    (SELECT count(*) FROM movies)::int AS movies`);
+  return r as Expected;
+}
+
+/** Sum of the next offsets stored in Postgres for a topic: how many messages ingest has written. */
+export async function ingestedCount(pool: Pool, topic: string): Promise<number> {
+  const { rows } = await pool.query('SELECT coalesce(sum(next_offset), 0)::bigint AS n FROM ingest_offsets WHERE topic = $1', [topic]);
+  return Number(rows[0].n);
+}
+
+export async function waitForIngested(pool: Pool, topic: string, count: number, timeoutMs = 120_000, alive?: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let n = 0;
+  while (Date.now() < deadline) {
+    n = await ingestedCount(pool, topic);
+    if (n >= count) return;
+    if (alive && !alive()) throw new Error(`the ingest process died after ${n} of ${count} messages`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`ingest wrote ${n} of ${count} messages within ${timeoutMs / 1000} s`);
+}
+
+/** The real ingest service as a child process, pointed at a scratch database and topic. */
+export function spawnIngest(databaseUrl: string, topic: string, groupId: string): ChildProcess & { output: string[] } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'services/ingest/main.ts')], {
+    cwd: projectRoot,
+    env: { ...process.env, MARQUEE_POSTGRES_URL: databaseUrl, INGEST_TOPIC: topic, INGEST_GROUP_ID: groupId, INGEST_PORT: '0', MARQUEE_KAFKA_QUIET: '1', INGEST_SESSION_TIMEOUT_MS: '10000' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }) as ChildProcess & { output: string[] };
+  child.output = [];
+  child.stdout!.on('data', (c: Buffer) => child.output.push(c.toString()));
+  child.stderr!.on('data', (c: Buffer) => child.output.push(c.toString()));
+  return child;
+}
+
+export function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+export async function deleteTopic(cfg: Config, topic: string): Promise<void> {
+  const admin = kafkaClient(cfg, 'test-admin').admin();
+  await admin.connect();
+  try { await admin.deleteTopics({ topics: [topic] }); } catch { /* already gone */ } finally { await admin.disconnect(); }
+}
+
+export function databaseUrl(cfg: Config, name: string): string {
+  const u = new URL(cfg.postgres.url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
