@@ -1,0 +1,239 @@
+/**
+ * The ranking rules as pure functions: the same code ranks for the inference service and for
+ * offline evaluation, so an offline score says something about what the service would serve.
+ * Inputs are plain data (a user's history, a way to get a movie's neighbours, popularity, the
+ * cold-start list, the time of the request); nothing here does I/O or reads the clock.
+ */
+import type { AffinitySpec, ColdStart, ModelSpec, SeedSpec } from './spec.ts';
+
+/** How many ids an answer holds at most (the HTTP contract). */
+export const LIST_SIZE = 20;
+
+/** One movie the user watched or rated (or both), as known at the time of the request. */
+export interface HistoryEntry {
+  movieId: string;
+  /** Distinct minutes seen (0 when the movie was only rated). */
+  minutes: number;
+  /** First and last time seen (ms since epoch), null when only rated. */
+  firstAt: number | null;
+  lastAt: number | null;
+  /** The user's latest rating 1–5, null when unrated. */
+  rating: number | null;
+  ratedAt: number | null;
+  /** The movie's runtime in minutes from the catalog, null when unknown. */
+  runtime: number | null;
+}
+
+export interface Neighbour {
+  id: string;
+  /** Cosine similarity in [-1, 1]. */
+  similarity: number;
+}
+
+/** A movie's k nearest other movies, most similar first ([] when the movie has no vector). */
+export type NeighbourSource = (movieId: string, k: number) => readonly Neighbour[];
+
+export interface PopularityTable {
+  get(movieId: string): number | undefined;
+  /** The largest popularity in the table (for normalising), at least 0. */
+  readonly max: number;
+}
+
+export interface RankInput {
+  history: readonly HistoryEntry[];
+  neighbours: NeighbourSource;
+  popularity: PopularityTable;
+  /** The model's cold-start list (see coldStartList); also pads short answers. */
+  coldStart: readonly string[];
+  /** The time of the request, or asOf (ms since epoch). */
+  now: number;
+}
+
+export interface Ranked {
+  ids: string[];
+  /** 'cold-start' when the user has no usable history, 'model' otherwise. */
+  source: 'model' | 'cold-start';
+}
+
+export function popularityTable(entries: Iterable<readonly [string, number]>): PopularityTable {
+  const map = new Map<string, number>();
+  let max = 0;
+  for (const [id, p] of entries) {
+    const v = Number.isFinite(p) && p > 0 ? p : 0;
+    map.set(id, v);
+    if (v > max) max = v;
+  }
+  return { get: (id) => map.get(id), max };
+}
+
+export function neighboursFromMap(map: ReadonlyMap<string, readonly Neighbour[]>): NeighbourSource {
+  return (id, k) => (map.get(id) ?? []).slice(0, k);
+}
+
+/** The n most popular ids, most popular first (ties by id so the list is stable). */
+export function topPopular(entries: Iterable<readonly [string, number]>, n: number): string[] {
+  return [...entries]
+    .filter(([, p]) => Number.isFinite(p))
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .slice(0, n)
+    .map(([id]) => id);
+}
+
+export interface ColdStartData {
+  /** Most popular first (catalog popularity; see topPopular). */
+  popular: readonly string[];
+  /** Movies by how many users started watching them within the spec's window, most first. */
+  recent: readonly { movieId: string; viewers: number }[];
+}
+
+/** The list served to a user with no history: fixed popular, or most watched lately padded with popular. */
+export function coldStartList(coldStart: ColdStart, data: ColdStartData): string[] {
+  const size = Math.min(coldStart.size, 100);
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const push = (id: string) => {
+    if (out.length < size && !seen.has(id)) { seen.add(id); out.push(id); }
+  };
+  if (coldStart.kind === 'recent') {
+    [...data.recent].sort((a, b) => b.viewers - a.viewers || (a.movieId < b.movieId ? -1 : 1)).forEach((r) => push(r.movieId));
+  }
+  data.popular.forEach(push);
+  return out;
+}
+
+/** The last time the user did anything with the movie, for choosing recent sources. */
+const lastActivity = (h: HistoryEntry): number => Math.max(h.lastAt ?? -Infinity, h.ratedAt ?? -Infinity, h.firstAt ?? -Infinity);
+
+/** The sources used for candidates: the most recently active entries first, at most max. */
+export function selectSources(history: readonly HistoryEntry[], max: number): HistoryEntry[] {
+  return [...history].sort((a, b) => lastActivity(b) - lastActivity(a) || (a.movieId < b.movieId ? -1 : 1)).slice(0, max);
+}
+
+/** log-scaled popularity in [0, 1]: raw popularity is heavy-tailed, a few blockbusters would swamp a linear scale. */
+export function normalisedPopularity(pop: PopularityTable, id: string): number {
+  const p = pop.get(id) ?? 0;
+  return pop.max > 0 ? Math.log1p(p) / Math.log1p(pop.max) : 0;
+}
+
+/**
+ * How much the user liked a movie, in about [-1, 1]: from the rating when there is one,
+ * otherwise from the share of the runtime watched (an implicit signal, scaled by implicitWeight).
+ */
+export function likeWeight(h: HistoryEntry, p: AffinitySpec['params']): number {
+  if (h.rating !== null) return (h.rating - p.neutralRating) / 2;
+  const runtime = h.runtime !== null && h.runtime > 0 ? h.runtime : p.defaultRuntimeMinutes;
+  const share = Math.min(1, Math.max(0, h.minutes / runtime));
+  return (p.implicitWeight * (share - p.neutralShare)) / (1 - p.neutralShare);
+}
+
+const before = (a: readonly [string, number], b: readonly [string, number]): boolean => a[1] > b[1] || (a[1] === b[1] && a[0] < b[0]);
+
+function finish(scored: Map<string, number>, input: RankInput, exclude: ReadonlySet<string> | null): Ranked {
+  // Only the best LIST_SIZE are needed: a small sorted buffer beats sorting every candidate.
+  const top: [string, number][] = [];
+  for (const entry of scored) {
+    if (exclude?.has(entry[0])) continue;
+    if (top.length === LIST_SIZE && !before(entry, top[LIST_SIZE - 1])) continue;
+    let p = top.length < LIST_SIZE ? top.length : LIST_SIZE - 1;
+    if (top.length < LIST_SIZE) top.push(entry);
+    while (p > 0 && before(entry, top[p - 1])) { top[p] = top[p - 1]; p--; }
+    top[p] = entry;
+  }
+  const out = top.map(([id]) => id);
+  const used = new Set(out);
+  // Short answers are padded from the cold-start list rather than served short.
+  for (const id of input.coldStart) {
+    if (out.length >= LIST_SIZE) break;
+    if (used.has(id) || exclude?.has(id)) continue;
+    out.push(id);
+    used.add(id);
+  }
+  return { ids: out, source: 'model' };
+}
+
+function coldStartAnswer(input: RankInput): Ranked {
+  return { ids: input.coldStart.slice(0, LIST_SIZE), source: 'cold-start' };
+}
+
+/**
+ * The seed's rule: candidates are the neighbours of recently watched movies; each is scored by
+ * popularity mixed with the user's rating of the movie it came from (unrated counts as
+ * unratedRating), keeping the best score when several sources lead to it. Similarity itself
+ * does not order the candidates, as in the seed.
+ */
+export function rankSeed(spec: SeedSpec, input: RankInput): Ranked {
+  const p = spec.params;
+  if (input.history.length === 0) return coldStartAnswer(input);
+  const scored = new Map<string, number>();
+  for (const s of selectSources(input.history, p.maxSources)) {
+    const rating = s.rating ?? p.unratedRating;
+    const fromSource = (p.ratingWeight * (rating - 1)) / 4;
+    for (const n of input.neighbours(s.movieId, p.neighboursPerMovie)) {
+      const score = p.popularityWeight * normalisedPopularity(input.popularity, n.id) + fromSource;
+      const prior = scored.get(n.id);
+      if (prior === undefined || score > prior) scored.set(n.id, score);
+    }
+  }
+  const exclude = p.excludeWatched ? new Set(input.history.map((h) => h.movieId)) : null;
+  return finish(scored, input, exclude);
+}
+
+/**
+ * Similarity weighted by how much the user liked each source: a candidate's score is the sum
+ * over sources of like(source) × similarity^exponent × recency decay. Disliked sources count
+ * against their neighbours. Scores are then divided by a popularity term so that blockbusters
+ * the user has likely found alone do not crowd out closer matches.
+ */
+export function rankAffinity(spec: AffinitySpec, input: RankInput): Ranked {
+  const p = spec.params;
+  if (input.history.length === 0) return coldStartAnswer(input);
+  const scored = new Map<string, number>();
+  const halfLifeMs = p.recencyHalfLifeDays === null ? null : p.recencyHalfLifeDays * 86_400_000;
+  for (const s of selectSources(input.history, p.maxSources)) {
+    let w = likeWeight(s, p);
+    if (halfLifeMs !== null) {
+      const age = Math.max(0, input.now - lastActivity(s));
+      w *= Math.pow(0.5, age / halfLifeMs);
+    }
+    if (w === 0) continue;
+    for (const n of input.neighbours(s.movieId, p.neighboursPerMovie)) {
+      if (n.similarity < p.minSimilarity || n.similarity <= 0) continue;
+      const contribution = w * (p.similarityExponent === 1 ? n.similarity : p.similarityExponent === 2 ? n.similarity * n.similarity : Math.pow(n.similarity, p.similarityExponent));
+      scored.set(n.id, (scored.get(n.id) ?? 0) + contribution);
+    }
+  }
+  const penalty = p.popularityPenalty > 0 ? penalties(input.popularity, p.popularityPenalty) : null;
+  for (const [id, score] of scored) {
+    if (score <= 0) scored.delete(id);
+    else if (penalty !== null) scored.set(id, score * penalty(id));
+  }
+  const exclude = p.excludeWatched ? new Set(input.history.map((h) => h.movieId)) : null;
+  return finish(scored, input, exclude);
+}
+
+// The de-biasing factor per movie depends only on the table and the exponent: computed once each.
+const penaltyCache = new WeakMap<PopularityTable, { exponent: number; factors: Map<string, number> }>();
+
+/** 1 / (1 + ln(1 + popularity)) ** exponent, memoised per popularity table. */
+function penalties(pop: PopularityTable, exponent: number): (id: string) => number {
+  let c = penaltyCache.get(pop);
+  if (c === undefined || c.exponent !== exponent) penaltyCache.set(pop, (c = { exponent, factors: new Map() }));
+  const factors = c.factors;
+  return (id) => {
+    let f = factors.get(id);
+    if (f === undefined) {
+      const base = 1 + Math.log1p(pop.get(id) ?? 0);
+      f = 1 / (exponent === 0.5 ? Math.sqrt(base) : Math.pow(base, exponent));
+      factors.set(id, f);
+    }
+    return f;
+  };
+}
+
+/** Ranks by the spec's rule: ≤ LIST_SIZE ids, best first. */
+export function rank(spec: ModelSpec, input: RankInput): Ranked {
+  switch (spec.rule) {
+    case 'seed-popularity-rating': return rankSeed(spec, input);
+    case 'affinity': return rankAffinity(spec, input);
+  }
+}

@@ -1,0 +1,212 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import {
+  coldStartList, likeWeight, neighboursFromMap, popularityTable, rank, rankAffinity, rankSeed, topPopular,
+  type HistoryEntry, type Neighbour, type RankInput,
+} from '../lib/models/rank.ts';
+import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type SeedSpec } from '../lib/models/spec.ts';
+import { VectorIndex } from '../lib/models/vectors.ts';
+
+const seed = loadSpec('models/seed-baseline.json').spec as SeedSpec;
+const affinity = loadSpec('models/affinity-v1.json').spec as AffinitySpec;
+
+function problems(raw: unknown): string[] {
+  try {
+    parseSpec(raw, 'x.json');
+  } catch (err) {
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as Error).message).toContain('x.json');
+    return (err as SpecError).problems;
+  }
+  throw new Error('expected the spec to be rejected');
+}
+
+const watched = (movieId: string, o: Partial<HistoryEntry> = {}): HistoryEntry => ({
+  movieId, minutes: 100, firstAt: 1000, lastAt: 2000, rating: null, ratedAt: null, runtime: 100, ...o,
+});
+
+describe('model specs', () => {
+  it('ships a valid seed-baseline and affinity-v1 with the rules the issue asks for', () => {
+    expect(seed.rule).toBe('seed-popularity-rating');
+    expect(seed.params.unratedRating).toBe(3);
+    expect(seed.params.coldStart.kind).toBe('popular');
+    expect(affinity.rule).toBe('affinity');
+    expect(affinity.params.excludeWatched).toBe(true);
+    expect(affinity.params.coldStart.kind).toBe('recent');
+    expect(loadSpec('models/seed-baseline.json').path).toBe('models/seed-baseline.json');
+  });
+
+  it('rejects an unknown or missing rule, naming the known ones', () => {
+    const bad = problems({ ...seed, rule: 'magic' });
+    expect(bad).toHaveLength(1);
+    expect(bad[0]).toMatch(/^rule: "magic" is not a known rule \(one of seed-popularity-rating, affinity\)/);
+    const { rule: _rule, ...norule } = seed;
+    expect(problems(norule)[0]).toMatch(/^rule: missing/);
+  });
+
+  it('names a missing collection, a wrong type and an unknown key', () => {
+    const { collection: _c, ...nocollection } = seed;
+    expect(problems(nocollection)).toEqual(['collection: missing']);
+    const wrongType = problems({ ...seed, params: { ...seed.params, neighboursPerMovie: '20' } });
+    expect(wrongType).toHaveLength(1);
+    expect(wrongType[0]).toMatch(/^params\.neighboursPerMovie: .*number/);
+    expect(problems({ ...affinity, params: { ...affinity.params, popularityPenalty: -1 } })[0]).toMatch(/^params\.popularityPenalty: /);
+    expect(problems({ ...seed, extra: 1 })).toEqual(['extra: unknown key']);
+    expect(problems({ ...seed, params: { ...seed.params, coldStart: { kind: 'recent', size: 20 } } })).toEqual(['params.coldStart.windowHours: missing']);
+    // Params of the other rule are not accepted silently.
+    expect(problems({ ...seed, params: affinity.params }).join('\n')).toMatch(/unknown key/);
+    expect(problems({ ...seed, version: 'Has Spaces' })[0]).toMatch(/^version: /);
+    expect(problems([])).toEqual(['the spec must be a JSON object']);
+  });
+
+  it('reports an unreadable or non-JSON file', () => {
+    expect(() => loadSpec('models/does-not-exist.json')).toThrow(/cannot read the file/);
+    expect(() => loadSpec('package-lock.json')).toThrow(SpecError);
+  });
+
+  it('hashes the canonical JSON: key order does not matter, any value does', () => {
+    const reordered = JSON.parse(JSON.stringify({ params: seed.params, collection: seed.collection, rule: seed.rule, version: seed.version, description: seed.description }));
+    expect(canonicalJson(reordered)).toBe(canonicalJson(seed));
+    expect(specHash(parseSpec(reordered))).toBe(specHash(seed));
+    expect(specHash(seed)).toBe(createHash('sha256').update(canonicalJson(seed)).digest('hex'));
+    expect(specHash({ ...seed, params: { ...seed.params, ratingWeight: 0.51 } })).not.toBe(specHash(seed));
+    expect(canonicalJson({ b: [2, { d: 1, c: null }], a: 'x' })).toBe('{"a":"x","b":[2,{"c":null,"d":1}]}');
+  });
+});
+
+describe('ranking rules', () => {
+  // Sources a and b; a's neighbours are x (close) and y (far); b's are y and z.
+  const neigh = new Map<string, Neighbour[]>([
+    ['a', [{ id: 'x', similarity: 0.9 }, { id: 'y', similarity: 0.5 }, { id: 'b', similarity: 0.4 }]],
+    ['b', [{ id: 'z', similarity: 0.8 }, { id: 'y', similarity: 0.7 }, { id: 'a', similarity: 0.4 }]],
+  ]);
+  const pops = popularityTable([['a', 10], ['b', 10], ['x', 1], ['y', 50], ['z', 5], ['p1', 100], ['p2', 90], ['p3', 80]]);
+  const input = (history: HistoryEntry[], o: Partial<RankInput> = {}): RankInput => ({
+    history, neighbours: neighboursFromMap(neigh), popularity: pops, coldStart: ['p1', 'p2', 'p3'], now: 3000, ...o,
+  });
+
+  it('seed: cold start is the given list', () => {
+    expect(rankSeed(seed, input([]))).toEqual({ ids: ['p1', 'p2', 'p3'], source: 'cold-start' });
+  });
+
+  it('seed: candidates sorted by popularity plus the source rating, unrated = 3, watched kept', () => {
+    // a rated 5, b unrated (3): every neighbour of a outranks those only reached from b.
+    const r = rankSeed(seed, input([watched('a', { rating: 5, ratedAt: 1500 }), watched('b')]));
+    expect(r.source).toBe('model');
+    // From a (rating 5): y (pop 50) > b (pop 10) > x (pop 1). From b only: z, and a (watched, kept).
+    expect(r.ids.slice(0, 5)).toEqual(['y', 'b', 'x', 'a', 'z']);
+    expect(r.ids.slice(5)).toEqual(['p1', 'p2', 'p3']);
+    // With a rated 1 the order between sources flips.
+    const low = rankSeed(seed, input([watched('a', { rating: 1, ratedAt: 1500 }), watched('b')]));
+    expect(low.ids.slice(0, 3)).toEqual(['y', 'a', 'z']);
+    // unratedRating is what an unrated source counts as.
+    const asFive = rankSeed({ ...seed, params: { ...seed.params, unratedRating: 5 } }, input([watched('a', { rating: 4, ratedAt: 1500 }), watched('b')]));
+    expect(asFive.ids.slice(0, 2)).toEqual(['y', 'a']);
+  });
+
+  it('seed: popular cold-start list is the top of the popularity table', () => {
+    const list = coldStartList(seed.params.coldStart, { popular: topPopular([['a', 1], ['b', 3], ['c', 2]], 100), recent: [{ movieId: 'a', viewers: 99 }] });
+    expect(list).toEqual(['b', 'c', 'a']);
+  });
+
+  it('affinity: weights similarity by how much the user liked the source and excludes watched movies', () => {
+    const liked = rankAffinity(affinity, input([watched('a', { rating: 5, ratedAt: 1500 }), watched('b', { rating: 2, ratedAt: 1500 })]));
+    // b disliked: z (only from b) gets a negative score and is dropped; y is pulled down by b.
+    expect(liked.ids).not.toContain('a');
+    expect(liked.ids).not.toContain('b');
+    expect(liked.ids[0]).toBe('x');
+    expect(liked.ids).not.toContain('z');
+    expect(liked.ids.slice(-3)).toEqual(['p1', 'p2', 'p3']);
+    const flipped = rankAffinity(affinity, input([watched('a', { rating: 2, ratedAt: 1500 }), watched('b', { rating: 5, ratedAt: 1500 })]));
+    expect(flipped.ids[0]).toBe('z');
+    expect(flipped.ids).not.toContain('x');
+  });
+
+  it('affinity: minutes watched are an implicit signal when unrated', () => {
+    const p = affinity.params;
+    expect(likeWeight(watched('a', { minutes: 100, runtime: 100 }), p)).toBeCloseTo(p.implicitWeight, 6);
+    expect(likeWeight(watched('a', { minutes: 45, runtime: 100 }), p)).toBeCloseTo(0, 6);
+    expect(likeWeight(watched('a', { minutes: 5, runtime: 100 }), p)).toBeLessThan(0);
+    expect(likeWeight(watched('a', { minutes: 0, runtime: null, rating: 4 }), p)).toBe(0.5);
+    // Runtime unknown: the default runtime is used.
+    expect(likeWeight(watched('a', { minutes: p.defaultRuntimeMinutes, runtime: null }), p)).toBeCloseTo(p.implicitWeight, 6);
+    const r = rankAffinity(affinity, input([watched('a', { minutes: 95 }), watched('b', { minutes: 3 })]));
+    expect(r.ids[0]).toBe('x');
+    expect(r.ids).not.toContain('z');
+  });
+
+  it('affinity: popularity is de-biased, and the penalty can be switched off', () => {
+    // Two sources liked alike, both neighbours equally similar: the less popular one wins with a penalty.
+    const n = neighboursFromMap(new Map([['s', [{ id: 'big', similarity: 0.8 }, { id: 'small', similarity: 0.8 }]]]));
+    const pop = popularityTable([['big', 500], ['small', 1]]);
+    const h = [watched('s', { rating: 5, ratedAt: 1 })];
+    expect(rankAffinity(affinity, input(h, { neighbours: n, popularity: pop, coldStart: [] })).ids).toEqual(['small', 'big']);
+    const noPenalty = { ...affinity, params: { ...affinity.params, popularityPenalty: 0 } };
+    expect(rankAffinity(noPenalty, input(h, { neighbours: n, popularity: pop, coldStart: [] })).ids).toEqual(['big', 'small']);
+  });
+
+  it('affinity: recent sources weigh more than old ones', () => {
+    const day = 86_400_000;
+    const now = 400 * day;
+    const h = [watched('a', { rating: 5, ratedAt: now - 300 * day, lastAt: now - 300 * day }), watched('b', { rating: 5, ratedAt: now - day, lastAt: now - day })];
+    expect(rankAffinity(affinity, input(h, { now })).ids[0]).toBe('z');
+  });
+
+  it('affinity: cold start from recent watches, padded with popular, de-duplicated', () => {
+    const list = coldStartList({ kind: 'recent', size: 4, windowHours: 24 }, {
+      popular: ['p1', 'r2', 'p2', 'p3'],
+      recent: [{ movieId: 'r1', viewers: 2 }, { movieId: 'r2', viewers: 7 }],
+    });
+    expect(list).toEqual(['r2', 'r1', 'p1', 'p2']);
+    expect(rank(affinity, input([], { coldStart: list }))).toEqual({ ids: list, source: 'cold-start' });
+  });
+
+  it('never answers more than 20 ids, and no duplicates', () => {
+    const many = new Map<string, Neighbour[]>([['s', Array.from({ length: 60 }, (_, i) => ({ id: `m${i}`, similarity: 1 - i / 100 }))]]);
+    const cold = Array.from({ length: 30 }, (_, i) => `m${i}`);
+    for (const spec of [seed, affinity]) {
+      const r = rank(spec, input([watched('s', { rating: 5, ratedAt: 1 })], { neighbours: neighboursFromMap(many), coldStart: cold }));
+      expect(r.ids).toHaveLength(20);
+      expect(new Set(r.ids).size).toBe(20);
+    }
+  });
+});
+
+describe('vector index', () => {
+  const records = [
+    { id: 'a', embedding: [1, 0, 0], popularity: 5 },
+    { id: 'b', embedding: [2, 0.2, 0], popularity: null },
+    { id: 'c', embedding: [0, 1, 0], popularity: 1 },
+    { id: 'd', embedding: [0.5, 0.5, 0], popularity: 2 },
+  ];
+
+  it('finds the nearest other movies by cosine, most similar first', () => {
+    const idx = VectorIndex.from(records);
+    expect(idx.size).toBe(4);
+    const n = idx.neighbours('a', 2);
+    expect(n.map((x) => x.id)).toEqual(['b', 'd']);
+    expect(n[0].similarity).toBeCloseTo(2 / Math.sqrt(4.04), 5);
+    expect(idx.neighbours('a', 10).map((x) => x.id)).toEqual(['b', 'd', 'c']);
+    expect(idx.neighbours('nope', 3)).toEqual([]);
+    expect([...idx.popularities()]).toEqual([['a', 5], ['c', 1], ['d', 2]]);
+  });
+
+  it('grows incrementally without touching the old index', () => {
+    const idx = VectorIndex.from(records);
+    idx.warm(['c'], 2);
+    expect(idx.neighbours('c', 1)[0].id).toBe('d');
+    const next = idx.withRecords([{ id: 'e', embedding: [0, 1, 0.01], popularity: 3 }]);
+    expect(next.size).toBe(5);
+    expect(next.neighbours('c', 1)[0].id).toBe('e');
+    expect(idx.neighbours('c', 1)[0].id).toBe('d');
+    expect(() => next.withRecords([{ id: 'f', embedding: [1, 0], popularity: null }])).toThrow(/dimensions/);
+    // Lists carried over from the old cache equal lists computed from scratch.
+    const big = Array.from({ length: 60 }, (_, i) => ({ id: `m${i}`, embedding: [Math.sin(i), Math.cos(i * 1.7), Math.sin(i * 0.3) + 0.5], popularity: i }));
+    const first = VectorIndex.from(big.slice(0, 50));
+    first.warm(big.slice(0, 50).map((r) => r.id), 5);
+    const grown = first.withRecords(big.slice(50));
+    expect(grown.cachedNeighbourLists).toBe(50);
+    const fresh = VectorIndex.from(big);
+    for (const r of big) expect(grown.neighbours(r.id, 5).map((n) => n.id)).toEqual(fresh.neighbours(r.id, 5).map((n) => n.id));
+  });
+});
