@@ -4,6 +4,10 @@ import { loadConfig, projectRoot } from '../lib/config.ts';
 import { createPool, migrate } from '../lib/db.ts';
 import { runServices, services } from './services.ts';
 import { vectorsCommand } from '../lib/vectors/cli.ts';
+import { backupCommand, backupsCommand, restoreCommand, schedulesCommand } from './backup.ts';
+import { evalOfflineCommand, evalOnlineCommand, evalSummary, evalUsage } from './eval.ts';
+import { movielensCommand, movielensSummary, movielensUsage } from './movielens.ts';
+import { abortCommand, releaseCommand, statusCommand } from './release.ts';
 
 export interface Command {
   /** One word, or two for grouped commands such as "eval offline". */
@@ -49,4 +53,40 @@ export const commands: Command[] = [
     summary: 'compute movie vectors and upsert them into ChromaDB (collection movies_<kind>_v<N>)',
     run: (args) => vectorsCommand(args),
   },
+  {
+    name: 'release',
+    usage: 'release <version> --model models/<spec>.json [--percent N] [--bake 12h] [--interval 30m] [--notify a@b,...] [--wait]',
+    summary: 'start a CanaryRelease workflow (offline gate, build, deploy nightly, bake, judge, promote or abort)',
+    run: (args) => releaseCommand(args),
+  },
+  {
+    name: 'abort',
+    usage: 'abort <version> --reason "..."',
+    summary: 'abort a release at once: traffic back to main, nightly removed, outcome mailed',
+    run: (args) => abortCommand(args),
+  },
+  {
+    name: 'promote',
+    usage: 'promote <version> --reason "..."',
+    summary: 'end the bake early and promote (only while baking)',
+    run: (args) => abortCommand(args, 'promote'),
+  },
+  {
+    name: 'status',
+    usage: 'status [<version>] [--json]',
+    summary: 'phase, times and live metrics of the release in flight (or the given one), and the routing',
+    run: (args) => statusCommand(args),
+  },
+  { name: 'eval offline', usage: evalUsage.offline, summary: evalSummary.offline, run: (args) => evalOfflineCommand(args) },
+  { name: 'eval online', usage: evalUsage.online, summary: evalSummary.online, run: (args) => evalOnlineCommand(args) },
+  { name: 'import movielens', usage: movielensUsage, summary: movielensSummary, run: (args) => movielensCommand(args) },
+  { name: 'backup', usage: 'backup', summary: 'back up the database now (DatabaseBackup workflow), with progress', run: (args) => backupCommand(args) },
+  { name: 'backups', usage: 'backups [--all]', summary: 'list backups (--all includes ones removed by retention)', run: (args) => backupsCommand(args) },
+  {
+    name: 'restore',
+    usage: 'restore <backup-id|file> [--force]',
+    summary: 'restore a backup into a new database and switch to it (DatabaseRestore); --force while a release bakes',
+    run: (args) => restoreCommand(args),
+  },
+  { name: 'schedules apply', usage: 'schedules apply', summary: 'create or update the Temporal Schedules from temporal.yaml (marquee-backup)', run: (args) => schedulesCommand(args) },
 ];

@@ -7,6 +7,8 @@ export const services: { name: string; entry: string; args?: string[] }[] = [
   { name: 'worker', entry: 'workers/main.ts' },
   { name: 'ingest', entry: 'services/ingest/main.ts' },
   { name: 'catalog', entry: 'services/catalog/main.ts' },
+  { name: 'gateway', entry: 'services/gateway/main.ts' },
+  { name: 'simulator', entry: 'services/simulator/main.ts' },
 ];
 
 /** Runs the chosen services as child processes with prefixed logs; stops them all on SIGINT/SIGTERM or when one dies. */

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { evaluationSchema } from './eval/settings.ts';
 
 /** The repository root, so paths in the config resolve the same from any working directory. */
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -49,6 +50,7 @@ export const configSchema = z.strictObject({
     maxConsecutiveGuardrailFailures: z.number().int().min(1),
     inconclusiveExtension: duration,
   }),
+  evaluation: evaluationSchema.optional(),
   backup: z.strictObject({
     dir: z.string().min(1),
     schedule: z.string().regex(/^every \d+(m|h|d)$/, 'expected a cadence such as "every 6h"'),

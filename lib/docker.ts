@@ -140,11 +140,14 @@ export function readProgress(stream: NodeJS.ReadableStream, onEntry: (e: Progres
  * Builds an image from a tar build context and resolves with its id. Rejects with the build's own
  * error message (a failing RUN, a bad instruction), including the last output lines for context.
  */
-export async function buildImage(context: Buffer | NodeJS.ReadableStream, tag: string, docker: Docker = dockerClient()): Promise<string> {
+export async function buildImage(
+  context: Buffer | NodeJS.ReadableStream, tag: string, docker: Docker = dockerClient(),
+  opts: { buildargs?: Record<string, string>; labels?: Record<string, string>; onOutput?: (line: string) => void } = {},
+): Promise<string> {
   // RUN steps use the host network: the engine runs with --bridge=none, so there is no default bridge.
   let stream: NodeJS.ReadableStream;
   try {
-    stream = await docker.buildImage(context as NodeJS.ReadableStream, { t: tag, networkmode: 'host', rm: true, forcerm: true, labels: LABELS });
+    stream = await docker.buildImage(context as NodeJS.ReadableStream, { t: tag, networkmode: 'host', rm: true, forcerm: true, labels: { ...LABELS, ...opts.labels }, buildargs: opts.buildargs });
   } catch (err) {
     // Errors found before the build starts (a Dockerfile that does not parse) come back as an HTTP error.
     throw new Error(`building ${tag} failed: ${(err as Error).message}`);
@@ -152,7 +155,7 @@ export async function buildImage(context: Buffer | NodeJS.ReadableStream, tag: s
   const output: string[] = [];
   let entries: ProgressEntry[];
   try {
-    entries = await readProgress(stream, (e) => { if (e.stream) output.push(e.stream); });
+    entries = await readProgress(stream, (e) => { if (e.stream) { output.push(e.stream); opts.onOutput?.(e.stream); } });
   } catch (err) {
     const tail = output.join('').trimEnd().split('\n').slice(-10).join('\n');
     throw new Error(`building ${tag} failed: ${(err as Error).message}${tail ? `\n${tail}` : ''}`);

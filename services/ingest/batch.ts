@@ -35,7 +35,7 @@ const MAX_DEAD_LINE = 8192;
 /** Postgres text cannot hold NUL, so it is shown as \u0000; very long garbage is cut. */
 function storableLine(line: string): string {
   const cut = line.length > MAX_DEAD_LINE ? line.slice(0, MAX_DEAD_LINE) : line;
-  return cut.includes('\u0000') ? cut.replace(/\u0000/g, '\\u0000') : cut;
+  return cut.includes('\u0000') ? cut.split('\u0000').join('\\u0000') : cut;
 }
 
 /** Parses and aggregates a batch in offset order; later events win ties for "latest". */

@@ -34,6 +34,7 @@ export class Ingest {
   private readonly topic: string;
   private readonly logStart = new Map<number, number>();
   private running = false;
+  private assigned: number[] = [];
   private paused = false;
 
   constructor(private readonly cfg: Config, private readonly pool: Pool, private readonly opts: IngestOptions = {}) {
@@ -53,9 +54,12 @@ export class Ingest {
       maxBytesPerPartition: 4 * 1024 * 1024,
       maxBytes: 16 * 1024 * 1024,
       maxWaitTimeInMs: 200,
-      sessionTimeout: 30_000,
+      sessionTimeout: Number(process.env.INGEST_SESSION_TIMEOUT_MS ?? 30_000),
       heartbeatInterval: 3000,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 },
+    });
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      this.assigned = (e.payload.memberAssignment[this.topic] ?? []).slice();
     });
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
@@ -128,8 +132,21 @@ export class Ingest {
     this.paused = true;
   }
 
-  resume(): void {
-    this.consumer?.resume([{ topic: this.topic }]);
+  /**
+   * Resumes from the offsets stored in Postgres, not from where Kafka left off: after a restore
+   * the database holds older offsets, and every partition (even an idle one) must re-read from there.
+   */
+  async resume(): Promise<void> {
+    if (this.consumer) {
+      const { rows } = await this.pool.query<{ kafka_partition: number; next_offset: number }>(
+        'SELECT kafka_partition, next_offset FROM ingest_offsets WHERE topic = $1', [this.topic]);
+      const stored = new Map(rows.map((r) => [r.kafka_partition, Number(r.next_offset)]));
+      for (const partition of this.assigned) {
+        const offset = Math.max(stored.get(partition) ?? 0, this.logStart.get(partition) ?? 0);
+        this.consumer.seek({ topic: this.topic, partition, offset: String(offset) });
+      }
+      this.consumer.resume([{ topic: this.topic }]);
+    }
     this.paused = false;
   }
 

@@ -15,7 +15,14 @@ const app = serviceApp({
 });
 // Used by the restore workflow: stop reading while the database is swapped underneath.
 app.post('/admin/pause', (_req, res) => { ingest.pause(); res.json({ paused: true }); });
-app.post('/admin/resume', (_req, res) => { ingest.resume(); res.json({ paused: false }); });
+app.post('/admin/resume', async (_req, res) => {
+  try {
+    await ingest.resume();
+    res.json({ paused: false });
+  } catch (err) {
+    res.status(500).type('text/plain').send(`resume failed: ${(err as Error).message}`);
+  }
+});
 
 const server = await listen(app, port);
 await ingest.start();

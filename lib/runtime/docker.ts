@@ -1,0 +1,58 @@
+import type Docker from 'dockerode';
+import type { Config } from '../config.ts';
+import { dockerClient, LABELS } from '../docker.ts';
+import { slotEnv, slotUrl, type Slot, type SlotRuntime, type SlotState } from './slots.ts';
+
+const containerName = (slot: Slot) => `marquee-inference-${slot}`;
+
+/** Inference slots as Docker containers on the host network, labelled as Marquee's. */
+export function dockerRuntime(cfg: Config, docker: Docker = dockerClient()): SlotRuntime {
+  async function inspect(slot: Slot): Promise<Docker.ContainerInspectInfo | undefined> {
+    try {
+      return await docker.getContainer(containerName(slot)).inspect();
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+      throw err;
+    }
+  }
+
+  const runtime: SlotRuntime = {
+    kind: 'docker',
+    async describe(slot) {
+      const c = await inspect(slot);
+      if (!c) return undefined;
+      const labels = c.Config.Labels ?? {};
+      return {
+        slot, version: labels['marquee.version'] ?? '?', model: labels['marquee.model'] ?? '?', image: c.Config.Image,
+        running: c.State.Running, url: slotUrl(cfg, slot), id: c.Id,
+      };
+    },
+    async deploy(d): Promise<SlotState> {
+      if (!d.image) throw new Error('the Docker runtime needs an image');
+      const current = await runtime.describe(d.slot);
+      if (current?.running && current.version === d.version && current.image === d.image) return current;
+      await runtime.remove(d.slot);
+      const env = { ...slotEnv(cfg, d) };
+      const container = await docker.createContainer({
+        name: containerName(d.slot),
+        Image: d.image,
+        Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        Labels: { ...LABELS, 'marquee.component': 'inference', 'marquee.slot': d.slot, 'marquee.version': d.version, 'marquee.model': d.model },
+        HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'unless-stopped' } },
+      });
+      await container.start();
+      return { ...d, running: true, url: slotUrl(cfg, d.slot), id: container.id };
+    },
+    async remove(slot) {
+      const c = await inspect(slot);
+      if (!c) return false;
+      const container = docker.getContainer(c.Id);
+      if (c.State.Running) await container.stop({ t: 10 }).catch(() => undefined);
+      await container.remove({ force: true }).catch((err) => {
+        if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+      });
+      return true;
+    },
+  };
+  return runtime;
+}

@@ -1,0 +1,51 @@
+import type { Config } from '../config.ts';
+
+export type Slot = 'main' | 'nightly';
+
+export interface SlotDeployment {
+  slot: Slot;
+  version: string;
+  /** Spec path inside the project (models/x.json). */
+  model: string;
+  /** marquee-inference:<version> when it runs from an image; null for a local process. */
+  image: string | null;
+}
+
+export interface SlotState extends SlotDeployment {
+  running: boolean;
+  url: string;
+  /** Container id or process id. */
+  id: string;
+}
+
+/**
+ * Where inference slots run: Docker containers on the host network when the engine answers,
+ * local processes otherwise. Both are idempotent: deploying what already runs does nothing.
+ */
+export interface SlotRuntime {
+  kind: 'docker' | 'process';
+  deploy(d: SlotDeployment): Promise<SlotState>;
+  remove(slot: Slot): Promise<boolean>;
+  describe(slot: Slot): Promise<SlotState | undefined>;
+}
+
+export function slotPort(cfg: Config, slot: Slot): number {
+  return slot === 'main' ? cfg.services.inferenceMain.port : cfg.services.inferenceNightly.port;
+}
+
+export function slotUrl(cfg: Config, slot: Slot): string {
+  return `http://127.0.0.1:${slotPort(cfg, slot)}`;
+}
+
+/** Environment shared by both runtimes: the slot, its port, and the config overrides in force. */
+export function slotEnv(cfg: Config, d: SlotDeployment): Record<string, string> {
+  const env: Record<string, string> = {
+    INFERENCE_SLOT: d.slot,
+    INFERENCE_PORT: String(slotPort(cfg, d.slot)),
+    INFERENCE_VERSION: d.version,
+    MARQUEE_POSTGRES_URL: cfg.postgres.url,
+    MARQUEE_CHROMA_URL: cfg.chroma.url,
+  };
+  if (d.image) env.INFERENCE_IMAGE = d.image;
+  return env;
+}

@@ -1,0 +1,345 @@
+/**
+ * The public endpoint: GET /recommend/<userid> goes to the user's sticky slot and never fails a valid
+ * request. Per request the only work besides the upstream call is a hash and two array pushes; all
+ * database writes (history, assignments) happen in batches on timers.
+ *
+ * Time budget (the contract allows 600 ms): nightly gets `nightlyBudgetMs`; main, whether first
+ * choice or fallback, must answer before `mainDeadlineMs` from arrival; after that the popular list
+ * is served at once, leaving the rest of the 600 ms as margin for the network and the event loop.
+ */
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import express from 'express';
+import type { Pool } from '../../lib/db.ts';
+import { serviceApp } from '../../lib/http.ts';
+import { latencyBuckets, Registry } from '../../lib/metrics.ts';
+import { parseUserId, slotFor, type Slot } from '../../lib/routing.ts';
+import { gitCommit, packageVersion } from '../../lib/version.ts';
+import { adminRouter } from './admin.ts';
+import { BatchWriter } from './batch.ts';
+import { HealthChecker, probe } from './health.ts';
+import { writeAssignments, writeServed, type AssignmentRow, type ServedRow } from './history.ts';
+import { PopularList } from './popular.ts';
+import { initState, loadState, routingFields, type RoutingState } from './state.ts';
+import { parseAnswer, UpstreamError, Upstreams } from './upstream.ts';
+
+export interface GatewayOptions {
+  adminToken: string;
+  /** Where main is on a database that has no routing state yet. */
+  initialMainUrl: string;
+  nightlyBudgetMs: number;
+  mainDeadlineMs: number;
+  flushIntervalMs: number;
+  flushRows: number;
+  healthIntervalMs: number;
+  statePollMs: number;
+  popularRefreshMs: number;
+  log: (message: string) => void;
+}
+
+export const defaultOptions = (): Omit<GatewayOptions, 'adminToken' | 'initialMainUrl'> => ({
+  nightlyBudgetMs: 200,
+  mainDeadlineMs: 400,
+  flushIntervalMs: 200,
+  flushRows: 500,
+  healthIntervalMs: 1000,
+  statePollMs: 1000,
+  popularRefreshMs: 60_000,
+  log: (m) => console.log(`gateway: ${m}`),
+});
+
+type Answer = { ok: true; body: string; contentType: string; ids: string[]; outcome?: string };
+type Outcome = Answer | { ok: false; reason: string };
+
+/** Versions come from admins and /healthz answers: a character Node refuses in a header must not fail a request. */
+const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : v.replace(/[^\x20-\x7e]/g, '?'));
+
+/** Most distinct users remembered per release to avoid re-sending assignments; past it the set restarts (the insert ignores repeats). */
+const MAX_SEEN = 2_000_000;
+
+export class Gateway {
+  readonly registry = new Registry();
+  private readonly m = {
+    requests: this.registry.counter('gateway_requests_total', 'Valid recommendation requests, by the slot the user is assigned to'),
+    answers: this.registry.counter('gateway_answers_total', 'Answers served, by who produced them (main, nightly, popular)'),
+    badRequests: this.registry.counter('gateway_bad_requests_total', 'Requests refused with 400 (invalid user id)'),
+    errors: this.registry.counter('gateway_upstream_errors_total', 'Failed upstream calls, by slot and kind (timeout, refused, error, status, bad_answer, down)'),
+    fallbacks: this.registry.counter('gateway_fallbacks_total', 'Answers not served by the assigned slot, by from, to and reason'),
+    latency: this.registry.histogram('gateway_request_duration_seconds', 'Time to answer, by who produced the answer', latencyBuckets),
+    upstreamLatency: this.registry.histogram('gateway_upstream_duration_seconds', 'Upstream call time, by slot (successful calls)', latencyBuckets),
+    assigned: this.registry.gauge('gateway_assigned_users', 'Distinct users this process has assigned in the current release, by slot'),
+    written: this.registry.counter('gateway_rows_written_total', 'Rows written in batches, by table (user_assignments counts rows sent; repeats are ignored there)'),
+    pending: this.registry.gauge('gateway_write_pending', 'Rows waiting to be written, by table'),
+    dropped: this.registry.gauge('gateway_write_dropped', 'Rows dropped after the buffer overflowed during a database outage, by table'),
+    writeFailures: this.registry.counter('gateway_write_failures_total', 'Failed batch writes (retried), by table'),
+    slotUp: this.registry.gauge('gateway_slot_up', '1 when the slot passes its health checks, by slot'),
+    percent: this.registry.gauge('gateway_nightly_percent', 'Configured share of users in nightly'),
+    loopDelay: this.registry.gauge('gateway_event_loop_delay_seconds', 'Event-loop delay over the last second (p99 and max): time requests wait before the gateway sees them'),
+    routingChanges: this.registry.counter('gateway_routing_changes_total', 'Routing changes applied through this process or picked up from Postgres'),
+  };
+
+  private state!: RoutingState;
+  private seen = new Map<number, Slot>();
+  private readonly upstreams = new Upstreams();
+  private readonly health: HealthChecker;
+  private readonly popular: PopularList;
+  private readonly history: BatchWriter<ServedRow>;
+  private readonly assignments: BatchWriter<AssignmentRow>;
+  private server?: Server;
+  private pollTimer?: NodeJS.Timeout;
+  private inFlight = 0;
+
+  constructor(private readonly pool: Pool, readonly opts: GatewayOptions) {
+    this.health = new HealthChecker(this.upstreams, () => this.routedUrls(), {
+      intervalMs: opts.healthIntervalMs, timeoutMs: Math.min(500, opts.healthIntervalMs), failuresToDown: 2,
+      onChange: (url, up, why) => { opts.log(`${url} is ${up ? 'up' : 'down'} (${why})`); this.updateGauges(); },
+    });
+    this.popular = new PopularList(pool, { refreshMs: opts.popularRefreshMs, log: opts.log });
+    const onError = (table: string) => (err: Error) => { this.m.writeFailures.inc({ table }); opts.log(`writing ${table} failed, will retry: ${err.message}`); };
+    this.history = new BatchWriter('served_recommendations', writeServed(pool), {
+      intervalMs: opts.flushIntervalMs, maxBatch: opts.flushRows, maxPending: 1_000_000, onError: onError('served_recommendations'),
+    });
+    this.assignments = new BatchWriter('user_assignments', writeAssignments(pool), {
+      intervalMs: opts.flushIntervalMs, maxBatch: opts.flushRows, maxPending: 1_000_000, onError: onError('user_assignments'),
+    });
+  }
+
+  private routedUrls(): string[] {
+    const s = this.state;
+    return s.nightlyUrl ? [s.mainUrl, s.nightlyUrl] : [s.mainUrl];
+  }
+
+  current(): RoutingState {
+    return this.state;
+  }
+
+  /** Installs a routing state; requests that arrive after this use it, those in flight finish on the old one. */
+  setState(next: RoutingState, why: string): void {
+    const prev = this.state;
+    if (prev && new Date(next.updatedAt) < new Date(prev.updatedAt)) return;
+    this.state = next;
+    if (!prev || prev.releaseId !== next.releaseId) this.seen = new Map();
+    if (prev) {
+      this.m.routingChanges.inc();
+      this.opts.log(`routing changed (${why}): ${JSON.stringify(routingFields(next))}`);
+    }
+    this.updateGauges();
+  }
+
+  private updateGauges(): void {
+    const s = this.state;
+    this.m.percent.set(undefined, s.nightlyUrl ? s.nightlyPercent : 0);
+    this.m.slotUp.set({ slot: 'main' }, this.health.isUp(s.mainUrl) ? 1 : 0);
+    if (s.nightlyUrl) this.m.slotUp.set({ slot: 'nightly' }, this.health.isUp(s.nightlyUrl) ? 1 : 0);
+  }
+
+  /** Reads the routing state from Postgres, creating it (main only) on a fresh database. */
+  async loadRouting(): Promise<RoutingState> {
+    let state = await loadState(this.pool);
+    if (!state) {
+      const p = await probe(this.upstreams, this.opts.initialMainUrl, 2000);
+      state = await initState(this.pool, { mainUrl: this.opts.initialMainUrl, mainVersion: (p.ok && p.version) || 'unknown' }, 'gateway (initial state)');
+      this.opts.log(`no routing state in Postgres: created one with main at ${state.mainUrl}`);
+    }
+    this.setState(state, 'loaded');
+    return state;
+  }
+
+  async start(port: number, host = '127.0.0.1'): Promise<Server> {
+    if (!this.state) await this.loadRouting();
+    this.health.start();
+    await this.popular.start();
+    this.history.start();
+    this.assignments.start();
+    this.loop.enable();
+    this.pollTimer = setInterval(() => void this.pollState(), this.opts.statePollMs);
+    this.pollTimer.unref();
+    const app = this.app();
+    // The hot path skips express's router (about a tenth of the gateway's CPU per request); every
+    // other route, and any odd-looking /recommend URL, goes through express as usual.
+    const server = http.createServer((req, res) => {
+      if (req.method === 'GET' && req.url && req.url.startsWith('/recommend/')) {
+        const rest = req.url.slice('/recommend/'.length).split('?')[0];
+        if (rest.length > 0 && !rest.includes('/') && !rest.includes('%')) { void this.recommend(rest, res); return; }
+      }
+      app(req, res);
+    });
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => { server.off('error', reject); resolve(); });
+    });
+    this.server = server;
+    return server;
+  }
+
+  /** Picks up changes made through another gateway process sharing the database. */
+  private readonly loop = monitorEventLoopDelay({ resolution: 10 });
+
+  private async pollState(): Promise<void> {
+    this.syncWriteMetrics();
+    this.m.loopDelay.set({ quantile: '0.99' }, this.loop.percentile(99) / 1e9);
+    this.m.loopDelay.set({ quantile: '1' }, this.loop.max / 1e9);
+    this.loop.reset();
+    try {
+      const { rows } = await this.pool.query<{ updated_at: Date }>('SELECT updated_at FROM routing_state WHERE id = 1');
+      if (rows[0] && rows[0].updated_at > new Date(this.state.updatedAt)) {
+        const s = await loadState(this.pool);
+        if (s) this.setState(s, 'changed in Postgres');
+      }
+    } catch { /* the database is away; keep routing as we were */ }
+  }
+
+  app(): express.Express {
+    const app = serviceApp({ registry: this.registry, health: () => this.healthBody() });
+    app.set('etag', false);
+    app.get('/recommend/:id', (req: IncomingMessage & { params: { id: string } }, res: ServerResponse) => void this.recommend(req.params.id, res));
+    app.use('/admin', adminRouter(this, this.pool, this.upstreams, this.opts));
+    app.use((_req: express.Request, res: express.Response) => { res.status(404).type('text/plain').send('not found'); });
+    return app;
+  }
+
+  private healthBody(): Record<string, unknown> {
+    this.syncWriteMetrics();
+    const s = this.state;
+    const slot = (url: string | null) => url === null ? null : { url, ...(this.health.get(url) ?? { up: true, note: 'not checked yet' }) };
+    const down = !this.health.isUp(s.mainUrl) || (s.nightlyUrl !== null && !this.health.isUp(s.nightlyUrl));
+    return {
+      status: 'ok', service: 'gateway', version: packageVersion, commit: gitCommit(), degraded: down,
+      routing: { ...routingFields(s), updatedAt: s.updatedAt, updatedBy: s.updatedBy },
+      slots: { main: slot(s.mainUrl), nightly: slot(s.nightlyUrl) },
+      inFlight: this.inFlight,
+      writes: { served_recommendations: this.history.stats, user_assignments: this.assignments.stats },
+      popular: { source: this.popular.source, size: this.popular.ids().length },
+    };
+  }
+
+  private async recommend(raw: string, res: ServerResponse): Promise<void> {
+    const t0 = performance.now();
+    const servedAt = new Date();
+    const parsed = parseUserId(raw);
+    if (!parsed.ok) {
+      this.m.badRequests.inc();
+      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end(parsed.reason);
+      return;
+    }
+    this.inFlight++;
+    const userId = parsed.id;
+    const s = this.state;
+    const assigned = slotFor(userId, s.releaseId, s.nightlyUrl ? s.nightlyPercent : 0);
+    this.m.requests.inc({ slot: assigned });
+    this.noteAssignment(s, userId, assigned, servedAt);
+
+    const reasons: string[] = [];
+    let answer: Answer | undefined;
+    let by: Slot | 'popular' = assigned;
+    if (assigned === 'nightly') {
+      const r = await this.call('nightly', s.nightlyUrl!, userId, this.opts.nightlyBudgetMs);
+      if (r.ok) answer = r;
+      else reasons.push(r.reason);
+    }
+    if (!answer) {
+      by = 'main';
+      const r = await this.call('main', s.mainUrl, userId, this.opts.mainDeadlineMs - (performance.now() - t0));
+      if (r.ok) answer = r;
+      else reasons.push(r.reason);
+    }
+    if (!answer) {
+      by = 'popular';
+      const ids = this.popular.ids();
+      answer = { ok: true, body: ids.join(','), contentType: 'text/plain; charset=utf-8', ids };
+    } else {
+      this.popular.observe(answer.ids);
+    }
+    const fallback = reasons.length ? reasons.join(',') : null;
+    if (fallback) this.m.fallbacks.inc({ from: assigned, to: by, reason: reasons[reasons.length - 1] });
+    const version = by === 'main' ? s.mainVersion : by === 'nightly' ? s.nightlyVersion : null;
+
+    const headers: Record<string, string> = {
+      'content-type': answer.contentType.startsWith('text/plain') ? answer.contentType : 'text/plain; charset=utf-8',
+      'x-marquee-slot': by,
+      'x-marquee-assigned': assigned,
+    };
+    if (version) headers['x-marquee-version'] = headerSafe(version);
+    if (s.releaseId) headers['x-marquee-release'] = headerSafe(s.releaseId);
+    if (fallback) headers['x-marquee-fallback'] = fallback;
+    // Inference says whether it ranked or served its own cached list; pass that on for evaluation.
+    if (answer.outcome) headers['x-marquee-outcome'] = answer.outcome;
+    res.writeHead(200, headers).end(answer.body);
+
+    const ms = performance.now() - t0;
+    this.inFlight--;
+    this.m.answers.inc({ slot: by });
+    this.m.latency.observe({ slot: by }, ms / 1000);
+    this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: answer.ids, latencyMs: ms, fallback });
+  }
+
+  /** One slot's answer within `timeoutMs`, or why not (`<slot>_<kind>`, e.g. nightly_timeout). */
+  private async call(slot: Slot, url: string, userId: number, timeoutMs: number): Promise<Outcome> {
+    if (!this.health.isUp(url)) {
+      this.m.errors.inc({ slot, kind: 'down' });
+      return { ok: false, reason: `${slot}_down` };
+    }
+    if (timeoutMs < 1) {
+      this.m.errors.inc({ slot, kind: 'timeout' });
+      return { ok: false, reason: `${slot}_timeout` };
+    }
+    try {
+      const a = await this.upstreams.get(url, `recommend/${userId}`, timeoutMs);
+      const ids = parseAnswer(a);
+      this.m.upstreamLatency.observe({ slot }, a.ms / 1000);
+      return { ok: true, body: a.body, contentType: a.contentType, ids, outcome: a.outcome };
+    } catch (err) {
+      const kind = err instanceof UpstreamError ? err.kind : 'error';
+      if (kind === 'refused') this.health.refused(url);
+      this.m.errors.inc({ slot, kind });
+      return { ok: false, reason: `${slot}_${kind === 'refused' ? 'error' : kind}` };
+    }
+  }
+
+  private noteAssignment(s: RoutingState, userId: number, slot: Slot, at: Date): void {
+    if (!s.releaseId || this.seen.has(userId)) return;
+    if (this.seen.size >= MAX_SEEN) this.seen = new Map();
+    this.seen.set(userId, slot);
+    this.m.assigned.set({ slot }, (this.m.assigned.get({ slot }) ?? 0) + 1);
+    this.assignments.push({ releaseId: s.releaseId, userId, slot, assignedAt: at });
+  }
+
+  /** Counts for tests and /healthz. */
+  writeStats(): { history: BatchWriter<ServedRow>['stats']; assignments: BatchWriter<AssignmentRow>['stats'] } {
+    return { history: this.history.stats, assignments: this.assignments.stats };
+  }
+
+  private lastWritten = new Map<string, number>();
+  /** Copies the writers' counts into the metrics (on the 1 s poll, so /metrics is at most a second behind). */
+  private syncWriteMetrics(): void {
+    for (const w of [this.history, this.assignments]) {
+      this.m.pending.set({ table: w.name }, w.stats.pending);
+      this.m.dropped.set({ table: w.name }, w.stats.dropped);
+      const delta = w.stats.written - (this.lastWritten.get(w.name) ?? 0);
+      if (delta > 0) this.m.written.inc({ table: w.name }, delta);
+      this.lastWritten.set(w.name, w.stats.written);
+    }
+  }
+
+  /** Graceful stop: stop accepting, let requests in flight answer, then write everything buffered. */
+  async stop(): Promise<void> {
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.loop.disable();
+    const server = this.server;
+    if (server) {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      const force = setTimeout(() => server.closeAllConnections(), 5000);
+      await closed;
+      clearTimeout(force);
+    }
+    this.health.stop();
+    this.popular.stop();
+    await Promise.all([this.history.stop(), this.assignments.stop()]);
+    this.upstreams.close();
+    if (this.history.stats.pending || this.assignments.stats.pending) {
+      this.opts.log(`stopped with unwritten rows: ${this.history.stats.pending} history, ${this.assignments.stats.pending} assignments`);
+    }
+  }
+}

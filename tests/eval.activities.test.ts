@@ -1,0 +1,54 @@
+/**
+ * The three evaluation activities as the worker runs them (MockActivityEnvironment, the shared
+ * pool on the configured database). They only read, so the live database is safe to use; the
+ * release ids are fresh, so whatever else it holds does not matter.
+ */
+import { randomBytes } from 'node:crypto';
+import { DefaultLogger } from '@temporalio/worker';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { ApplicationFailure } from '@temporalio/common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkGuardrails, judgeRelease, offlineGate } from '../activities/index.ts';
+import { activityPool } from '../activities/shared.ts';
+import { loadConfig } from '../lib/config.ts';
+import type { GuardrailResult, JudgeResult } from '../lib/release/types.ts';
+import { requireServer } from './support/servers.ts';
+
+const env = () => new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+const fresh = `eval-act-${randomBytes(3).toString('hex')}`;
+
+beforeAll(async () => {
+  const url = new URL(loadConfig().postgres.url);
+  await requireServer('postgres', Number(url.port || 5432), url.hostname);
+});
+
+afterAll(async () => {
+  await activityPool().end();
+});
+
+describe('evaluation activities', () => {
+  it('judgeRelease on a release without exposures is Inconclusive, with a table and an explanation', async () => {
+    const j = await env().run(judgeRelease, { releaseId: fresh }) as JudgeResult;
+    expect(j.verdict).toBe('Inconclusive');
+    expect(j.reason).toMatch(/^no data/);
+    expect(j.table).toMatch(/per-user hit rate/);
+    expect(j.explanation).toMatch(new RegExp(`^Release ${fresh}: `));
+    expect(j.numbers.main_users).toBe(0);
+    // Read-only: asking again gives the same answer.
+    const again = await env().run(judgeRelease, { releaseId: fresh }) as JudgeResult;
+    expect({ ...again.numbers, window_to: null }).toEqual({ ...j.numbers, window_to: null });
+  });
+
+  it('checkGuardrails with no nightly traffic holds nothing against it', async () => {
+    const g = await env().run(checkGuardrails, { releaseId: fresh }) as GuardrailResult;
+    expect(g).toMatchObject({ ok: true, violations: [] });
+    expect(g.numbers.exposures).toBe(0);
+  });
+
+  it('offlineGate refuses a spec that cannot be read, without retries', async () => {
+    const err = await env().run(offlineGate, { model: `models/${fresh}.json` }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).nonRetryable).toBe(true);
+    expect((err as ApplicationFailure).message).toMatch(/cannot read the file/);
+  });
+});

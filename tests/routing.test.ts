@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { bucketOf, parseUserId, slotFor } from '../lib/routing.ts';
+
+const users = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i * 7919 + (i % 13));
+
+describe('sticky slot assignment (lib/routing.ts)', () => {
+  it('puts the configured share of 5,000 distinct users in nightly, within ±2 points, for fresh release ids', () => {
+    for (const percent of [1, 5, 20, 33, 50, 80]) {
+      for (let k = 0; k < 3; k++) {
+        const release = `rel-${randomBytes(4).toString('hex')}`;
+        const nightly = users(5000).filter((u) => slotFor(u, release, percent) === 'nightly').length;
+        expect(Math.abs((nightly / 5000) * 100 - percent), `${percent}% on ${release}`).toBeLessThanOrEqual(2);
+      }
+    }
+  });
+
+  it('is stable: the same user and release always give the same slot', () => {
+    const release = `rel-${randomBytes(4).toString('hex')}`;
+    for (const u of users(500)) {
+      const first = slotFor(u, release, 20);
+      for (let i = 0; i < 10; i++) expect(slotFor(u, release, 20)).toBe(first);
+    }
+    // A known value pins the hash itself, so a change of algorithm (which would reshuffle every user
+    // mid-release on upgrade) fails here: sha256("r1:42") starts with 20c805d2 (computed with Python's hashlib).
+    expect(bucketOf(42, 'r1')).toBe(9602);
+  });
+
+  it('raising the percent only moves users from main to nightly', () => {
+    const release = `rel-${randomBytes(4).toString('hex')}`;
+    const all = users(5000);
+    let previous = new Set(all.filter((u) => slotFor(u, release, 0) === 'nightly'));
+    expect(previous.size).toBe(0);
+    for (const percent of [1, 10, 20, 35, 50, 75, 100]) {
+      const now = new Set(all.filter((u) => slotFor(u, release, percent) === 'nightly'));
+      for (const u of previous) expect(now.has(u), `user ${u} left nightly at ${percent}%`).toBe(true);
+      expect(now.size).toBeGreaterThanOrEqual(previous.size);
+      previous = now;
+    }
+    expect(previous.size).toBe(all.length);
+  });
+
+  it('draws a different sample of users for each release, and none without a release', () => {
+    const all = users(5000);
+    const a = new Set(all.filter((u) => slotFor(u, 'release-a', 20) === 'nightly'));
+    const b = all.filter((u) => slotFor(u, 'release-b', 20) === 'nightly');
+    const overlap = b.filter((u) => a.has(u)).length / b.length;
+    // Independent samples overlap by about the percent itself (20%), not 100%.
+    expect(overlap).toBeGreaterThan(0.12);
+    expect(overlap).toBeLessThan(0.28);
+    expect(all.every((u) => slotFor(u, null, 50) === 'main')).toBe(true);
+  });
+
+  it('parses user ids as the inference service does', () => {
+    expect(parseUserId('0')).toEqual({ ok: true, id: 0 });
+    expect(parseUserId('2147483647')).toEqual({ ok: true, id: 2147483647 });
+    for (const bad of ['', '-1', '1.5', 'abc', '1e3', ' 1', '2147483648', '99999999999999999999']) {
+      const r = parseUserId(bad);
+      expect(r.ok, bad).toBe(false);
+      if (!r.ok) expect(r.reason).not.toContain('\n');
+    }
+  });
+});

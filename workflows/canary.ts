@@ -1,0 +1,169 @@
+import {
+  ApplicationFailure, CancellationScope, condition, defineQuery, defineSignal, defineUpdate, isCancellation,
+  proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
+} from '@temporalio/workflow';
+import type * as activities from '../activities/index.ts';
+import { releaseInputProblems, resolveReleaseInput, type ReleaseInput, type ResolvedReleaseInput } from '../lib/release/input.ts';
+import type { ReleaseOutcome, ReleasePhase, ReleaseStatus } from '../lib/release/types.ts';
+
+/** Operator input of the abort signal and the promote update; the Temporal CLI may send none. */
+export interface OperatorNote { reason?: string; by?: string }
+export const abortSignal = defineSignal<[OperatorNote]>('abort');
+export const promoteUpdate = defineUpdate<string, [OperatorNote]>('promote');
+export const statusQuery = defineQuery<ReleaseStatus>('status');
+
+const quick = proxyActivities<typeof activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
+});
+const long = proxyActivities<typeof activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '2s', maximumInterval: '1 minute', maximumAttempts: 5 },
+});
+
+/**
+ * A canary release: offline gate, image build, nightly deploy, traffic split, a durable bake with
+ * guardrail checks, the judge, then promote or abort — and whatever happens, traffic back to a
+ * healthy main, nightly removed, the outcome recorded and e-mailed.
+ */
+export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> {
+  // Handlers first, so a query or signal that arrives with the first task is never refused.
+  const status: ReleaseStatus = {
+    version: String(raw?.version ?? ''), model: String(raw?.model ?? ''), percent: Number(raw?.percent ?? 0), phase: 'starting',
+    phaseTimes: {}, guardrailChecks: 0, consecutiveGuardrailFailures: 0, extended: false,
+  };
+  let abortReason: string | undefined;
+  let promoteEarly: string | undefined;
+  const releaseScope = new CancellationScope();
+
+  setHandler(statusQuery, () => status);
+  setHandler(abortSignal, (arg: OperatorNote | undefined) => {
+    abortReason ??= `aborted by ${arg?.by ?? 'operator'}: ${arg?.reason ?? 'no reason given'}`;
+    // Ends the phase in hand at once (a build, a health wait, the bake timer).
+    if (status.phase !== 'promoting') releaseScope.cancel();
+  });
+  setHandler(promoteUpdate, (arg: OperatorNote | undefined) => {
+    promoteEarly = `promoted early by ${arg?.by ?? 'operator'}: ${arg?.reason ?? 'no reason given'}`;
+    return `promotion of ${status.version} requested; the bake ends now`;
+  }, {
+    validator: (_arg: OperatorNote | undefined) => {
+      if (status.phase !== 'baking') throw new Error(`promote is only possible while baking; release ${status.version} is ${status.phase}`);
+    },
+  });
+
+  const problems = releaseInputProblems(raw);
+  if (problems.length) throw ApplicationFailure.nonRetryable(`invalid release input: ${problems.join('; ')}`, 'InvalidReleaseInput');
+  const input: ResolvedReleaseInput = resolveReleaseInput(raw, await quick.releaseDefaults());
+  status.percent = input.percent;
+  const { workflowId, runId } = workflowInfo();
+
+  const enter = async (phase: ReleasePhase) => {
+    status.phase = phase;
+    status.phaseTimes[phase] = new Date().toISOString();
+    upsertSearchAttributes({ MarqueePhase: [phase], MarqueeVersion: [input.version] });
+    await quick.recordPhase({ version: input.version, phase, at: status.phaseTimes[phase]! });
+  };
+  const decide = (decision: 'promoted' | 'aborted' | 'failed', reason: string) => {
+    status.decision ??= decision;
+    status.reason ??= reason;
+  };
+
+  await quick.beginRelease({ input, workflowId, runId });
+  let failure: unknown;
+  try {
+    await releaseScope.run(async () => {
+      await enter('offline-eval');
+      status.offline = await long.offlineGate({ model: input.model });
+      if (!status.offline.passed) return decide('aborted', `offline evaluation below the gate: ${status.offline.reason}`);
+
+      await enter('building');
+      status.image = await long.buildInferenceImage({ version: input.version, model: input.model });
+
+      await enter('deploying');
+      await long.deploySlot({ slot: 'nightly', version: input.version, model: input.model, image: status.image });
+
+      await enter('routing');
+      await quick.setRouting({ releaseId: input.version, nightlyVersion: input.version, percent: input.percent, by: workflowId });
+
+      await enter('baking');
+      await bake(input.bakeMs);
+
+      await enter('online-eval');
+      status.judge = await quick.judgeRelease({ releaseId: input.version });
+      if (status.judge.verdict === 'Inconclusive' && !status.extended && !promoteEarly) {
+        status.extended = true;
+        await enter('baking');
+        await bake(input.inconclusiveExtensionMs);
+        await enter('online-eval');
+        status.judge = await quick.judgeRelease({ releaseId: input.version });
+      }
+      if (promoteEarly) return decide('promoted', promoteEarly);
+      if (status.judge.verdict === 'Successful') return decide('promoted', `the judge says Successful: ${status.judge.reason}`);
+      if (status.judge.verdict === 'Failed') return decide('aborted', `the judge says Failed: ${status.judge.reason}`);
+      return decide('aborted', `still Inconclusive after extending the bake once: ${status.judge.reason}`);
+    });
+  } catch (err) {
+    if (isCancellation(err)) decide('aborted', abortReason ?? 'the workflow was cancelled');
+    else {
+      decide('failed', `failed in phase ${status.phase}: ${rootMessage(err)}`);
+      failure = err;
+    }
+  }
+  if (abortReason && status.decision !== 'promoted') { status.decision = 'aborted'; status.reason = abortReason; }
+
+  // Whatever happened above (even a cancellation of the whole workflow), finish cleanly.
+  await CancellationScope.nonCancellable(async () => {
+    if (status.decision === 'promoted') {
+      await enter('promoting');
+      try {
+        await long.promoteSlot({ version: input.version, model: input.model, image: status.image!, releaseId: input.version, by: workflowId });
+      } catch (err) {
+        status.decision = 'failed';
+        status.reason = `promotion failed: ${rootMessage(err)}`;
+        failure = err;
+      }
+    }
+    if (status.decision !== 'promoted') {
+      await enter('aborting');
+      // Argo-style abort: all traffic back to the stable version, then the canary goes away.
+      await quick.setRouting({ releaseId: null, nightlyVersion: null, percent: 0, by: workflowId });
+      await long.removeSlot({ slot: 'nightly' });
+    }
+    await enter(status.decision!);
+    await quick.finishRelease({ version: input.version, decision: status.decision!, reason: status.reason!, status });
+    await quick.notifyReleaseOutcome({ to: input.notify, status });
+  });
+  if (failure) throw ApplicationFailure.nonRetryable(status.reason!, 'ReleaseFailed');
+  return { version: input.version, decision: status.decision!, reason: status.reason!, status };
+
+  /** The durable bake: ends at its deadline, on abort (scope cancelled), on promote, or on guardrails. */
+  async function bake(durationMs: number): Promise<void> {
+    const endsAt = Date.now() + durationMs;
+    status.bakeEndsAt = new Date(endsAt).toISOString();
+    while (Date.now() < endsAt && !promoteEarly) {
+      await condition(() => promoteEarly !== undefined, Math.min(input.intervalMs, endsAt - Date.now()));
+      if (promoteEarly) return;
+      const check = await quick.checkGuardrails({ releaseId: input.version });
+      status.guardrailChecks++;
+      status.lastGuardrail = check;
+      status.consecutiveGuardrailFailures = check.ok ? 0 : status.consecutiveGuardrailFailures + 1;
+      if (status.consecutiveGuardrailFailures >= input.maxConsecutiveGuardrailFailures) {
+        abortReason = `aborted automatically: guardrails failed ${status.consecutiveGuardrailFailures} times in a row (${check.violations.join('; ')})`;
+        releaseScope.cancel();
+        await condition(() => false); // the cancellation ends this wait
+      }
+    }
+  }
+}
+
+/** The innermost message of a failure chain (an activity's own error, not "Activity task failed"). */
+function rootMessage(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  let message = e?.message ?? String(err);
+  while (e?.cause) {
+    e = e.cause as { message?: string; cause?: unknown };
+    if (e.message) message = e.message;
+  }
+  return message;
+}
