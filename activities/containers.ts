@@ -10,6 +10,11 @@ import { gitCommit } from '../lib/version.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Heartbeats inside an activity; the same code also runs from the CLI (marquee deploy), where there is none. */
+function beat(details: unknown): void {
+  try { heartbeat(details); } catch { /* not in an activity */ }
+}
+
 function specOrFail(model: string) {
   try {
     return loadSpec(model);
@@ -38,7 +43,7 @@ export async function buildInferenceImage(a: { version: string; model: string })
   if (existing && labels['marquee.commit'] === commit && labels['marquee.spec-hash'] === loaded.hash) {
     return { image: tag, imageId: existing.Id, gitCommit: commit, specHash: loaded.hash, runtime: 'docker' };
   }
-  const beat = setInterval(() => heartbeat({ step: 'building', tag }), 5000);
+  const ticker = setInterval(() => beat({ step: 'building', tag }), 5000);
   try {
     const context = await inferenceBuildContext(loaded.path);
     const imageId = await buildImage(context, tag, docker, {
@@ -50,7 +55,7 @@ export async function buildInferenceImage(a: { version: string; model: string })
     // A build error is in the code or the spec: retrying the same build cannot fix it.
     throw ApplicationFailure.nonRetryable(`image build failed: ${(err as Error).message}`, 'BuildFailed');
   } finally {
-    clearInterval(beat);
+    clearInterval(ticker);
   }
 }
 
@@ -60,7 +65,7 @@ async function waitHealthy(slot: Slot, specHash: string, timeoutMs = 120_000): P
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   while (Date.now() < deadline) {
-    heartbeat({ step: 'health', slot, last });
+    beat({ step: 'health', slot, last });
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
       const body = (await res.json()) as { status?: string; model?: { hash?: string } };
@@ -111,7 +116,7 @@ export async function promoteSlot(a: { version: string; model: string; image: Bu
   if (nightly?.running) {
     await admin.put({ nightlyUrl: slotUrl(cfg, 'nightly'), nightlyVersion: a.version, nightlyPercent: 100, releaseId: a.releaseId }, a.by);
   }
-  heartbeat({ step: 'replacing main' });
+  beat({ step: 'replacing main' });
   await runtime.deploy({ slot: 'main', version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null });
   await waitHealthy('main', a.image.specHash);
   await admin.put({ mainUrl: slotUrl(cfg, 'main'), mainVersion: a.version, nightlyPercent: 0, nightlyUrl: null, nightlyVersion: null, releaseId: null }, a.by);

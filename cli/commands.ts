@@ -8,6 +8,7 @@ import { backupCommand, backupsCommand, restoreCommand, schedulesCommand } from 
 import { evalOfflineCommand, evalOnlineCommand, evalSummary, evalUsage } from './eval.ts';
 import { movielensCommand, movielensSummary, movielensUsage } from './movielens.ts';
 import { abortCommand, releaseCommand, statusCommand } from './release.ts';
+import { deployCommand, undeployCommand } from './deploy.ts';
 
 export interface Command {
   /** One word, or two for grouped commands such as "eval offline". */
@@ -89,4 +90,11 @@ export const commands: Command[] = [
     run: (args) => restoreCommand(args),
   },
   { name: 'schedules apply', usage: 'schedules apply', summary: 'create or update the Temporal Schedules from temporal.yaml (marquee-backup)', run: (args) => schedulesCommand(args) },
+  {
+    name: 'deploy',
+    usage: 'deploy main|nightly [--model models/<spec>.json] [--version <label>]',
+    summary: 'run a model version in a slot by hand (image build when Docker runs); main defaults to the last promoted release',
+    run: (args) => deployCommand(args),
+  },
+  { name: 'undeploy', usage: 'undeploy main|nightly', summary: 'remove the slot\'s container or process', run: (args) => undeployCommand(args) },
 ];

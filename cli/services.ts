@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { projectRoot } from '../lib/config.ts';
+import { ensureMain } from './deploy.ts';
 
 /** The long-running processes of the main job. Every service a later change builds joins this list. */
 export const services: { name: string; entry: string; args?: string[] }[] = [
@@ -16,6 +17,9 @@ export async function runServices(names: string[]): Promise<number> {
   const unknown = names.filter((n) => !services.some((s) => s.name === n));
   if (unknown.length) throw new Error(`unknown service(s): ${unknown.join(', ')}; known: ${services.map((s) => s.name).join(', ')}`);
   const chosen = names.length ? services.filter((s) => names.includes(s.name)) : services;
+  // Inference slots are not children of this process: the release workflow replaces them while
+  // everything else keeps running, so they live in the slot runtime (Docker or detached processes).
+  if (names.length === 0) console.log(`marquee: ${await ensureMain()}`);
   const children = new Map<string, ChildProcess>();
   let stopping = false;
   let exitCode = 0;

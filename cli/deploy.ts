@@ -1,0 +1,54 @@
+import { buildInferenceImage, deploySlot } from '../activities/containers.ts';
+import { loadConfig } from '../lib/config.ts';
+import { createPool } from '../lib/db.ts';
+import { chooseRuntime, type Slot } from '../lib/runtime/index.ts';
+
+/** The version main should run: the last promoted release, else the seed baseline. */
+export async function currentMainModel(): Promise<{ version: string; model: string }> {
+  const pool = createPool(loadConfig(), { max: 1 });
+  try {
+    const { rows } = await pool.query(`SELECT id, model_spec FROM releases WHERE decision = 'promoted' ORDER BY ended_at DESC NULLS LAST LIMIT 1`);
+    return rows[0] ? { version: rows[0].id, model: rows[0].model_spec } : { version: 'seed-baseline', model: 'models/seed-baseline.json' };
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Runs a model version in a slot (building its image when Docker runs) and waits until it is healthy. */
+export async function deploy(slot: Slot, version: string, model: string): Promise<string> {
+  const image = await buildInferenceImage({ version, model });
+  const { url } = await deploySlot({ slot, version, model, image });
+  return `${slot} runs ${version} (${model}) at ${url} as ${image.runtime === 'docker' ? image.image : 'a local process'}`;
+}
+
+/** Starts main when nothing runs there, so `npm start` always has a model to serve. */
+export async function ensureMain(): Promise<string> {
+  const runtime = await chooseRuntime(loadConfig());
+  const current = await runtime.describe('main');
+  if (current?.running) return `main already runs ${current.version}`;
+  const { version, model } = await currentMainModel();
+  return deploy('main', version, model);
+}
+
+export async function deployCommand(args: string[]): Promise<number> {
+  const [slot, ...rest] = args;
+  const opt = (name: string) => { const i = rest.indexOf(`--${name}`); return i >= 0 ? rest[i + 1] : undefined; };
+  if ((slot !== 'main' && slot !== 'nightly') || (rest.includes('--model') && !opt('model'))) {
+    console.error('usage: marquee deploy main|nightly [--model models/<spec>.json] [--version <label>]');
+    return 2;
+  }
+  const fallback = slot === 'main' ? await currentMainModel() : undefined;
+  const model = opt('model') ?? fallback?.model;
+  if (!model) { console.error('marquee deploy nightly: --model is required'); return 2; }
+  const version = opt('version') ?? (opt('model') ? model.replace(/^.*\//, '').replace(/\.json$/, '') : fallback!.version);
+  console.log(await deploy(slot, version, model));
+  return 0;
+}
+
+export async function undeployCommand(args: string[]): Promise<number> {
+  const slot = args[0];
+  if (slot !== 'main' && slot !== 'nightly') { console.error('usage: marquee undeploy main|nightly'); return 2; }
+  const removed = await (await chooseRuntime(loadConfig())).remove(slot);
+  console.log(removed ? `${slot} removed` : `nothing runs in ${slot}`);
+  return 0;
+}
