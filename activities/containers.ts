@@ -7,6 +7,7 @@ import type { BuiltImage } from '../lib/release/types.ts';
 import { chooseRuntime, slotUrl, type Slot } from '../lib/runtime/index.ts';
 import { inferenceBuildContext } from '../lib/runtime/image.ts';
 import { gitCommit } from '../lib/version.ts';
+import { activityPool } from './shared.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -29,6 +30,15 @@ function specOrFail(model: string) {
  * of this checkout, and the "image" records that.
  */
 export async function buildInferenceImage(a: { version: string; model: string }): Promise<BuiltImage> {
+  const built = await buildOrReuse(a);
+  // Recorded at once, so answers served by nightly during the bake already trace to their image.
+  await activityPool().query('UPDATE releases SET image = $2, image_digest = $3, git_commit = $4 WHERE id = $1',
+    [a.version, built.image, built.imageId || null, built.gitCommit]);
+  return built;
+}
+
+/** The build itself, also used by `marquee deploy` outside any release. */
+export async function buildOrReuse(a: { version: string; model: string }): Promise<BuiltImage> {
   const cfg = loadConfig();
   const loaded = specOrFail(a.model);
   const commit = gitCommit();

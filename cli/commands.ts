@@ -9,6 +9,7 @@ import { evalOfflineCommand, evalOnlineCommand, evalSummary, evalUsage } from '.
 import { movielensCommand, movielensSummary, movielensUsage } from './movielens.ts';
 import { abortCommand, releaseCommand, statusCommand } from './release.ts';
 import { deployCommand, undeployCommand } from './deploy.ts';
+import { provenanceCommand, provenanceSummary, provenanceUsage, reproduceCommand } from './provenance.ts';
 
 export interface Command {
   /** One word, or two for grouped commands such as "eval offline". */
@@ -97,4 +98,6 @@ export const commands: Command[] = [
     run: (args) => deployCommand(args),
   },
   { name: 'undeploy', usage: 'undeploy main|nightly', summary: 'remove the slot\'s container or process', run: (args) => undeployCommand(args) },
+  { name: 'provenance', usage: provenanceUsage.provenance, summary: provenanceSummary.provenance, run: (args) => provenanceCommand(args) },
+  { name: 'reproduce', usage: provenanceUsage.reproduce, summary: provenanceSummary.reproduce, run: (args) => reproduceCommand(args) },
 ];

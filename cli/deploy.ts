@@ -1,4 +1,4 @@
-import { buildInferenceImage, deploySlot } from '../activities/containers.ts';
+import { buildOrReuse, deploySlot } from '../activities/containers.ts';
 import { loadConfig } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { chooseRuntime, type Slot } from '../lib/runtime/index.ts';
@@ -16,7 +16,7 @@ export async function currentMainModel(): Promise<{ version: string; model: stri
 
 /** Runs a model version in a slot (building its image when Docker runs) and waits until it is healthy. */
 export async function deploy(slot: Slot, version: string, model: string): Promise<string> {
-  const image = await buildInferenceImage({ version, model });
+  const image = await buildOrReuse({ version, model });
   const { url } = await deploySlot({ slot, version, model, image });
   return `${slot} runs ${version} (${model}) at ${url} as ${image.runtime === 'docker' ? image.image : 'a local process'}`;
 }
