@@ -69,8 +69,11 @@ export async function buildOrReuse(a: { version: string; model: string }): Promi
   }
 }
 
-/** Waits until the slot's /healthz reports the expected spec hash, heartbeating meanwhile. */
-async function waitHealthy(slot: Slot, specHash: string, timeoutMs = 120_000): Promise<void> {
+/**
+ * Waits until the slot's /healthz reports the expected spec hash AND a warm model (vectors loaded,
+ * every neighbour list computed), so traffic never meets a half-started version. Heartbeats meanwhile.
+ */
+async function waitHealthy(slot: Slot, specHash: string, timeoutMs = 600_000): Promise<void> {
   const url = `${slotUrl(loadConfig(), slot)}/healthz`;
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
@@ -78,15 +81,17 @@ async function waitHealthy(slot: Slot, specHash: string, timeoutMs = 120_000): P
     beat({ step: 'health', slot, last });
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-      const body = (await res.json()) as { status?: string; model?: { hash?: string } };
-      if (res.ok && body.model?.hash === specHash) return;
-      last = `status ${res.status}, model hash ${body.model?.hash ?? 'none'} (want ${specHash})`;
+      const body = (await res.json()) as { model?: { hash?: string }; degraded?: boolean; vectors?: { neighbours?: { state?: string } } };
+      const hash = body.model?.hash;
+      const neighbours = body.vectors?.neighbours?.state;
+      if (res.ok && hash === specHash && body.degraded === false && neighbours === 'ready') return;
+      last = `status ${res.status}, model hash ${hash ?? 'none'} (want ${specHash}), degraded ${body.degraded}, neighbours ${neighbours ?? 'unknown'}`;
     } catch (err) {
       last = (err as Error).message;
     }
     await sleep(500);
   }
-  throw new Error(`${slot} did not become healthy with spec ${specHash} within ${timeoutMs / 1000} s: ${last}`);
+  throw new Error(`${slot} did not become healthy and warm with spec ${specHash} within ${timeoutMs / 1000} s: ${last}`);
 }
 
 /** Runs the version in a slot (replacing what runs there) and waits until it serves that spec. */
