@@ -1,6 +1,9 @@
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { loadConfig } from '../lib/config.ts';
 import { createWorker } from './worker.ts';
 
+// The SDK logs every bundle and state change at INFO; an operator needs warnings and up.
+Runtime.install({ logger: new DefaultLogger((process.env.MARQUEE_WORKER_LOG as 'INFO' | undefined) ?? 'WARN') });
 const cfg = loadConfig();
 const worker = await createWorker(cfg);
 // shutdown() lets in-flight tasks finish, then run() resolves. The SDK's Runtime also reacts to
