@@ -73,7 +73,7 @@ function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv,
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('MARQUEE_') || value === undefined) continue;
     // Not config keys: where the config and the state live, and switches read by the stack and tests.
-    if (['MARQUEE_CONFIG', 'MARQUEE_HOME', 'MARQUEE_DOCKER', 'MARQUEE_KAFKA_QUIET', 'MARQUEE_GIT_COMMIT'].includes(name)) continue;
+    if (['MARQUEE_CONFIG', 'MARQUEE_HOME', 'MARQUEE_DOCKER', 'MARQUEE_KAFKA_QUIET', 'MARQUEE_GIT_COMMIT', 'MARQUEE_WORKER_LOG'].includes(name)) continue;
     const parts = name.slice('MARQUEE_'.length).toLowerCase().split('_');
     let node: any = raw;
     let ok = true;
