@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
 import type { Config } from '../config.ts';
 import { dockerClient, LABELS } from '../docker.ts';
-import { slotEnv, slotUrl, type Slot, type SlotRuntime, type SlotState } from './slots.ts';
+import { slotEnv, slotPort, slotUrl, type Slot, type SlotRuntime, type SlotState } from './slots.ts';
 
 const containerName = (slot: Slot) => `marquee-inference-${slot}`;
 
@@ -24,20 +24,26 @@ export function dockerRuntime(cfg: Config, docker: Docker = dockerClient()): Slo
       const labels = c.Config.Labels ?? {};
       return {
         slot, version: labels['marquee.version'] ?? '?', model: labels['marquee.model'] ?? '?', image: c.Config.Image,
-        running: c.State.Running, url: slotUrl(cfg, slot), id: c.Id,
+        running: c.State.Running, url: slotUrl(cfg, slot), id: c.Id, imageId: c.Image, port: Number(labels['marquee.port'] ?? 0),
       };
     },
     async deploy(d): Promise<SlotState> {
       if (!d.image) throw new Error('the Docker runtime needs an image');
       const current = await runtime.describe(d.slot);
-      if (current?.running && current.version === d.version && current.image === d.image) return current;
+      // Reuse only the very same thing: same version, same image build (a tag can be rebuilt), same port.
+      const imageId = (await docker.getImage(d.image).inspect()).Id;
+      if (current?.running && current.version === d.version && current.image === d.image
+        && current.imageId === imageId && current.port === slotPort(cfg, d.slot)) return current;
       await runtime.remove(d.slot);
       const env = { ...slotEnv(cfg, d) };
       const container = await docker.createContainer({
         name: containerName(d.slot),
         Image: d.image,
         Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        Labels: { ...LABELS, 'marquee.component': 'inference', 'marquee.slot': d.slot, 'marquee.version': d.version, 'marquee.model': d.model },
+        Labels: {
+          ...LABELS, 'marquee.component': 'inference', 'marquee.slot': d.slot, 'marquee.version': d.version,
+          'marquee.model': d.model, 'marquee.port': String(slotPort(cfg, d.slot)),
+        },
         HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'unless-stopped' } },
       });
       await container.start();

@@ -16,6 +16,9 @@ export interface SlotState extends SlotDeployment {
   url: string;
   /** Container id or process id. */
   id: string;
+  /** The image id it runs (Docker) and the port it listens on, to tell a stale slot from a current one. */
+  imageId?: string;
+  port?: number;
 }
 
 /**
