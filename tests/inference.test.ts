@@ -35,6 +35,8 @@ const VECTORS: Record<string, number[]> = {
 };
 const POPULARITY: Record<string, number> = { d1: 5, d2: 3, d3: 8, c1: 1, c2: 2, c3: 1.5, h1: 0.8, h2: 0.9, p1: 100, p2: 90, p3: 80, p4: 70, p5: 60 };
 const BY_POPULARITY = Object.keys(POPULARITY).sort((a, b) => POPULARITY[b] - POPULARITY[a]);
+// Vote metadata (as content collections carry it): d3 is acclaimed, d2 panned; the rest have none.
+const VOTES: Record<string, { vote_average: number; vote_count: number }> = { d2: { vote_average: 5, vote_count: 100 }, d3: { vote_average: 8.5, vote_count: 100 } };
 
 interface Watch { user: number; movie: string; at: Date; minutes: number }
 interface Rating { user: number; movie: string; rating: number; at: Date }
@@ -63,7 +65,7 @@ async function createCollection(client: ChromaClient, name: string): Promise<voi
   const col = await client.createCollection({ name, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
   const ids = Object.keys(VECTORS);
   const unit = (v: number[]) => { const n = Math.hypot(...v); return v.map((x) => x / n); };
-  await col.add({ ids, embeddings: ids.map((id) => unit(VECTORS[id])), metadatas: ids.map((id) => ({ popularity: POPULARITY[id] })) });
+  await col.add({ ids, embeddings: ids.map((id) => unit(VECTORS[id])), metadatas: ids.map((id) => ({ popularity: POPULARITY[id], ...VOTES[id] })) });
 }
 
 /** A copy of a shipped spec reading the test's collection, with some params overridden. */
@@ -104,6 +106,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-inference-'));
   let seed: Service;
   let affinity: Service;
+  let taste: Service;
   let seedSpec: string;
 
   beforeAll(async () => {
@@ -120,14 +123,15 @@ describe('inference service on real Postgres and ChromaDB', () => {
     await createCollection(chroma, collection);
     // Two neighbours per movie keep the seed's candidate sets small enough to write down.
     seedSpec = writeSpec(dir, 'seed-baseline.json', collection, 'seed-test', { neighboursPerMovie: 2 });
-    [seed, affinity] = await Promise.all([
+    [seed, affinity, taste] = await Promise.all([
       startService(db.name, seedSpec),
       startService(db.name, writeSpec(dir, 'affinity-v1.json', collection, 'affinity-test')),
+      startService(db.name, writeSpec(dir, 'taste-v1.json', collection, 'taste-test')),
     ]);
   });
 
   afterAll(async () => {
-    await Promise.all([stop(seed?.proc), stop(affinity?.proc)]);
+    await Promise.all([stop(seed?.proc), stop(affinity?.proc), stop(taste?.proc)]);
     await chroma.deleteCollection({ name: collection }).catch(() => undefined);
     await db?.drop();
     rmSync(dir, { recursive: true, force: true });
@@ -153,6 +157,17 @@ describe('inference service on real Postgres and ChromaDB', () => {
     expect(a.slice(0, 2)).toEqual(['d2', 'd3']);
     expect(a.length).toBeLessThanOrEqual(20);
     expect(new Set(a).size).toBe(a.length);
+  });
+
+  it('taste-v1 reads the vote metadata from ChromaDB: the acclaimed d3 passes the closer but panned d2', async () => {
+    const t = await ids(`${taste.url}/recommend/1`);
+    expect(t[0]).toBe('d3');
+    expect(t).not.toContain('d1');
+    expect(t.indexOf('d2')).toBeGreaterThan(t.indexOf('d3'));
+    const h = JSON.parse((await request(`${taste.url}/healthz`)).body);
+    expect(h.model).toMatchObject({ rule: 'taste-profile', version: 'taste-test' });
+    expect(h.vectors.neighbours.state).toBe('ready');
+    expect(await ids(`${taste.url}/recommend/424242`)).toEqual(await ids(`${affinity.url}/recommend/424242`));
   });
 
   it('keeps watched movies in seed-baseline and drops them in affinity-v1', async () => {

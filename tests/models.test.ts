@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
-  coldStartList, likeWeight, neighboursFromMap, popularityTable, rank, rankAffinity, rankSeed, topPopular,
+  coldStartList, likeWeight, neighbourCount, neighboursFromMap, popularityTable, rank, rankAffinity, rankSeed, rankTaste, topPopular,
   type HistoryEntry, type Neighbour, type RankInput,
 } from '../lib/models/rank.ts';
-import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type SeedSpec } from '../lib/models/spec.ts';
+import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type SeedSpec, type TasteSpec } from '../lib/models/spec.ts';
 import { VectorIndex } from '../lib/models/vectors.ts';
 
 const seed = loadSpec('models/seed-baseline.json').spec as SeedSpec;
 const affinity = loadSpec('models/affinity-v1.json').spec as AffinitySpec;
+const taste = loadSpec('models/taste-v1.json').spec as TasteSpec;
 
 function problems(raw: unknown): string[] {
   try {
@@ -34,12 +35,17 @@ describe('model specs', () => {
     expect(affinity.params.excludeWatched).toBe(true);
     expect(affinity.params.coldStart.kind).toBe('recent');
     expect(loadSpec('models/seed-baseline.json').path).toBe('models/seed-baseline.json');
+    expect(taste.rule).toBe('taste-profile');
+    expect(taste.params.excludeWatched).toBe(true);
+    expect(taste.params.coldStart.kind).toBe('recent');
+    expect(neighbourCount(taste)).toBe(0);
+    expect(neighbourCount(seed)).toBe(seed.params.neighboursPerMovie);
   });
 
   it('rejects an unknown or missing rule, naming the known ones', () => {
     const bad = problems({ ...seed, rule: 'magic' });
     expect(bad).toHaveLength(1);
-    expect(bad[0]).toMatch(/^rule: "magic" is not a known rule \(one of seed-popularity-rating, affinity\)/);
+    expect(bad[0]).toMatch(/^rule: "magic" is not a known rule \(one of seed-popularity-rating, affinity, taste-profile\)/);
     const { rule: _rule, ...norule } = seed;
     expect(problems(norule)[0]).toMatch(/^rule: missing/);
   });
@@ -55,6 +61,8 @@ describe('model specs', () => {
     expect(problems({ ...seed, params: { ...seed.params, coldStart: { kind: 'recent', size: 20 } } })).toEqual(['params.coldStart.windowHours: missing']);
     // Params of the other rule are not accepted silently.
     expect(problems({ ...seed, params: affinity.params }).join('\n')).toMatch(/unknown key/);
+    expect(problems({ ...taste, params: { ...taste.params, qualityPrior: 11 } })[0]).toMatch(/^params\.qualityPrior: /);
+    expect(problems({ ...taste, params: { ...taste.params, neighboursPerMovie: 20 } })).toEqual(['params.neighboursPerMovie: unknown key']);
     expect(problems({ ...seed, version: 'Has Spaces' })[0]).toMatch(/^version: /);
     expect(problems([])).toEqual(['the spec must be a JSON object']);
   });
@@ -169,6 +177,61 @@ describe('ranking rules', () => {
       expect(r.ids).toHaveLength(20);
       expect(new Set(r.ids).size).toBe(20);
     }
+  });
+});
+
+describe('taste profile', () => {
+  // Three directions of taste; each movie sits on one or between two.
+  const movies = [
+    { id: 'liked', embedding: [1, 0, 0], voteAverage: 6.3, voteCount: 100 },
+    { id: 'hated', embedding: [0, 1, 0], voteAverage: 6.3, voteCount: 100 },
+    { id: 'near', embedding: [0.95, 0.05, 0.3], voteAverage: 6.3, voteCount: 100 },
+    { id: 'near-acclaimed', embedding: [0.95, 0.05, 0.3], voteAverage: 8.3, voteCount: 100 },
+    { id: 'near-two-votes', embedding: [0.95, 0.05, 0.3], voteAverage: 9.5, voteCount: 2 },
+    { id: 'like-hated', embedding: [0.1, 1, 0.3], voteAverage: 6.3, voteCount: 100 },
+    { id: 'other', embedding: [0, 0, 1], voteAverage: null, voteCount: 0 },
+  ].map((m) => ({ ...m, popularity: 10 }));
+  const space = VectorIndex.from(movies);
+  const params = { ...taste.params, qualityWeight: 0.5, qualityShrinkVotes: 0, popularityWeight: 0, recencyHalfLifeDays: null };
+  const spec = { ...taste, params };
+  const input = (history: HistoryEntry[], o: Partial<RankInput> = {}): RankInput => ({
+    history, neighbours: () => [], space, popularity: popularityTable(movies.map((m) => [m.id, m.popularity])), coldStart: ['c1', 'c2'], now: 3000, ...o,
+  });
+  const history = [watched('liked', { rating: 5, ratedAt: 1500 }), watched('hated', { rating: 1, ratedAt: 1500 })];
+
+  it('scores every movie by its cosine with the liked-minus-disliked profile plus quality, watched excluded', () => {
+    const r = rankTaste(spec, input(history));
+    expect(r.source).toBe('model');
+    expect(r.ids).not.toContain('liked');
+    expect(r.ids).not.toContain('hated');
+    // Same direction: the 9.5 (from two votes) beats the 8.3 beats the 6.3; the disliked direction comes last.
+    expect(r.ids.slice(0, 3)).toEqual(['near-two-votes', 'near-acclaimed', 'near']);
+    expect(r.ids.indexOf('like-hated')).toBe(r.ids.length - 3);
+    // Padded from the cold-start list after the scored movies.
+    expect(r.ids.slice(-2)).toEqual(['c1', 'c2']);
+  });
+
+  it('shrinks averages of few votes towards the prior, and leaves movies without votes at the prior', () => {
+    const shrunk = rankTaste({ ...spec, params: { ...params, qualityShrinkVotes: 50 } }, input(history));
+    expect(shrunk.ids.slice(0, 3)).toEqual(['near-acclaimed', 'near-two-votes', 'near']);
+    const noTaste = rankTaste({ ...spec, params: { ...params, qualityWeight: 0 } }, input(history));
+    expect(noTaste.ids.slice(0, 3).sort()).toEqual(['near', 'near-acclaimed', 'near-two-votes']);
+  });
+
+  it('a disliked history turns the ranking around; no history or no vectors gives the cold-start list', () => {
+    const flipped = rankTaste({ ...spec, params: { ...params, qualityWeight: 0 } }, input([watched('liked', { rating: 1, ratedAt: 1500 }), watched('hated', { rating: 5, ratedAt: 1500 })]));
+    expect(flipped.ids[0]).toBe('like-hated');
+    expect(rank(spec, input([]))).toEqual({ ids: ['c1', 'c2'], source: 'cold-start' });
+    expect(rank(spec, input(history, { space: undefined }))).toEqual({ ids: ['c1', 'c2'], source: 'cold-start' });
+  });
+
+  it('adds popularity when asked, and never answers more than 20 ids', () => {
+    const many = VectorIndex.from(Array.from({ length: 40 }, (_, i) => ({ id: `m${i}`, embedding: [1, i / 40, 0], popularity: i, voteAverage: 7, voteCount: 10 })));
+    const pop = popularityTable(Array.from({ length: 40 }, (_, i) => [`m${i}`, i] as const));
+    const r = rankTaste({ ...spec, params: { ...params, popularityWeight: 5 } }, input([watched('m0', { rating: 5, ratedAt: 1 })], { space: many, popularity: pop }));
+    expect(r.ids).toHaveLength(20);
+    expect(r.ids[0]).toBe('m39');
+    expect(new Set(r.ids).size).toBe(20);
   });
 });
 

@@ -9,7 +9,7 @@ import type { Config } from '../config.ts';
 import type { Pool } from '../db.ts';
 import { chromaClient, fetchAllVectors, openCollection } from '../models/collection.ts';
 import { catalogPopularity, readHistory, recentWatchCounts } from '../models/history.ts';
-import { coldStartList, LIST_SIZE, popularityTable, rank, selectSources, topPopular, type HistoryEntry } from '../models/rank.ts';
+import { coldStartList, LIST_SIZE, neighbourCount, popularityTable, rank, selectSources, topPopular, type HistoryEntry } from '../models/rank.ts';
 import type { LoadedSpec } from '../models/spec.ts';
 import { VectorIndex, type VectorRecord } from '../models/vectors.ts';
 import type { EvalSettings } from './settings.ts';
@@ -182,8 +182,8 @@ export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSp
   if (withHistory > 0 && index.size === 0) throw new MissingVectorsError(spec.collection, 'the collection holds no vectors');
 
   // Neighbour lists of every source in a few passes over the vectors rather than one scan per source.
-  const k = spec.params.neighboursPerMovie;
-  const sources = [...new Set([...histories.values()].flatMap((h) => selectSources(h, spec.params.maxSources).map((e) => e.movieId)))];
+  const k = neighbourCount(spec);
+  const sources = k === 0 ? [] : [...new Set([...histories.values()].flatMap((h) => selectSources(h, spec.params.maxSources).map((e) => e.movieId)))];
   for (let i = 0; i < sources.length; i += 256) {
     index.warm(sources.slice(i, i + 256), k);
     progress({ phase: `${spec.version}: neighbours`, done: Math.min(sources.length, i + 256), total: sources.length });
@@ -196,7 +196,7 @@ export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSp
   for (const u of split.users) {
     const history = histories.get(u.userId)!;
     if (history.length === 0) cold++;
-    const ranked = rank(spec, { history, neighbours: (id, n) => index.neighbours(id, n), popularity, coldStart, now: cutoff.getTime() });
+    const ranked = rank(spec, { history, neighbours: (id, n) => index.neighbours(id, n), space: index, popularity, coldStart, now: cutoff.getTime() });
     const s = scoreList(ranked.ids, u.targets);
     if (s.hit) hits++;
     ndcg += s.ndcg;

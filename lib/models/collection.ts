@@ -17,8 +17,11 @@ function toRecords(res: { ids: string[]; embeddings: (number[] | null)[] | null;
   res.ids.forEach((id, i) => {
     const embedding = res.embeddings?.[i];
     if (!embedding || embedding.length === 0) return;
-    const pop = res.metadatas?.[i]?.popularity;
-    out.push({ id, embedding, popularity: typeof pop === 'number' && Number.isFinite(pop) ? pop : null });
+    const meta = res.metadatas?.[i];
+    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+    // contentMetadata writes -1 for an unknown vote average (Chroma metadata cannot hold null).
+    const average = num(meta?.vote_average);
+    out.push({ id, embedding, popularity: num(meta?.popularity), voteAverage: average !== null && average >= 0 ? average : null, voteCount: num(meta?.vote_count) });
   });
   return out;
 }

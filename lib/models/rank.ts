@@ -4,7 +4,7 @@
  * Inputs are plain data (a user's history, a way to get a movie's neighbours, popularity, the
  * cold-start list, the time of the request); nothing here does I/O or reads the clock.
  */
-import type { AffinitySpec, ColdStart, ModelSpec, SeedSpec } from './spec.ts';
+import type { AffinitySpec, ColdStart, ModelSpec, SeedSpec, TasteSpec } from './spec.ts';
 
 /** How many ids an answer holds at most (the HTTP contract). */
 export const LIST_SIZE = 20;
@@ -39,9 +39,20 @@ export interface PopularityTable {
   readonly max: number;
 }
 
+/** The whole collection, for rules that score every movie rather than neighbours of a few. */
+export interface VectorSpace {
+  /** The movie's unit vector, undefined when the collection has none. */
+  vector(id: string): ArrayLike<number> | undefined;
+  readonly dim: number;
+  /** Visits every movie with its cosine to `profile` (a unit vector) and its vote average and count (null when unknown). */
+  scan(profile: ArrayLike<number>, visit: (id: string, cosine: number, voteAverage: number | null, voteCount: number | null) => void): void;
+}
+
 export interface RankInput {
   history: readonly HistoryEntry[];
   neighbours: NeighbourSource;
+  /** Needed by taste-profile; without it that rule answers with the cold-start list. */
+  space?: VectorSpace;
   popularity: PopularityTable;
   /** The model's cold-start list (see coldStartList); also pads short answers. */
   coldStart: readonly string[];
@@ -119,7 +130,9 @@ export function normalisedPopularity(pop: PopularityTable, id: string): number {
  * How much the user liked a movie, in about [-1, 1]: from the rating when there is one,
  * otherwise from the share of the runtime watched (an implicit signal, scaled by implicitWeight).
  */
-export function likeWeight(h: HistoryEntry, p: AffinitySpec['params']): number {
+type LikeParams = Pick<AffinitySpec['params'], 'neutralRating' | 'neutralShare' | 'implicitWeight' | 'defaultRuntimeMinutes'>;
+
+export function likeWeight(h: HistoryEntry, p: LikeParams): number {
   if (h.rating !== null) return (h.rating - p.neutralRating) / 2;
   const runtime = h.runtime !== null && h.runtime > 0 ? h.runtime : p.defaultRuntimeMinutes;
   const share = Math.min(1, Math.max(0, h.minutes / runtime));
@@ -188,13 +201,8 @@ export function rankAffinity(spec: AffinitySpec, input: RankInput): Ranked {
   const p = spec.params;
   if (input.history.length === 0) return coldStartAnswer(input);
   const scored = new Map<string, number>();
-  const halfLifeMs = p.recencyHalfLifeDays === null ? null : p.recencyHalfLifeDays * 86_400_000;
   for (const s of selectSources(input.history, p.maxSources)) {
-    let w = likeWeight(s, p);
-    if (halfLifeMs !== null) {
-      const age = Math.max(0, input.now - lastActivity(s));
-      w *= Math.pow(0.5, age / halfLifeMs);
-    }
+    const w = sourceWeight(s, p, input.now);
     if (w === 0) continue;
     for (const n of input.neighbours(s.movieId, p.neighboursPerMovie)) {
       if (n.similarity < p.minSimilarity || n.similarity <= 0) continue;
@@ -230,10 +238,56 @@ function penalties(pop: PopularityTable, exponent: number): (id: string) => numb
   };
 }
 
+/** A source's like weight, decayed by how long ago the user last touched it (halfLifeDays null: no decay). */
+function sourceWeight(s: HistoryEntry, p: LikeParams & { recencyHalfLifeDays: number | null }, now: number): number {
+  const w = likeWeight(s, p);
+  if (p.recencyHalfLifeDays === null) return w;
+  return w * Math.pow(0.5, Math.max(0, now - lastActivity(s)) / (p.recencyHalfLifeDays * 86_400_000));
+}
+
+/**
+ * Taste profile: the sources' vectors summed with their like weights (disliked ones subtract),
+ * normalised; each movie then scores cosine(profile, movie) + qualityWeight × (shrunk vote
+ * average − prior) + popularityWeight × ln(1 + popularity). A user whose sources have no vectors
+ * (or cancel out) is ranked by quality and popularity alone.
+ */
+export function rankTaste(spec: TasteSpec, input: RankInput): Ranked {
+  const p = spec.params;
+  const space = input.space;
+  if (input.history.length === 0 || space === undefined || space.dim === 0) return coldStartAnswer(input);
+  const profile = new Float64Array(space.dim);
+  for (const s of selectSources(input.history, p.maxSources)) {
+    const v = space.vector(s.movieId);
+    if (v === undefined) continue;
+    const w = sourceWeight(s, p, input.now);
+    for (let d = 0; d < profile.length; d++) profile[d] += w * v[d];
+  }
+  let norm = 0;
+  for (let d = 0; d < profile.length; d++) norm += profile[d] * profile[d];
+  if (norm > 0) {
+    norm = Math.sqrt(norm);
+    for (let d = 0; d < profile.length; d++) profile[d] /= norm;
+  }
+  const scored = new Map<string, number>();
+  space.scan(profile, (id, cosine, voteAverage, voteCount) => {
+    const votes = voteCount ?? 0;
+    const average = voteAverage === null || votes <= 0 ? p.qualityPrior : (votes * voteAverage + p.qualityShrinkVotes * p.qualityPrior) / (votes + p.qualityShrinkVotes);
+    scored.set(id, cosine + p.qualityWeight * (average - p.qualityPrior) + p.popularityWeight * Math.log1p(input.popularity.get(id) ?? 0));
+  });
+  const exclude = p.excludeWatched ? new Set(input.history.map((h) => h.movieId)) : null;
+  return finish(scored, input, exclude);
+}
+
+/** How many neighbours per source the rule reads (0: it reads no neighbour lists, so none need computing). */
+export function neighbourCount(spec: ModelSpec): number {
+  return spec.rule === 'taste-profile' ? 0 : spec.params.neighboursPerMovie;
+}
+
 /** Ranks by the spec's rule: ≤ LIST_SIZE ids, best first. */
 export function rank(spec: ModelSpec, input: RankInput): Ranked {
   switch (spec.rule) {
     case 'seed-popularity-rating': return rankSeed(spec, input);
     case 'affinity': return rankAffinity(spec, input);
+    case 'taste-profile': return rankTaste(spec, input);
   }
 }

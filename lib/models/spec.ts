@@ -60,6 +60,31 @@ const affinityParams = z.strictObject({
   coldStart: coldStartSchema,
 });
 
+/**
+ * A taste profile: the user's liked movies (weighted as in affinity) summed into one vector, and
+ * every movie in the collection scored by its cosine with it, plus how well rated and how popular
+ * it is. Unlike the neighbour rules it looks past each source's nearest few, so a well-rated movie
+ * that fits the user's overall taste can rank even when it is no single source's close neighbour.
+ */
+const tasteParams = z.strictObject({
+  maxSources: count(1000),
+  neutralRating: z.number().min(1).max(5),
+  neutralShare: z.number().min(0).max(0.99),
+  implicitWeight: weight,
+  defaultRuntimeMinutes: z.number().positive().max(1000),
+  recencyHalfLifeDays: z.number().positive().nullable(),
+  /** Added per point of vote average above qualityPrior (the collection's vote_average metadata). */
+  qualityWeight: weight,
+  /** The vote average of a movie nobody voted on, and what few votes are pulled towards. */
+  qualityPrior: z.number().min(0).max(10),
+  /** Votes' worth of qualityPrior mixed into each average (0 takes averages as they are). */
+  qualityShrinkVotes: z.number().min(0).max(1_000_000),
+  /** Added per unit of ln(1 + popularity). */
+  popularityWeight: weight,
+  excludeWatched: z.boolean(),
+  coldStart: coldStartSchema,
+});
+
 const common = {
   version: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a version label of lower-case letters, digits, ".", "_" or "-" (at most 63)'),
   description: z.string().optional(),
@@ -69,13 +94,15 @@ const common = {
 export const specSchema = z.discriminatedUnion('rule', [
   z.strictObject({ ...common, rule: z.literal('seed-popularity-rating'), params: seedParams }),
   z.strictObject({ ...common, rule: z.literal('affinity'), params: affinityParams }),
+  z.strictObject({ ...common, rule: z.literal('taste-profile'), params: tasteParams }),
 ]);
 
 export type ModelSpec = z.infer<typeof specSchema>;
 export type SeedSpec = Extract<ModelSpec, { rule: 'seed-popularity-rating' }>;
 export type AffinitySpec = Extract<ModelSpec, { rule: 'affinity' }>;
+export type TasteSpec = Extract<ModelSpec, { rule: 'taste-profile' }>;
 export type ColdStart = ModelSpec['params']['coldStart'];
-export const RULES = ['seed-popularity-rating', 'affinity'] as const;
+export const RULES = ['seed-popularity-rating', 'affinity', 'taste-profile'] as const;
 
 export class SpecError extends Error {
   constructor(readonly source: string, readonly problems: string[]) {

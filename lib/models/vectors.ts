@@ -5,35 +5,41 @@
  * serving. An index is immutable; adding movies makes a new one (and a fresh cache).
  */
 import { Worker } from 'node:worker_threads';
-import type { Neighbour } from './rank.ts';
+import type { Neighbour, VectorSpace } from './rank.ts';
 
 export interface VectorRecord {
   id: string;
   embedding: ArrayLike<number>;
   /** From the record's metadata; null when the record has none. */
   popularity: number | null;
+  /** The metadata's vote average and count, when it has them (content collections do). */
+  voteAverage?: number | null;
+  voteCount?: number | null;
 }
 
 export interface CachedNeighbours { idx: Int32Array; sim: Float32Array }
 
-export class VectorIndex {
+export class VectorIndex implements VectorSpace {
   readonly dim: number;
   readonly ids: readonly string[];
   private readonly pos: Map<string, number>;
   private readonly data: Float32Array;
   private readonly pops: (number | null)[];
+  /** Vote average and count per movie, null when unknown. */
+  private readonly votes: ({ average: number; count: number } | null)[];
   private readonly cache = new Map<number, CachedNeighbours>();
 
-  private constructor(ids: string[], data: Float32Array, dim: number, pops: (number | null)[]) {
+  private constructor(ids: string[], data: Float32Array, dim: number, pops: (number | null)[], votes: ({ average: number; count: number } | null)[]) {
     this.ids = ids;
     this.data = data;
     this.dim = dim;
     this.pops = pops;
+    this.votes = votes;
     this.pos = new Map(ids.map((id, i) => [id, i]));
   }
 
   static empty(): VectorIndex {
-    return new VectorIndex([], new Float32Array(0), 0, []);
+    return new VectorIndex([], new Float32Array(0), 0, [], []);
   }
 
   /** Builds an index; vectors are re-normalised (cosine = dot product), a later duplicate id wins. */
@@ -86,6 +92,7 @@ export class VectorIndex {
     const dim = this.dim || records[0].embedding.length;
     const ids = [...this.ids];
     const pops = [...this.pops];
+    const votes = [...this.votes];
     const pos = new Map(this.pos);
     const fresh = records.filter((r) => !pos.has(r.id)).length;
     const data = new Float32Array((ids.length + fresh) * dim);
@@ -97,6 +104,7 @@ export class VectorIndex {
         i = ids.length;
         ids.push(r.id);
         pops.push(null);
+        votes.push(null);
         pos.set(r.id, i);
       }
       let norm = 0;
@@ -104,8 +112,27 @@ export class VectorIndex {
       const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
       for (let d = 0; d < dim; d++) data[i * dim + d] = r.embedding[d] * scale;
       pops[i] = r.popularity;
+      const average = r.voteAverage ?? null;
+      votes[i] = average !== null && Number.isFinite(average) && average >= 0 ? { average, count: Math.max(0, r.voteCount ?? 0) } : null;
     }
-    return new VectorIndex(ids, data, dim, pops);
+    return new VectorIndex(ids, data, dim, pops, votes);
+  }
+
+  /** The movie's unit vector (a view, not a copy), undefined for an unknown id. */
+  vector(id: string): Float32Array | undefined {
+    const i = this.pos.get(id);
+    return i === undefined ? undefined : this.data.subarray(i * this.dim, (i + 1) * this.dim);
+  }
+
+  scan(profile: ArrayLike<number>, visit: (id: string, cosine: number, voteAverage: number | null, voteCount: number | null) => void): void {
+    const { dim, data } = this;
+    for (let i = 0; i < this.ids.length; i++) {
+      let dot = 0;
+      const o = i * dim;
+      for (let d = 0; d < dim; d++) dot += profile[d] * data[o + d];
+      const v = this.votes[i];
+      visit(this.ids[i], dot, v === null ? null : v.average, v === null ? null : v.count);
+    }
   }
 
   /** (id, popularity) for every record whose metadata has a popularity. */

@@ -9,7 +9,7 @@ import type { Pool } from '../../lib/db.ts';
 import { Registry, latencyBuckets } from '../../lib/metrics.ts';
 import { chromaClient, fetchAllVectors, fetchIds, fetchVectors, openCollection } from '../../lib/models/collection.ts';
 import { catalogPopularity, mostWatched, readHistory, recentWatchCounts } from '../../lib/models/history.ts';
-import { coldStartList, LIST_SIZE, popularityTable, rank, selectSources, topPopular, type PopularityTable } from '../../lib/models/rank.ts';
+import { coldStartList, LIST_SIZE, neighbourCount, popularityTable, rank, selectSources, topPopular, type PopularityTable } from '../../lib/models/rank.ts';
 import type { LoadedSpec } from '../../lib/models/spec.ts';
 import { VectorIndex } from '../../lib/models/vectors.ts';
 
@@ -177,7 +177,7 @@ export class Engine {
     const started = performance.now();
     this.neighbourState = { state: 'computing', seconds: null };
     try {
-      await index.precompute(first, this.model.spec.params.neighboursPerMovie, () => this.index !== index || this.stopped);
+      await index.precompute(first, neighbourCount(this.model.spec), () => this.index !== index || this.stopped);
       if (this.index === index) this.neighbourState = { state: 'ready', seconds: Math.round(performance.now() - started) / 1000 };
     } catch (err) {
       this.errors.inc({ kind: 'internal' });
@@ -297,14 +297,15 @@ export class Engine {
         return { ids: [...new Set(ids)].slice(0, LIST_SIZE), outcome: 'fallback', reason: 'vectors_unavailable' };
       }
       const idx = index ?? VectorIndex.empty();
-      const k = spec.params.neighboursPerMovie;
+      const k = neighbourCount(spec);
       // Sources whose neighbours are not cached yet (the precompute is still running): the most
       // recent few are scanned now, in one pass; the rest are left out of this answer.
-      const missing = selectSources(history, spec.params.maxSources).map((h) => h.movieId).filter((id) => !idx.isCached(id, k));
+      const missing = k === 0 ? [] : selectSources(history, spec.params.maxSources).map((h) => h.movieId).filter((id) => !idx.isCached(id, k));
       if (missing.length > 0) idx.warm(missing.slice(0, Math.max(1, Math.floor(SCAN_BUDGET / Math.max(1, idx.size * idx.dim)))), k);
       const ranked = rank(spec, {
         history,
         neighbours: (id, n) => (idx.isCached(id, n) ? idx.neighbours(id, n) : []),
+        space: idx,
         popularity: this.popularity,
         coldStart,
         now: asOf?.getTime() ?? Date.now(),
