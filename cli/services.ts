@@ -4,12 +4,14 @@ import { projectRoot } from '../lib/config.ts';
 import { ensureMain } from './deploy.ts';
 
 /** The long-running processes of the main job. Every service a later change builds joins this list. */
-export const services: { name: string; entry: string; args?: string[] }[] = [
+export const services: { name: string; entry: string; args?: string[]; env?: Record<string, string> }[] = [
   { name: 'worker', entry: 'workers/main.ts' },
   { name: 'ingest', entry: 'services/ingest/main.ts' },
   { name: 'catalog', entry: 'services/catalog/main.ts' },
   { name: 'gateway', entry: 'services/gateway/main.ts' },
-  { name: 'simulator', entry: 'services/simulator/main.ts' },
+  // A platform with a past (written once, into an empty topic): models have histories to rank from
+  // at once. SIMULATOR_HISTORY=0 in the environment starts from nothing.
+  { name: 'simulator', entry: 'services/simulator/main.ts', env: { SIMULATOR_HISTORY: '300000' } },
 ];
 
 /** Runs the chosen services as child processes with prefixed logs; stops them all on SIGINT/SIGTERM or when one dies. */
@@ -33,6 +35,7 @@ export async function runServices(names: string[]): Promise<number> {
   const finished = chosen.map((s) => new Promise<void>((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, s.entry), ...(s.args ?? [])], {
       cwd: projectRoot,
+      env: { ...s.env, ...process.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.set(s.name, child);

@@ -18,7 +18,7 @@ import { ensureTopic, kafkaClient } from '../lib/kafka.ts';
 import { hash32, Rng, WeightedSampler } from '../lib/random.ts';
 import { createApi } from '../services/simulator/api.ts';
 import { fastAt } from '../services/simulator/engine.ts';
-import { generateLines, produceLines, userKeyOf } from '../services/simulator/offline.ts';
+import { generateLines, pastLines, produceLines, topicIsEmpty, userKeyOf } from '../services/simulator/offline.ts';
 import { KafkaSink, MemorySink } from '../services/simulator/sink.ts';
 import { Traffic } from '../services/simulator/traffic.ts';
 import { createWorld, GENRES, type World } from '../services/simulator/world.ts';
@@ -481,6 +481,28 @@ describe('Kafka', () => {
   afterAll(async () => {
     if (topics.length > 0) await admin?.deleteTopics({ topics }).catch(() => undefined);
     await admin?.disconnect();
+  });
+
+  it('past activity ends a minute before now, parses, and is written only into an empty topic', async () => {
+    const world = createWorld({ seed: 5, movies: 300, users: 2000 });
+    const endMs = Date.now();
+    const lines = pastLines({ seed: 5, world, count: 20_000, endMs });
+    expect(lines).toHaveLength(20_000);
+    const times = lines.map((l) => {
+      const r = parseLine(l);
+      expect(r.ok, l).toBe(true);
+      return r.ok ? r.event.atMs : NaN;
+    });
+    const last = Math.max(...times);
+    expect(last).toBeLessThanOrEqual(endMs - 60_000);
+    expect(last).toBeGreaterThan(endMs - 61_000);
+    // The same activity as the plain generator's, only moved in time.
+    expect(lines.map((l) => l.slice(l.indexOf(',')))).toEqual(generateLines({ seed: 5, world, count: 20_000, errorFraction: 0 }).lines.map((l) => l.slice(l.indexOf(','))));
+
+    const topic = await scratchTopic();
+    expect(await topicIsEmpty(cfg, topic)).toBe(true);
+    await produceLines(cfg, lines.slice(0, 10), { topic });
+    expect(await topicIsEmpty(cfg, topic)).toBe(false);
   });
 
   it('produceLines writes every line once', async () => {

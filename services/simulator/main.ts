@@ -4,8 +4,11 @@
  *
  *   npx tsx services/simulator/main.ts [--seed 42] [--movies 5000] [--users 50000] [--rate 100]
  *     [--speed 1] [--duration 10m] [--malformed 0] [--gateway http://127.0.0.1:8082|none]
- *     [--port 8080] [--topic movielog]
+ *     [--port 8080] [--topic movielog] [--history 0]
  *
+ * --history N writes N lines of past activity (ending a minute before now) before the live loop
+ * starts, when the topic has never held a message: a platform with a past, so recommenders have
+ * histories to work on. A topic with data is left alone, so a restart does not write it twice.
  * Each option can also come from the environment as SIMULATOR_<NAME> (SIMULATOR_RATE=500);
  * the command line wins. --rate 0 serves the API only. Without --duration it runs until
  * SIGTERM/SIGINT, then stops starting activities, flushes what it wrote to Kafka and exits.
@@ -15,11 +18,12 @@ import { listen } from '../../lib/http.ts';
 import { ensureTopic } from '../../lib/kafka.ts';
 import { Registry } from '../../lib/metrics.ts';
 import { createApi } from './api.ts';
+import { pastLines, produceLines, topicIsEmpty } from './offline.ts';
 import { KafkaSink } from './sink.ts';
 import { Traffic } from './traffic.ts';
 import { createWorld } from './world.ts';
 
-const NAMES = ['seed', 'movies', 'users', 'rate', 'speed', 'duration', 'malformed', 'gateway', 'port', 'topic'] as const;
+const NAMES = ['seed', 'movies', 'users', 'rate', 'speed', 'duration', 'malformed', 'gateway', 'port', 'topic', 'history'] as const;
 type Name = (typeof NAMES)[number];
 
 /** --name value, --name=value, or SIMULATOR_NAME; unknown flags are an error, not a silent default. */
@@ -59,6 +63,8 @@ async function main(): Promise<void> {
   const duration = o.duration === undefined ? undefined : /^\d+(\.\d+)?$/.test(o.duration) ? Number(o.duration) * 1000 : durationMs(o.duration);
   const gateway = o.gateway === 'none' ? null : (o.gateway ?? `http://127.0.0.1:${cfg.services.gateway.port}`);
   const topic = o.topic ?? cfg.kafka.topic;
+  const history = num('history', o.history, 0, 0);
+  if (!Number.isInteger(history)) throw new Error(`--history is a number of lines, got "${o.history}"`);
 
   const t0 = performance.now();
   const world = createWorld({ seed, movies: num('movies', o.movies, 5000, 1), users: num('users', o.users, 50_000, 1) });
@@ -74,6 +80,18 @@ async function main(): Promise<void> {
   const server = await listen(app, port);
   const address = server.address();
   console.log(`simulator: /movie/<id>, /user/<id>, /healthz, /metrics on 127.0.0.1:${typeof address === 'object' && address ? address.port : port}`);
+
+  if (history > 0) {
+    await ensureTopic(cfg, topic);
+    if (await topicIsEmpty(cfg, topic)) {
+      const t1 = performance.now();
+      const lines = pastLines({ seed, world, count: history, endMs: Date.now() });
+      await produceLines(cfg, lines, { topic });
+      console.log(`simulator: wrote ${lines.length} lines of past activity to ${topic} in ${Math.round(performance.now() - t1)} ms`);
+    } else {
+      console.log(`simulator: ${topic} already holds data; no past activity written`);
+    }
+  }
 
   if (rate > 0) {
     await ensureTopic(cfg, topic);

@@ -201,3 +201,32 @@ export async function produceLines(cfg: Config, lines: readonly string[], opts: 
   }
   return produced;
 }
+
+/**
+ * `count` lines of past activity for the world that end just before `endMs`: the platform's
+ * history before the live loop tunes in, so that recommenders have users with a past to work on.
+ * Deterministic for a seed apart from the time shift; the generator runs twice, once to learn how
+ * much simulated time the lines span.
+ */
+export function pastLines(opts: { seed: number; world: World; count: number; endMs: number }): string[] {
+  let last = DEFAULT_START_MS;
+  forEachLine({ seed: opts.seed, world: opts.world, count: opts.count, errorFraction: 0 }, (line) => {
+    const stamp = line.slice(0, line.indexOf(','));
+    const t = Date.parse(stamp.endsWith('Z') ? stamp : `${stamp}Z`);
+    if (Number.isFinite(t) && t > last) last = t;
+  });
+  const startMs = opts.endMs - 60_000 - (last - DEFAULT_START_MS);
+  return generateLines({ seed: opts.seed, world: opts.world, count: opts.count, errorFraction: 0, startMs }).lines;
+}
+
+/** True when the topic has never had a message (every partition's high watermark is 0). */
+export async function topicIsEmpty(cfg: Config, topic: string): Promise<boolean> {
+  const admin = kafkaClient(cfg, 'simulator-history').admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsets(topic);
+    return offsets.every((o) => Number(o.high) === 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
