@@ -15,7 +15,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { durationMs, loadConfig, projectRoot, type Config } from '../lib/config.ts';
-import { createPool, migrate, type Pool } from '../lib/db.ts';
+import { createPool, migrate, withTransaction, type Pool } from '../lib/db.ts';
 import { getBackup } from '../lib/backup/catalog.ts';
 import { HashCounter, sha256File } from '../lib/backup/checksum.ts';
 import { MANIFEST_FORMAT, manifestPath, manifestProblems, parseManifest, rowCountProblems, type BackupManifest } from '../lib/backup/manifest.ts';
@@ -462,13 +462,12 @@ export async function switchDatabase(plan: RestorePlan): Promise<{ previous: str
       for (let attempt = 1; ; attempt++) {
         try {
           await client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()`, [[plan.live, plan.target]]);
-          await client.query('BEGIN');
-          if (liveExists) await client.query(`ALTER DATABASE ${quoteIdent(plan.live)} RENAME TO ${quoteIdent(plan.previous)}`);
-          await client.query(`ALTER DATABASE ${quoteIdent(plan.target)} RENAME TO ${quoteIdent(plan.live)}`);
-          await client.query('COMMIT');
+          await withTransaction(client, async (c) => {
+            if (liveExists) await c.query(`ALTER DATABASE ${quoteIdent(plan.live)} RENAME TO ${quoteIdent(plan.previous)}`);
+            await c.query(`ALTER DATABASE ${quoteIdent(plan.target)} RENAME TO ${quoteIdent(plan.live)}`);
+          });
           return { previous: liveExists ? plan.previous : null, alreadyDone: false, attempts: attempt };
         } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
           if ((err as { code?: string }).code !== '55006' || attempt >= 20) throw err;
           Context.current().heartbeat({ phase: 'switch', attempt });
           await new Promise((r) => setTimeout(r, 100 * attempt));
@@ -520,26 +519,21 @@ export async function carryOver(plan: RestorePlan): Promise<{ copied: Record<str
         const { rows } = await dst.query<{ m: number }>(`SELECT coalesce(max(id), 0)::bigint AS m FROM "${t.table}"`);
         where = `WHERE id > ${Number(rows[0].m)}`;
       }
-      await dst.query('BEGIN');
-      try {
-        await dst.query(`CREATE TEMP TABLE carry (LIKE "${t.table}" INCLUDING DEFAULTS) ON COMMIT DROP`);
+      copied[t.table] = await withTransaction(dst, async (c) => {
+        await c.query(`CREATE TEMP TABLE carry (LIKE "${t.table}" INCLUDING DEFAULTS) ON COMMIT DROP`);
         await pipeline(
           src.query(copyTo(`COPY (SELECT ${list} FROM "${t.table}" ${where}) TO STDOUT`)),
-          dst.query(copyFrom(`COPY carry (${list}) FROM STDIN`)),
+          c.query(copyFrom(`COPY carry (${list}) FROM STDIN`)),
         );
         const keys = t.key.map((k) => `"${k}"`).join(', ');
-        const update = shared.filter((c) => !t.key.includes(c)).map((c) => `"${c}" = EXCLUDED."${c}"`).join(', ');
+        const update = shared.filter((col) => !t.key.includes(col)).map((col) => `"${col}" = EXCLUDED."${col}"`).join(', ');
         const conflict = t.mode === 'upsert' && update ? `ON CONFLICT (${keys}) DO UPDATE SET ${update}` : `ON CONFLICT (${keys}) DO NOTHING`;
-        const r = await dst.query(`INSERT INTO "${t.table}" (${list}) SELECT ${list} FROM carry ${conflict}`);
-        copied[t.table] = r.rowCount ?? 0;
+        const r = await c.query(`INSERT INTO "${t.table}" (${list}) SELECT ${list} FROM carry ${conflict}`);
         // Rows came with their ids: move the sequence past them, or the next insert would collide.
-        const seq = shared.includes('id') ? (await dst.query<{ s: string | null }>(`SELECT pg_get_serial_sequence($1, 'id') AS s`, [t.table])).rows[0].s : null;
-        if (seq) await dst.query(`SELECT setval($1, greatest((SELECT coalesce(max(id), 0) FROM "${t.table}"), 1))`, [seq]);
-        await dst.query('COMMIT');
-      } catch (err) {
-        await dst.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
+        const seq = shared.includes('id') ? (await c.query<{ s: string | null }>(`SELECT pg_get_serial_sequence($1, 'id') AS s`, [t.table])).rows[0].s : null;
+        if (seq) await c.query(`SELECT setval($1, greatest((SELECT coalesce(max(id), 0) FROM "${t.table}"), 1))`, [seq]);
+        return r.rowCount ?? 0;
+      });
     }
   } finally {
     src.release();

@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { loadConfig } from '../lib/config.ts';
+import { withTransaction } from '../lib/db.ts';
 import { loadSpec } from '../lib/models/spec.ts';
 import type { ReleaseDefaults, ResolvedReleaseInput } from '../lib/release/input.ts';
 import { TERMINAL_PHASES, type ReleasePhase, type ReleaseStatus } from '../lib/release/types.ts';
@@ -24,31 +25,21 @@ export async function beginRelease(a: { input: ResolvedReleaseInput; workflowId:
   } catch (err) {
     throw ApplicationFailure.nonRetryable((err as Error).message, 'BadModelSpec');
   }
-  const client = await activityPool().connect();
-  try {
-    await client.query('BEGIN');
+  await withTransaction(activityPool(), async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(7242002)');
     const { rows: own } = await client.query('SELECT workflow_id, run_id, phase FROM releases WHERE id = $1', [a.input.version]);
     if (own.length) {
-      await client.query('ROLLBACK');
       if (own[0].run_id === a.runId) return;
       throw ApplicationFailure.nonRetryable(`version ${a.input.version} was released before (phase ${own[0].phase}, workflow ${own[0].workflow_id}); choose a new version`, 'VersionTaken');
     }
     const { rows: busy } = await client.query('SELECT id, phase FROM releases WHERE NOT (phase = ANY($1)) LIMIT 1', [TERMINAL_PHASES]);
     if (busy.length) {
-      await client.query('ROLLBACK');
       throw ApplicationFailure.nonRetryable(`release ${busy[0].id} is in phase ${busy[0].phase}; only one release bakes at a time (abort it first: marquee abort ${busy[0].id} --reason ...)`, 'ReleaseInFlight');
     }
     await client.query(`INSERT INTO releases (id, model_spec, spec, spec_hash, workflow_id, run_id, phase, phase_times)
       VALUES ($1, $2, $3, $4, $5, $6, 'starting', jsonb_build_object('starting', now()))`,
     [a.input.version, loaded.path, JSON.stringify(loaded.spec), loaded.hash, a.workflowId, a.runId]);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 export async function recordPhase(a: { version: string; phase: ReleasePhase; at: string }): Promise<void> {

@@ -26,6 +26,27 @@ export function createPool(cfg: Config, opts: { max?: number; database?: string;
   return pool;
 }
 
+/**
+ * Runs fn between BEGIN and COMMIT on one connection: one taken from a pool (and given back), or
+ * a client the caller holds. A throw rolls back and rethrows, so no caller leaves a transaction
+ * open on a pooled connection. `begin` may carry options (isolation level, READ ONLY).
+ */
+export async function withTransaction<T>(db: pg.Pool | pg.PoolClient, fn: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  const owned = !('release' in db);
+  const client = owned ? await (db as pg.Pool).connect() : (db as pg.PoolClient);
+  try {
+    await client.query(begin);
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    if (owned) client.release();
+  }
+}
+
 export const migrationsDir = path.join(projectRoot, 'db', 'migrations');
 
 interface MigrationFile { version: number; name: string; sql: string; checksum: string }
@@ -62,15 +83,12 @@ export async function migrate(pool: pg.Pool, dir = migrationsDir): Promise<strin
         if (prior.checksum !== m.checksum) throw new Error(`migration ${m.name} was changed after it was applied (checksum differs); add a new migration instead`);
         continue;
       }
-      await client.query('BEGIN');
-      try {
-        await client.query(m.sql);
-        await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK');
-        throw new Error(`migration ${m.name} failed: ${(err as Error).message}`);
-      }
+      await withTransaction(client, async (c) => {
+        await c.query(m.sql);
+        await c.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
+      }).catch((err: Error) => {
+        throw new Error(`migration ${m.name} failed: ${err.message}`);
+      });
       applied.push(m.name);
     }
   } finally {

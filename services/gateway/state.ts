@@ -4,7 +4,7 @@
  * routes the same way; every change goes through `applyChange`, which logs it in routing_changes.
  */
 import { z } from 'zod';
-import type { Pool } from '../../lib/db.ts';
+import { withTransaction, type Pool } from '../../lib/db.ts';
 
 export interface RoutingState {
   mainUrl: string;
@@ -106,9 +106,7 @@ export async function loadState(pool: Pool): Promise<RoutingState | undefined> {
  * returns whatever the row holds afterwards.
  */
 export async function initState(pool: Pool, initial: { mainUrl: string; mainVersion: string }, by: string): Promise<RoutingState> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await withTransaction(pool, async (client) => {
     const { rows } = await client.query<Row>(
       `INSERT INTO routing_state (id, main_url, main_version, nightly_percent, updated_by) VALUES (1, $1, $2, 0, $3)
        ON CONFLICT (id) DO NOTHING RETURNING *`, [normUrl(initial.mainUrl), initial.mainVersion, by]);
@@ -116,13 +114,7 @@ export async function initState(pool: Pool, initial: { mainUrl: string; mainVers
       const s = fromRow(rows[0]);
       await client.query('INSERT INTO routing_changes (changed_by, before, after) VALUES ($1, NULL, $2)', [by, JSON.stringify(routingFields(s))]);
     }
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
   return (await loadState(pool))!;
 }
 
@@ -135,30 +127,17 @@ export async function applyChange(
   pool: Pool, patch: RoutingPatch, by: string,
   check: (before: RoutingState, next: RoutingState) => Promise<string | undefined>,
 ): Promise<{ ok: true; state: RoutingState; changed: boolean; changeId?: number } | { ok: false; reason: string }> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  // Early answers commit a transaction that wrote nothing: the same as a rollback, the lock released.
+  return withTransaction(pool, async (client) => {
     const { rows } = await client.query<Row>('SELECT * FROM routing_state WHERE id = 1 FOR UPDATE');
-    if (!rows[0]) {
-      await client.query('ROLLBACK');
-      return { ok: false, reason: 'no routing state yet' };
-    }
+    if (!rows[0]) return { ok: false as const, reason: 'no routing state yet' };
     const before = fromRow(rows[0]);
     const merged = merge(before, patch);
-    if (!merged.ok) {
-      await client.query('ROLLBACK');
-      return merged;
-    }
+    if (!merged.ok) return merged;
     const problem = await check(before, merged.next);
-    if (problem) {
-      await client.query('ROLLBACK');
-      return { ok: false, reason: problem };
-    }
+    if (problem) return { ok: false as const, reason: problem };
     const next = merged.next;
-    if (sameRouting(before, next)) {
-      await client.query('ROLLBACK');
-      return { ok: true, state: before, changed: false };
-    }
+    if (sameRouting(before, next)) return { ok: true as const, state: before, changed: false };
     const { rows: [saved] } = await client.query<Row>(
       `UPDATE routing_state SET main_url = $1, main_version = $2, nightly_url = $3, nightly_version = $4,
          nightly_percent = $5, release_id = $6, updated_at = clock_timestamp(), updated_by = $7 WHERE id = 1 RETURNING *`,
@@ -166,14 +145,8 @@ export async function applyChange(
     const { rows: [change] } = await client.query<{ id: number }>(
       'INSERT INTO routing_changes (changed_by, before, after) VALUES ($1, $2, $3) RETURNING id',
       [by, JSON.stringify(routingFields(before)), JSON.stringify(routingFields(fromRow(saved)))]);
-    await client.query('COMMIT');
-    return { ok: true, state: fromRow(saved), changed: true, changeId: change.id };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+    return { ok: true as const, state: fromRow(saved), changed: true, changeId: change.id };
+  });
 }
 
 export async function recentChanges(pool: Pool, limit: number): Promise<unknown[]> {
