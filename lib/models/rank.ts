@@ -41,11 +41,15 @@ export interface PopularityTable {
 
 /** The whole collection, for rules that score every movie rather than neighbours of a few. */
 export interface VectorSpace {
+  readonly dim: number;
+  /** Movie ids by position. */
+  readonly ids: readonly string[];
   /** The movie's unit vector, undefined when the collection has none. */
   vector(id: string): ArrayLike<number> | undefined;
-  readonly dim: number;
-  /** Visits every movie with its cosine to `profile` (a unit vector) and its vote average and count (null when unknown). */
-  scan(profile: ArrayLike<number>, visit: (id: string, cosine: number, voteAverage: number | null, voteCount: number | null) => void): void;
+  /** The vote average and count of the movie at a position, null when unknown. */
+  votes(position: number): { average: number; count: number } | null;
+  /** Writes every movie's cosine with `profile` (a unit vector) into out[position]. */
+  cosines(profile: ArrayLike<number>, out: Float64Array): void;
 }
 
 export interface RankInput {
@@ -268,14 +272,47 @@ export function rankTaste(spec: TasteSpec, input: RankInput): Ranked {
     norm = Math.sqrt(norm);
     for (let d = 0; d < profile.length; d++) profile[d] /= norm;
   }
-  const scored = new Map<string, number>();
-  space.scan(profile, (id, cosine, voteAverage, voteCount) => {
-    const votes = voteCount ?? 0;
-    const average = voteAverage === null || votes <= 0 ? p.qualityPrior : (votes * voteAverage + p.qualityShrinkVotes * p.qualityPrior) / (votes + p.qualityShrinkVotes);
-    scored.set(id, cosine + p.qualityWeight * (average - p.qualityPrior) + p.popularityWeight * Math.log1p(input.popularity.get(id) ?? 0));
-  });
+  const n = space.ids.length;
+  if (scratch.length < n) scratch = new Float64Array(n);
+  space.cosines(profile, scratch);
+  const prior = priorTerms(space, input.popularity, p);
   const exclude = p.excludeWatched ? new Set(input.history.map((h) => h.movieId)) : null;
+  // Only the best few positions are needed: enough for the list even if every excluded movie is among them.
+  const want = LIST_SIZE + (exclude?.size ?? 0);
+  const topPos: number[] = [];
+  const topScore: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const score = scratch[i] + prior[i];
+    if (topPos.length === want && score <= topScore[want - 1]) continue;
+    let k = topPos.length < want ? topPos.length : want - 1;
+    while (k > 0 && score > topScore[k - 1]) { topPos[k] = topPos[k - 1]; topScore[k] = topScore[k - 1]; k--; }
+    topPos[k] = i;
+    topScore[k] = score;
+  }
+  const scored = new Map<string, number>();
+  topPos.forEach((i, k) => scored.set(space.ids[i], topScore[k]));
   return finish(scored, input, exclude);
+}
+
+/** Reused between requests: one cosine per movie, written by the space. */
+let scratch = new Float64Array(0);
+
+// quality and popularity do not depend on the user: computed once per space, popularity table and parameters.
+const priorCache = new WeakMap<VectorSpace, { popularity: PopularityTable; key: string; terms: Float64Array }>();
+
+/** Per position: qualityWeight × (shrunk vote average − prior) + popularityWeight × ln(1 + popularity). */
+function priorTerms(space: VectorSpace, popularity: PopularityTable, p: TasteSpec['params']): Float64Array {
+  const key = `${p.qualityWeight}|${p.qualityPrior}|${p.qualityShrinkVotes}|${p.popularityWeight}`;
+  const cached = priorCache.get(space);
+  if (cached !== undefined && cached.popularity === popularity && cached.key === key) return cached.terms;
+  const terms = new Float64Array(space.ids.length);
+  for (let i = 0; i < terms.length; i++) {
+    const v = space.votes(i);
+    const average = v === null || v.count <= 0 ? p.qualityPrior : (v.count * v.average + p.qualityShrinkVotes * p.qualityPrior) / (v.count + p.qualityShrinkVotes);
+    terms[i] = p.qualityWeight * (average - p.qualityPrior) + p.popularityWeight * Math.log1p(popularity.get(space.ids[i]) ?? 0);
+  }
+  priorCache.set(space, { popularity, key, terms });
+  return terms;
 }
 
 /** How many neighbours per source the rule reads (0: it reads no neighbour lists, so none need computing). */

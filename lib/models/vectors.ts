@@ -26,7 +26,7 @@ export class VectorIndex implements VectorSpace {
   private readonly data: Float32Array;
   private readonly pops: (number | null)[];
   /** Vote average and count per movie, null when unknown. */
-  private readonly votes: ({ average: number; count: number } | null)[];
+  private readonly voteStats: ({ average: number; count: number } | null)[];
   private readonly cache = new Map<number, CachedNeighbours>();
 
   private constructor(ids: string[], data: Float32Array, dim: number, pops: (number | null)[], votes: ({ average: number; count: number } | null)[]) {
@@ -34,7 +34,7 @@ export class VectorIndex implements VectorSpace {
     this.data = data;
     this.dim = dim;
     this.pops = pops;
-    this.votes = votes;
+    this.voteStats = votes;
     this.pos = new Map(ids.map((id, i) => [id, i]));
   }
 
@@ -92,7 +92,7 @@ export class VectorIndex implements VectorSpace {
     const dim = this.dim || records[0].embedding.length;
     const ids = [...this.ids];
     const pops = [...this.pops];
-    const votes = [...this.votes];
+    const votes = [...this.voteStats];
     const pos = new Map(this.pos);
     const fresh = records.filter((r) => !pos.has(r.id)).length;
     const data = new Float32Array((ids.length + fresh) * dim);
@@ -124,14 +124,17 @@ export class VectorIndex implements VectorSpace {
     return i === undefined ? undefined : this.data.subarray(i * this.dim, (i + 1) * this.dim);
   }
 
-  scan(profile: ArrayLike<number>, visit: (id: string, cosine: number, voteAverage: number | null, voteCount: number | null) => void): void {
+  votes(position: number): { average: number; count: number } | null {
+    return this.voteStats[position] ?? null;
+  }
+
+  cosines(profile: ArrayLike<number>, out: Float64Array): void {
     const { dim, data } = this;
-    for (let i = 0; i < this.ids.length; i++) {
+    const n = this.ids.length;
+    for (let i = 0, o = 0; i < n; i++, o += dim) {
       let dot = 0;
-      const o = i * dim;
       for (let d = 0; d < dim; d++) dot += profile[d] * data[o + d];
-      const v = this.votes[i];
-      visit(this.ids[i], dot, v === null ? null : v.average, v === null ? null : v.count);
+      out[i] = dot;
     }
   }
 
