@@ -174,7 +174,9 @@ async function buildWorld(nMovies: number, nUsers: number): Promise<World> {
   const collection = `movies_bench_${tag}`;
   const col = await chroma.createCollection({ name: collection, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
   for (let i = 0; i < ids.length; i += 2000) {
-    await col.add({ ids: ids.slice(i, i + 2000), embeddings: vectors.slice(i, i + 2000), metadatas: pops.slice(i, i + 2000).map((p) => ({ popularity: p })) });
+    // Vote metadata as content collections carry it (taste-profile reads it).
+    const metadatas = pops.slice(i, i + 2000).map((p) => ({ popularity: p, vote_average: Math.round(Math.min(9.6, Math.max(1, 6.3 + 1.2 * (r() + r() + r() - 1.5) * 2)) * 10) / 10, vote_count: Math.round(p * (5 + 40 * r())) }));
+    await col.add({ ids: ids.slice(i, i + 2000), embeddings: vectors.slice(i, i + 2000), metadatas });
   }
   return {
     users: nUsers, dbName, pool, collection,

@@ -225,6 +225,34 @@ describe('taste profile', () => {
     expect(rank(spec, input(history, { space: undefined }))).toEqual({ ids: ['c1', 'c2'], source: 'cold-start' });
   });
 
+  it('stops scanning early without changing the answer: the same list as scoring every movie', () => {
+    let x = 12345;
+    const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const records = Array.from({ length: 600 }, (_, i) => ({
+      id: `r${i}`, embedding: Array.from({ length: 8 }, () => rnd() - 0.5), popularity: rnd() < 0.1 ? null : 100 * rnd() ** 3,
+      voteAverage: rnd() < 0.2 ? null : 1 + 9 * rnd(), voteCount: Math.floor(200 * rnd()),
+    }));
+    const big = VectorIndex.from(records);
+    const pop = popularityTable(records.filter((r) => r.popularity !== null).map((r) => [r.id, r.popularity!] as const));
+    for (let trial = 0; trial < 20; trial++) {
+      const hist = Array.from({ length: 1 + Math.floor(10 * rnd()) }, () => watched(`r${Math.floor(600 * rnd())}`, { rating: 1 + Math.floor(5 * rnd()), ratedAt: 1500 }));
+      const p = { ...taste.params, recencyHalfLifeDays: null, qualityShrinkVotes: trial % 2 ? 10 : 0, popularityWeight: trial % 3 ? 0.2 : 0 };
+      const got = rankTaste({ ...taste, params: p }, input(hist, { space: big, popularity: pop, coldStart: [] })).ids;
+      // Brute force: the profile, every movie's score, best first (ties by id), watched excluded.
+      const profile = new Float64Array(8);
+      for (const h of hist) { const v = big.vector(h.movieId)!; const w = likeWeight(h, p); for (let d = 0; d < 8; d++) profile[d] += w * v[d]; }
+      const norm = Math.hypot(...profile) || 1;
+      const seen = new Set(hist.map((h) => h.movieId));
+      const expected = records.map((r, i) => {
+        const v = big.votes(i);
+        const avg = v === null || v.count <= 0 ? p.qualityPrior : (v.count * v.average + p.qualityShrinkVotes * p.qualityPrior) / (v.count + p.qualityShrinkVotes);
+        const cos = big.vector(r.id)!.reduce((sum, c, d) => sum + c * profile[d] / norm, 0);
+        return [r.id, cos + p.qualityWeight * (avg - p.qualityPrior) + p.popularityWeight * Math.log1p(pop.get(r.id) ?? 0)] as const;
+      }).filter(([id]) => !seen.has(id)).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 20).map(([id]) => id);
+      expect(got, `trial ${trial}`).toEqual(expected);
+    }
+  });
+
   it('adds popularity when asked, and never answers more than 20 ids', () => {
     const many = VectorIndex.from(Array.from({ length: 40 }, (_, i) => ({ id: `m${i}`, embedding: [1, i / 40, 0], popularity: i, voteAverage: 7, voteCount: 10 })));
     const pop = popularityTable(Array.from({ length: 40 }, (_, i) => [`m${i}`, i] as const));

@@ -48,8 +48,8 @@ export interface VectorSpace {
   vector(id: string): ArrayLike<number> | undefined;
   /** The vote average and count of the movie at a position, null when unknown. */
   votes(position: number): { average: number; count: number } | null;
-  /** Writes every movie's cosine with `profile` (a unit vector) into out[position]. */
-  cosines(profile: ArrayLike<number>, out: Float64Array): void;
+  /** The unit vectors, row-major: the movie at position i is data[i × dim … (i + 1) × dim). */
+  readonly data: Float32Array;
 }
 
 export interface RankInput {
@@ -272,21 +272,26 @@ export function rankTaste(spec: TasteSpec, input: RankInput): Ranked {
     norm = Math.sqrt(norm);
     for (let d = 0; d < profile.length; d++) profile[d] /= norm;
   }
-  const n = space.ids.length;
-  if (scratch.length < n) scratch = new Float64Array(n);
-  space.cosines(profile, scratch);
   const prior = priorTerms(space, input.popularity, p);
   const exclude = p.excludeWatched ? new Set(input.history.map((h) => h.movieId)) : null;
   // Only the best few positions are needed: enough for the list even if every excluded movie is among them.
   const want = LIST_SIZE + (exclude?.size ?? 0);
   const topPos: number[] = [];
   const topScore: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const score = scratch[i] + prior[i];
-    if (topPos.length === want && score <= topScore[want - 1]) continue;
-    let k = topPos.length < want ? topPos.length : want - 1;
+  // Movies in order of their prior: a cosine is at most 1, so once prior + 1 cannot reach the
+  // current last place no later movie can either, and the scan stops (exact, not approximate).
+  const { order, terms, rows } = prior;
+  const dim = space.dim;
+  for (let j = 0; j < order.length; j++) {
+    const full = topPos.length === want;
+    if (full && terms[j] + 1 <= topScore[want - 1]) break;
+    let cosine = 0;
+    for (let d = 0, o = j * dim; d < dim; d++, o++) cosine += profile[d] * rows[o];
+    const score = cosine + terms[j];
+    if (full && score <= topScore[want - 1]) continue;
+    let k = full ? want - 1 : topPos.length;
     while (k > 0 && score > topScore[k - 1]) { topPos[k] = topPos[k - 1]; topScore[k] = topScore[k - 1]; k--; }
-    topPos[k] = i;
+    topPos[k] = order[j];
     topScore[k] = score;
   }
   const scored = new Map<string, number>();
@@ -294,25 +299,35 @@ export function rankTaste(spec: TasteSpec, input: RankInput): Ranked {
   return finish(scored, input, exclude);
 }
 
-/** Reused between requests: one cosine per movie, written by the space. */
-let scratch = new Float64Array(0);
+/** The movies best prior first: their positions, priors, and vectors copied in that order (a sequential scan). */
+interface Priors { order: Int32Array; terms: Float64Array; rows: Float32Array }
 
 // quality and popularity do not depend on the user: computed once per space, popularity table and parameters.
-const priorCache = new WeakMap<VectorSpace, { popularity: PopularityTable; key: string; terms: Float64Array }>();
+const priorCache = new WeakMap<VectorSpace, { popularity: PopularityTable; key: string; priors: Priors }>();
 
-/** Per position: qualityWeight × (shrunk vote average − prior) + popularityWeight × ln(1 + popularity). */
-function priorTerms(space: VectorSpace, popularity: PopularityTable, p: TasteSpec['params']): Float64Array {
+/** Per movie: qualityWeight × (shrunk vote average − prior) + popularityWeight × ln(1 + popularity). */
+function priorTerms(space: VectorSpace, popularity: PopularityTable, p: TasteSpec['params']): Priors {
   const key = `${p.qualityWeight}|${p.qualityPrior}|${p.qualityShrinkVotes}|${p.popularityWeight}`;
   const cached = priorCache.get(space);
-  if (cached !== undefined && cached.popularity === popularity && cached.key === key) return cached.terms;
-  const terms = new Float64Array(space.ids.length);
-  for (let i = 0; i < terms.length; i++) {
+  if (cached !== undefined && cached.popularity === popularity && cached.key === key) return cached.priors;
+  const n = space.ids.length;
+  const byPosition = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
     const v = space.votes(i);
     const average = v === null || v.count <= 0 ? p.qualityPrior : (v.count * v.average + p.qualityShrinkVotes * p.qualityPrior) / (v.count + p.qualityShrinkVotes);
-    terms[i] = p.qualityWeight * (average - p.qualityPrior) + p.popularityWeight * Math.log1p(popularity.get(space.ids[i]) ?? 0);
+    byPosition[i] = p.qualityWeight * (average - p.qualityPrior) + p.popularityWeight * Math.log1p(popularity.get(space.ids[i]) ?? 0);
   }
-  priorCache.set(space, { popularity, key, terms });
-  return terms;
+  const order = Int32Array.from(byPosition.keys()).sort((a, b) => byPosition[b] - byPosition[a] || a - b);
+  const dim = space.dim;
+  const terms = new Float64Array(n);
+  const rows = new Float32Array(n * dim);
+  order.forEach((i, j) => {
+    terms[j] = byPosition[i];
+    rows.set(space.data.subarray(i * dim, (i + 1) * dim), j * dim);
+  });
+  const priors = { order, terms, rows };
+  priorCache.set(space, { popularity, key, priors });
+  return priors;
 }
 
 /** How many neighbours per source the rule reads (0: it reads no neighbour lists, so none need computing). */

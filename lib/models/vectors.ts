@@ -23,7 +23,7 @@ export class VectorIndex implements VectorSpace {
   readonly dim: number;
   readonly ids: readonly string[];
   private readonly pos: Map<string, number>;
-  private readonly data: Float32Array;
+  readonly data: Float32Array;
   private readonly pops: (number | null)[];
   /** Vote average and count per movie, null when unknown. */
   private readonly voteStats: ({ average: number; count: number } | null)[];
@@ -126,16 +126,6 @@ export class VectorIndex implements VectorSpace {
 
   votes(position: number): { average: number; count: number } | null {
     return this.voteStats[position] ?? null;
-  }
-
-  cosines(profile: ArrayLike<number>, out: Float64Array): void {
-    const { dim, data } = this;
-    const n = this.ids.length;
-    for (let i = 0, o = 0; i < n; i++, o += dim) {
-      let dot = 0;
-      for (let d = 0; d < dim; d++) dot += profile[d] * data[o + d];
-      out[i] = dot;
-    }
   }
 
   /** (id, popularity) for every record whose metadata has a popularity. */
