@@ -3,11 +3,11 @@
  * workflow runs (offline gate, judge), run by hand against the live database, printed as a table
  * or as JSON.
  */
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { judgeReleaseWith, offlineGateWith } from '../lib/eval/release.ts';
 import { evalSettings } from '../lib/eval/settings.ts';
+import { parseOptions, UsageError, withUsage, type OptionSpec } from './args.ts';
 
 export const evalUsage = {
   offline: 'eval offline --model models/<spec>.json [--against models/<spec>.json] [--cutoff <ISO time>] [--test-fraction F] [--max-users N] [--min-users N] [--json]',
@@ -19,14 +19,8 @@ export const evalSummary = {
   online: 'the online metric per slot for a release and the judge\'s verdict (Successful, Failed, Inconclusive) with its numbers',
 };
 
-class UsageError extends Error {}
-
-function parse(args: string[], options: Record<string, { type: 'string' | 'boolean' }>) {
-  try {
-    return parseArgs({ args, options, allowPositionals: false, strict: true }).values as Record<string, string | boolean | undefined>;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+function parse(args: string[], options: OptionSpec): Record<string, string | boolean | undefined> {
+  return parseOptions(args, options, false).values as Record<string, string | boolean | undefined>;
 }
 
 function positiveInt(name: string, v: string | boolean | undefined): number | undefined {
@@ -100,23 +94,14 @@ async function online(args: string[]): Promise<number> {
   }
 }
 
-async function withUsage(fn: (args: string[]) => Promise<number>, args: string[]): Promise<number> {
-  try {
-    return await fn(args);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`${err.message}\nusage:\n  marquee ${evalUsage.offline}\n  marquee ${evalUsage.online}`);
-    return 2;
-  }
-}
-
-export const evalOfflineCommand = (args: string[]): Promise<number> => withUsage(offline, args);
-export const evalOnlineCommand = (args: string[]): Promise<number> => withUsage(online, args);
+const usage = [evalUsage.offline, evalUsage.online];
+export const evalOfflineCommand = (args: string[]): Promise<number> => withUsage(usage, () => offline(args));
+export const evalOnlineCommand = (args: string[]): Promise<number> => withUsage(usage, () => online(args));
 
 /** `eval offline|online ...` as one command, for a registry that takes one word. */
 export function evalCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'offline') return evalOfflineCommand(rest);
   if (sub === 'online') return evalOnlineCommand(rest);
-  return withUsage(async () => { throw new UsageError(`unknown eval command "${sub ?? ''}"`); }, rest);
+  return withUsage(usage, async () => { throw new UsageError(`unknown eval command "${sub ?? ''}"`); });
 }

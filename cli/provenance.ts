@@ -8,7 +8,7 @@
  * marquee_repro_<id>) and --grace <duration> (how far past the answer a partition is still read
  * for late lines, default 60s). reproduce exits 0 when the lists match, 1 when they differ.
  */
-import { parseArgs } from 'node:util';
+import { parseOptions, UsageError, withUsage, type OptionSpec } from './args.ts';
 import { durationMs, loadConfig } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { assertDatabaseName } from '../lib/backup/names.ts';
@@ -25,15 +25,7 @@ export const provenanceSummary = {
   reproduce: 'rebuild a served answer: restore the backup before it into a scratch database, replay Kafka up to its time, rank again, compare',
 };
 
-class UsageError extends Error {}
-
-function parse(args: string[], options: Record<string, { type: 'string' | 'boolean' }>) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
+const parse = (args: string[], options: OptionSpec) => parseOptions(args, options);
 
 function servedId(text: string | undefined): number {
   if (text === undefined || !/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`expected a served recommendation id (a positive integer), got ${JSON.stringify(text ?? '')}`);
@@ -65,12 +57,8 @@ async function findServed(pool: ReturnType<typeof createPool>, v: { id?: string;
 
 async function guarded(usage: string, fn: () => Promise<number>): Promise<number> {
   try {
-    return await fn();
+    return await withUsage(usage, fn);
   } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`${err.message}\nusage: marquee ${usage}`);
-      return 2;
-    }
     if (err instanceof ProvenanceError) {
       console.error(`marquee: ${err.message}`);
       return 1;

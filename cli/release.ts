@@ -7,36 +7,29 @@ import { releaseInputProblems, type ReleaseInput } from '../lib/release/input.ts
 import type { ReleaseOutcome, ReleaseStatus } from '../lib/release/types.ts';
 import { connectClient } from '../lib/temporal.ts';
 import { abortSignal, promoteUpdate, statusQuery } from '../workflows/canary.ts';
+import { parseOptions, UsageError, withUsage } from './args.ts';
 
-/** Reads `--name value` options and positional words; `--flag` alone is "true". */
-function parseArgs(args: string[]): { positional: string[]; opts: Record<string, string> } {
-  const positional: string[] = [];
-  const opts: Record<string, string> = {};
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a.startsWith('--')) {
-      const next = args[i + 1];
-      if (next === undefined || next.startsWith('--')) opts[a.slice(2)] = 'true';
-      else { opts[a.slice(2)] = next; i++; }
-    } else positional.push(a);
-  }
-  return { positional, opts };
-}
+const releaseUsage = 'release <version> --model models/<spec>.json [--percent N] [--bake 12h] [--interval 30m] [--notify a@b,...] [--wait]';
 
 const who = () => { try { return os.userInfo().username; } catch { return 'operator'; } };
 
-export async function releaseCommand(args: string[]): Promise<number> {
-  const { positional, opts } = parseArgs(args);
-  const input: Record<string, unknown> = { version: positional[0], model: opts.model };
+export function releaseCommand(args: string[]): Promise<number> {
+  return withUsage(releaseUsage, () => release(args));
+}
+
+async function release(args: string[]): Promise<number> {
+  const { positionals, values: opts } = parseOptions(args, {
+    model: { type: 'string' }, percent: { type: 'string' }, bake: { type: 'string' }, interval: { type: 'string' },
+    notify: { type: 'string' }, wait: { type: 'boolean' },
+  });
+  if (positionals.length > 1) throw new UsageError(`one version, got ${positionals.length}: ${positionals.join(' ')}`);
+  const input: Record<string, unknown> = { version: positionals[0], model: opts.model };
   if (opts.percent !== undefined) input.percent = Number(opts.percent);
   if (opts.bake !== undefined) input.bake = opts.bake;
   if (opts.interval !== undefined) input.interval = opts.interval;
   if (opts.notify !== undefined) input.notify = opts.notify.split(',').map((s) => s.trim()).filter(Boolean);
   const problems = releaseInputProblems(input);
-  if (problems.length) {
-    console.error(`marquee release: ${problems.join('\n  ')}\nusage: marquee release <version> --model models/<spec>.json [--percent N] [--bake 12h] [--interval 30m] [--notify a@b,...] [--wait]`);
-    return 2;
-  }
+  if (problems.length) throw new UsageError(`marquee release: ${problems.join('\n  ')}`);
   const cfg = loadConfig();
   const client = await connectClient(cfg);
   try {
@@ -50,7 +43,7 @@ export async function releaseCommand(args: string[]): Promise<number> {
     console.log(`started ${workflowId} (run ${handle.firstExecutionRunId})`);
     console.log(`  follow: marquee status ${input.version}   UI: http://127.0.0.1:${cfg.temporal.uiPort}/namespaces/${cfg.temporal.namespace}/workflows/${workflowId}`);
     console.log(`  abort:  marquee abort ${input.version} --reason "..."`);
-    if (opts.wait === 'true') {
+    if (opts.wait) {
       const outcome = (await handle.result()) as ReleaseOutcome;
       console.log(`${outcome.version}: ${outcome.decision.toUpperCase()} — ${outcome.reason}`);
       return outcome.decision === 'promoted' ? 0 : 1;
@@ -68,13 +61,14 @@ export async function releaseCommand(args: string[]): Promise<number> {
 }
 
 /** `marquee abort <version> --reason` (signal), or with mode 'promote' the promote update. */
-export async function abortCommand(args: string[], mode: 'abort' | 'promote' = 'abort'): Promise<number> {
-  const { positional, opts } = parseArgs(args);
-  const version = positional[0];
-  if (!version) {
-    console.error(`usage: marquee ${mode} <version> --reason "..."`);
-    return 2;
-  }
+export function abortCommand(args: string[], mode: 'abort' | 'promote' = 'abort'): Promise<number> {
+  return withUsage(`${mode} <version> --reason "..."`, () => endRelease(args, mode));
+}
+
+async function endRelease(args: string[], mode: 'abort' | 'promote'): Promise<number> {
+  const { positionals, values: opts } = parseOptions(args, { reason: { type: 'string' } });
+  const version = positionals[0];
+  if (!version || positionals.length > 1) throw new UsageError('give one release version');
   const cfg = loadConfig();
   const client = await connectClient(cfg);
   try {
@@ -110,8 +104,12 @@ function printStatus(s: ReleaseStatus): void {
   if (s.judge) console.log(`  judge: ${s.judge.verdict} — ${s.judge.reason}\n${s.judge.table.replace(/^/gm, '    ')}`);
 }
 
-export async function statusCommand(args: string[]): Promise<number> {
-  const { positional, opts } = parseArgs(args);
+export function statusCommand(args: string[]): Promise<number> {
+  return withUsage('status [<version>] [--json]', () => status(args));
+}
+
+async function status(args: string[]): Promise<number> {
+  const { positionals: positional, values: opts } = parseOptions(args, { json: { type: 'boolean' } });
   const cfg = loadConfig();
   const client = await connectClient(cfg);
   const out: { releases: ReleaseStatus[]; routing?: unknown; lastRelease?: unknown } = { releases: [] };
@@ -133,7 +131,7 @@ export async function statusCommand(args: string[]): Promise<number> {
       await pool.end();
     }
   }
-  if (opts.json === 'true') { console.log(JSON.stringify(out, null, 2)); return 0; }
+  if (opts.json) { console.log(JSON.stringify(out, null, 2)); return 0; }
   if (out.releases.length === 0) console.log(`no release in flight; last: ${out.lastRelease ? JSON.stringify(out.lastRelease) : 'none'}`);
   for (const s of out.releases) printStatus(s);
   console.log(`routing: ${typeof out.routing === 'string' ? out.routing : JSON.stringify(out.routing)}`);
