@@ -24,7 +24,8 @@ export async function withUsage(usage: string | readonly string[], fn: () => Pro
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     const lines = typeof usage === 'string' ? [usage] : usage;
-    console.error(`${err.message}\nusage:${lines.map((u) => `\n  marquee ${u}`).join('')}`);
+    const shown = lines.length === 1 ? ` marquee ${lines[0]}` : lines.map((u) => `\n  marquee ${u}`).join('');
+    console.error(`${err.message}\nusage:${shown}`);
     return 2;
   }
 }
