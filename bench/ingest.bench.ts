@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../lib/config.ts';
 import { createPool, migrate, type Pool } from '../lib/db.ts';
 import { parseLine } from '../lib/events/parser.ts';
-import { ensureTopic, kafkaClient } from '../lib/kafka.ts';
+import { ensureTopic, kafkaClient, produceLines } from '../lib/kafka.ts';
 import { Ingest } from '../services/ingest/consumer.ts';
-import { generateLines, produceLines } from '../services/simulator/offline.ts';
+import { generateLines } from '../services/simulator/offline.ts';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);

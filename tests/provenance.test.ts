@@ -21,14 +21,14 @@ import { dumpDatabase, recordBackup, type DumpResult } from '../activities/datab
 import { projectRoot, loadConfig } from '../lib/config.ts';
 import { createPool, type Pool } from '../lib/db.ts';
 import { parseLine } from '../lib/events/parser.ts';
-import { ensureTopic } from '../lib/kafka.ts';
+import { ensureTopic, produceLines } from '../lib/kafka.ts';
 import { chromaClient } from '../lib/models/collection.ts';
 import { loadSpec, type LoadedSpec } from '../lib/models/spec.ts';
 import { hash32 } from '../lib/random.ts';
 import { provenanceCommand, reproduceCommand } from '../cli/provenance.ts';
 import { Engine } from '../services/inference/engine.ts';
 import { Ingest } from '../services/ingest/consumer.ts';
-import { generateLines, produceLines } from '../services/simulator/offline.ts';
+import { generateLines } from '../services/simulator/offline.ts';
 import { scratchDatabase } from './support/db.ts';
 import { deleteTopic, waitForIngested } from './support/ingest.ts';
 import { requireServer } from './support/servers.ts';

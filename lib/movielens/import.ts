@@ -7,7 +7,7 @@
  */
 import type { Config } from '../config.ts';
 import type { Pool } from '../db.ts';
-import { produceLines } from '../../services/simulator/offline.ts';
+import { produceLines } from '../kafka.ts';
 import { lineCount, movieLensLines, type LineOptions } from './lines.ts';
 import { readMovieLens, type MovieLensData } from './read.ts';
 

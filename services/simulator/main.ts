@@ -15,10 +15,10 @@
  */
 import { durationMs, loadConfig } from '../../lib/config.ts';
 import { listen } from '../../lib/http.ts';
-import { ensureTopic } from '../../lib/kafka.ts';
+import { ensureTopic, produceLines } from '../../lib/kafka.ts';
 import { Registry } from '../../lib/metrics.ts';
 import { createApi } from './api.ts';
-import { pastLines, produceLines, topicIsEmpty } from './offline.ts';
+import { pastLines, topicIsEmpty } from './offline.ts';
 import { KafkaSink } from './sink.ts';
 import { Traffic } from './traffic.ts';
 import { createWorld } from './world.ts';

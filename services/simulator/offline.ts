@@ -6,10 +6,9 @@
  * Recommendation requests get a simple answer instead of a gateway's: 20 movies drawn from the
  * most popular, status 200; a small share fail with status 0 as the course platform logs them.
  */
-import type { Message } from 'kafkajs';
 import type { Config } from '../../lib/config.ts';
 import type { EventKind } from '../../lib/events/types.ts';
-import { idempotentProducer, kafkaClient } from '../../lib/kafka.ts';
+import { kafkaClient } from '../../lib/kafka.ts';
 import { hash32, Rng } from '../../lib/random.ts';
 import { malformedLine, type BehaviourOptions, type MalformedKind } from './behaviour.ts';
 import { Engine, type RecAnswer } from './engine.ts';
@@ -142,64 +141,6 @@ export function generateLines(opts: GenerateOptions): GeneratedLines {
     if (bad) malformed.add(i);
   });
   return { lines, malformed, stats, world };
-}
-
-/** The user id of a course line (text between the first two commas), the Kafka key; null if none. */
-export function userKeyOf(line: string): string | null {
-  const a = line.indexOf(',');
-  if (a < 0) return null;
-  const b = line.indexOf(',', a + 1);
-  return b < 0 ? null : line.slice(a + 1, b);
-}
-
-export interface ProduceOptions {
-  /** Defaults to cfg.kafka.topic. */
-  topic?: string;
-  /** The message key of a line; defaults to its user id so a user's lines stay in one partition, in order. */
-  keyOf?: (line: string) => string | null;
-  /** Upper bound of one produce request's payload; must stay under the broker's message.max.bytes (1 MiB). */
-  chunkBytes?: number;
-  /** Called after each acknowledged chunk with the running total. */
-  onProgress?: (produced: number) => void;
-}
-
-/**
- * Produces the lines to Kafka in order, in large batches with acks from all replicas and no
- * compression, and resolves to the number of lines acknowledged (all of them, or it throws).
- * The producer is idempotent: a retried batch is not written twice. Chunks go one after the other
- * so that per-key order holds even across retries.
- */
-export async function produceLines(cfg: Config, lines: readonly string[], opts: ProduceOptions = {}): Promise<number> {
-  const topic = opts.topic ?? cfg.kafka.topic;
-  const keyOf = opts.keyOf ?? userKeyOf;
-  // A chunk's messages spread over partitions, each partition's share one record batch that must
-  // fit message.max.bytes (1 MiB); a chunk below that keeps every share under it. Not much bigger
-  // than ~256 kB either: kafkajs groups a send's messages per partition with a copy per message
-  // (quadratic), and measured here 100 kB chunks ran 70k lines/s, 200-400 kB 90k/s, 900 kB 41k/s.
-  const chunkBytes = opts.chunkBytes ?? 256_000;
-  const producer = idempotentProducer(kafkaClient(cfg, 'simulator-produce'));
-  await producer.connect();
-  let produced = 0;
-  try {
-    let i = 0;
-    while (i < lines.length) {
-      const messages: Message[] = [];
-      let bytes = 0;
-      // ~70 bytes of record overhead per message on top of key and value.
-      while (i < lines.length && (messages.length === 0 || bytes + lines[i].length + 80 <= chunkBytes)) {
-        const value = lines[i++];
-        const key = keyOf(value);
-        bytes += value.length + (key?.length ?? 0) + 70;
-        messages.push({ key, value });
-      }
-      await producer.send({ topic, acks: -1, messages });
-      produced += messages.length;
-      opts.onProgress?.(produced);
-    }
-  } finally {
-    await producer.disconnect();
-  }
-  return produced;
 }
 
 /**
