@@ -35,8 +35,9 @@ export const MAX_USER_ID = 2_147_483_647;
 
 /** Parses the <userid> path segment of /recommend/<userid>; a reason on one line when it is not a user id. */
 export function parseUserId(raw: string): { ok: true; id: number } | { ok: false; reason: string } {
-  if (!/^\d+$/.test(raw)) return { ok: false, reason: `invalid user id "${raw.slice(0, 40)}": expected a non-negative integer` };
+  const shown = raw.slice(0, 40).replace(/[\r\n]/g, ' ');
+  if (!/^\d+$/.test(raw)) return { ok: false, reason: `user id must be a non-negative integer, got "${shown}"` };
   const id = Number(raw);
-  if (id > MAX_USER_ID) return { ok: false, reason: `invalid user id "${raw.slice(0, 40)}": larger than ${MAX_USER_ID}` };
+  if (id > MAX_USER_ID) return { ok: false, reason: `user id must be at most ${MAX_USER_ID}, got ${shown}` };
   return { ok: true, id };
 }

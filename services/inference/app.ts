@@ -1,19 +1,9 @@
 /** The HTTP face of the inference service: GET /recommend/<userid>, /healthz, /metrics. */
 import type express from 'express';
 import { serviceApp } from '../../lib/http.ts';
+import { parseUserId } from '../../lib/routing.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
 import type { Engine } from './engine.ts';
-
-/** users.id is a Postgres integer. */
-const MAX_USER_ID = 2_147_483_647;
-
-/** The user id, or a one-line reason why it is not a non-negative integer. */
-export function parseUserId(text: string): number | string {
-  if (!/^\d+$/.test(text)) return `user id must be a non-negative integer, got "${text.slice(0, 40).replace(/[\r\n]/g, ' ')}"`;
-  const n = Number(text);
-  if (n > MAX_USER_ID) return `user id must be at most ${MAX_USER_ID}, got ${text.slice(0, 40)}`;
-  return n;
-}
 
 const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}:?\d{2})?$/;
 
@@ -59,18 +49,18 @@ export function inferenceApp(engine: Engine, info: AppInfo): express.Express {
     const user = parseUserId(req.params.userid);
     const asOfRaw = req.query.asOf;
     let asOf: Date | null = null;
-    let problem = typeof user === 'string' ? user : null;
+    let problem: string | null = user.ok ? null : user.reason;
     if (problem === null && asOfRaw !== undefined) {
       const parsed = typeof asOfRaw === 'string' ? parseAsOf(asOfRaw) : 'asOf must be given once';
       if (typeof parsed === 'string') problem = parsed;
       else asOf = parsed;
     }
-    if (problem !== null) {
+    if (problem !== null || !user.ok) {
       engine.countBadRequest();
-      res.status(400).type('text/plain').send(problem);
+      res.status(400).type('text/plain').send(problem ?? 'bad user id');
       return;
     }
-    const answer = await engine.recommend(user as number, asOf);
+    const answer = await engine.recommend(user.id, asOf);
     // Lets the gateway and offline evaluation tell a model answer from a fallback.
     res.setHeader('X-Marquee-Model', spec.version);
     res.setHeader('X-Marquee-Outcome', answer.reason ? `${answer.outcome}:${answer.reason}` : answer.outcome);
