@@ -99,80 +99,100 @@ function rating(v: string): 1 | 2 | 3 | 4 | 5 | null {
   return Number.isInteger(n) && n >= 1 && n <= 5 ? (n as 1 | 2 | 3 | 4 | 5) : null;
 }
 
+/** Where each layout keeps its records, how fields are separated, and how a movie and a user line read. */
+const LAYOUTS: Record<Layout, {
+  files: { movies: string; users: string; ratings: string };
+  sep: string;
+  ratingSep: string;
+  movie(f: string[]): { id: number; title: string; year: number | null; genres: string[] } | null;
+  user(f: string[]): MlUser | null;
+  expected: { movies: string; users: string; ratings: string };
+}> = {
+  '100k': {
+    files: { movies: 'u.item', users: 'u.user', ratings: 'u.data' },
+    sep: '|',
+    ratingSep: '\t',
+    movie(f) {
+      const id = Number(f[0]);
+      if (f.length < 5 || !Number.isInteger(id) || id < 0) return null;
+      const flags = f.slice(5, 5 + GENRES_100K.length);
+      const released = /(\d{4})$/.exec(f[2] ?? '');
+      return { id, title: f[1], year: released ? Number(released[1]) : null, genres: GENRES_100K.filter((g, k) => flags[k] === '1' && g !== 'unknown') };
+    },
+    user(f) {
+      const id = Number(f[0]);
+      if (f.length < 4 || !Number.isInteger(id) || id < 0) return null;
+      return { id, age: Number(f[1]) || null, gender: f[2] || null, occupation: f[3] || null };
+    },
+    expected: {
+      movies: 'expected id|title|release date|video date|url|genre flags',
+      users: 'expected id|age|gender|occupation|zip',
+      ratings: 'expected user \\t movie \\t rating 1-5 \\t unix time',
+    },
+  },
+  '1m': {
+    files: { movies: 'movies.dat', users: 'users.dat', ratings: 'ratings.dat' },
+    sep: '::',
+    ratingSep: '::',
+    movie(f) {
+      const id = Number(f[0]);
+      if (f.length < 3 || !Number.isInteger(id) || id < 0) return null;
+      return { id, title: f[1], year: null, genres: f[2].split('|').map((g) => g.trim().toLowerCase()).filter((g) => g && g !== '(no genres listed)') };
+    },
+    user(f) {
+      const id = Number(f[0]);
+      if (f.length < 4 || !Number.isInteger(id) || id < 0) return null;
+      return { id, gender: f[1] || null, age: Number(f[2]) || null, occupation: OCCUPATIONS_1M[Number(f[3])] ?? null };
+    },
+    expected: {
+      movies: 'expected id::title::genres',
+      users: 'expected id::gender::age::occupation::zip',
+      ratings: 'expected user::movie::rating 1-5::unix time',
+    },
+  },
+};
+
 export function readMovieLens(dir: string): MovieLensData {
   const layout = detectLayout(dir);
+  const L = LAYOUTS[layout];
   const skipped: MovieLensData['skipped'] = [];
-  const skip = (file: string, line: number, reason: string) => skipped.push({ file, line, reason });
   const movies = new Map<number, MlMovie>();
   const users = new Map<number, MlUser>();
   const ratings: MlRating[] = [];
   const taken = new Set<string>();
-  const addMovie = (mlId: number, rawTitle: string, fallbackYear: number | null, genres: string[]) => {
-    const { title, year } = parseTitle(rawTitle, fallbackYear);
-    movies.set(mlId, { mlId, slug: makeUniqueSlug(title, year, taken), title, year, genres });
+  /** Calls read with the fields of each non-blank line; a line it cannot read (false) is skipped with the reason. */
+  const each = (kind: 'movies' | 'users' | 'ratings', sep: string, read: (f: string[]) => boolean) => {
+    const file = L.files[kind];
+    lines(path.join(dir, file)).forEach((l, i) => {
+      if (l.trim() !== '' && !read(l.split(sep))) skipped.push({ file, line: i + 1, reason: L.expected[kind] });
+    });
   };
 
-  if (layout === '100k') {
-    lines(path.join(dir, 'u.item')).forEach((l, i) => {
-      if (l.trim() === '') return;
-      const f = l.split('|');
-      const id = Number(f[0]);
-      if (f.length < 5 || !Number.isInteger(id) || id < 0) return skip('u.item', i + 1, 'expected id|title|release date|video date|url|genre flags');
-      const flags = f.slice(5, 5 + GENRES_100K.length);
-      const released = /(\d{4})$/.exec(f[2] ?? '');
-      addMovie(id, f[1], released ? Number(released[1]) : null, GENRES_100K.filter((g, k) => flags[k] === '1' && g !== 'unknown'));
-    });
-    const userFile = path.join(dir, 'u.user');
-    if (existsSync(userFile)) {
-      lines(userFile).forEach((l, i) => {
-        if (l.trim() === '') return;
-        const f = l.split('|');
-        const id = Number(f[0]);
-        if (f.length < 4 || !Number.isInteger(id) || id < 0) return skip('u.user', i + 1, 'expected id|age|gender|occupation|zip');
-        users.set(id, { id, age: Number(f[1]) || null, gender: f[2] || null, occupation: f[3] || null });
-      });
-    }
-    lines(path.join(dir, 'u.data')).forEach((l, i) => {
-      if (l.trim() === '') return;
-      const f = l.split('\t');
-      const r = rating(f[2]);
-      const userId = Number(f[0]);
-      const mlMovieId = Number(f[1]);
-      const at = Number(f[3]);
-      if (f.length < 4 || r === null || !Number.isInteger(userId) || userId < 0 || !Number.isFinite(at)) return skip('u.data', i + 1, 'expected user \\t movie \\t rating 1-5 \\t unix time');
-      ratings.push({ userId, mlMovieId, rating: r, atMs: at * 1000 });
-    });
-  } else {
-    lines(path.join(dir, 'movies.dat')).forEach((l, i) => {
-      if (l.trim() === '') return;
-      const f = l.split('::');
-      const id = Number(f[0]);
-      if (f.length < 3 || !Number.isInteger(id) || id < 0) return skip('movies.dat', i + 1, 'expected id::title::genres');
-      addMovie(id, f[1], null, f[2].split('|').map((g) => g.trim().toLowerCase()).filter((g) => g && g !== '(no genres listed)'));
-    });
-    const userFile = path.join(dir, 'users.dat');
-    if (existsSync(userFile)) {
-      lines(userFile).forEach((l, i) => {
-        if (l.trim() === '') return;
-        const f = l.split('::');
-        const id = Number(f[0]);
-        if (f.length < 4 || !Number.isInteger(id) || id < 0) return skip('users.dat', i + 1, 'expected id::gender::age::occupation::zip');
-        users.set(id, { id, gender: f[1] || null, age: Number(f[2]) || null, occupation: OCCUPATIONS_1M[Number(f[3])] ?? null });
-      });
-    }
-    lines(path.join(dir, 'ratings.dat')).forEach((l, i) => {
-      if (l.trim() === '') return;
-      const f = l.split('::');
-      const r = rating(f[2]);
-      const userId = Number(f[0]);
-      const mlMovieId = Number(f[1]);
-      const at = Number(f[3]);
-      if (f.length < 4 || r === null || !Number.isInteger(userId) || userId < 0 || !Number.isFinite(at)) return skip('ratings.dat', i + 1, 'expected user::movie::rating 1-5::unix time');
-      ratings.push({ userId, mlMovieId, rating: r, atMs: at * 1000 });
+  each('movies', L.sep, (f) => {
+    const m = L.movie(f);
+    if (m === null) return false;
+    const { title, year } = parseTitle(m.title, m.year);
+    movies.set(m.id, { mlId: m.id, slug: makeUniqueSlug(title, year, taken), title, year, genres: m.genres });
+    return true;
+  });
+  if (existsSync(path.join(dir, L.files.users))) {
+    each('users', L.sep, (f) => {
+      const u = L.user(f);
+      if (u !== null) users.set(u.id, u);
+      return u !== null;
     });
   }
+  each('ratings', L.ratingSep, (f) => {
+    const r = rating(f[2]);
+    const userId = Number(f[0]);
+    const mlMovieId = Number(f[1]);
+    const at = Number(f[3]);
+    if (f.length < 4 || r === null || !Number.isInteger(userId) || userId < 0 || !Number.isFinite(at)) return false;
+    ratings.push({ userId, mlMovieId, rating: r, atMs: at * 1000 });
+    return true;
+  });
   const known = ratings.filter((r) => movies.has(r.mlMovieId));
-  if (known.length < ratings.length) skip(layout === '100k' ? 'u.data' : 'ratings.dat', 0, `${ratings.length - known.length} ratings of movies missing from the movie file`);
+  if (known.length < ratings.length) skipped.push({ file: L.files.ratings, line: 0, reason: `${ratings.length - known.length} ratings of movies missing from the movie file` });
   known.sort((a, b) => a.atMs - b.atMs || a.userId - b.userId || a.mlMovieId - b.mlMovieId);
   return { layout, movies, users, ratings: known, skipped };
 }
