@@ -8,17 +8,16 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
-import { scratchDatabase } from './support/db.ts';
-import { requireServer } from './support/servers.ts';
-import { inferenceWorld, openLoop, percentiles, request, startGateway, stop, type GatewayProc, type InferenceSlot } from './support/upstream.ts';
+import { gatewayRig, openLoop, percentiles, request, stop, type GatewayProc, type GatewayRig, type InferenceSlot } from './support/upstream.ts';
 
 const cfg = loadConfig();
 const SECONDS = Number(process.env.GATEWAY_LOAD_SECONDS ?? 60);
 const RPS = Number(process.env.GATEWAY_LOAD_RPS ?? 250);
 const auth = { authorization: `Bearer ${cfg.services.gateway.adminToken}`, 'content-type': 'application/json', 'x-marquee-actor': 'gateway-load-test' };
 
-let db: Awaited<ReturnType<typeof scratchDatabase>>;
-let world: Awaited<ReturnType<typeof inferenceWorld>>;
+let rig: GatewayRig;
+let db: GatewayRig['db'];
+let world: GatewayRig['world'];
 let main: InferenceSlot;
 let nightly: InferenceSlot;
 let spare: InferenceSlot | undefined;
@@ -26,19 +25,13 @@ let gw: GatewayProc;
 
 describe('gateway under load', () => {
   beforeAll(async () => {
-    await requireServer('postgres', Number(new URL(cfg.postgres.url).port || 5432));
-    await requireServer('chroma', Number(new URL(cfg.chroma.url).port));
-    db = await scratchDatabase('gatewayload');
-    db.pool.on('error', () => undefined);
-    world = await inferenceWorld(cfg, db);
-    [main, nightly] = await Promise.all([world.startSlot('main'), world.startSlot('nightly')]);
-    gw = await startGateway(cfg, db.name, main.url);
+    rig = await gatewayRig(cfg, 'gatewayload');
+    ({ db, world, main, nightly, gw } = rig);
   });
 
+  // The tests replace processes (a restarted gateway, a new nightly): the current ones are stopped too.
   afterAll(async () => {
-    await Promise.all([stop(gw?.proc), stop(main?.proc), stop(nightly?.proc), stop(spare?.proc)]);
-    await world?.cleanup();
-    await db?.drop();
+    await rig?.teardown(gw?.proc, main?.proc, nightly?.proc, spare?.proc);
   });
 
   it(`answers every request in time at ${RPS} req/s for ${SECONDS} s through 20 routing changes, a killed nightly and a restarted main`, async () => {

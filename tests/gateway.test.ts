@@ -8,19 +8,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
 import { slotFor } from '../lib/routing.ts';
-import { scratchDatabase } from './support/db.ts';
-import { requireServer } from './support/servers.ts';
 import {
-  alive, freePort, inferenceWorld, request, startGateway, startStub, stop, stubAnswer, waitForHttp,
-  type GatewayProc, type InferenceSlot, type Reply,
+  alive, freePort, gatewayRig, request, startGateway, startStub, stop, stubAnswer, waitForHttp,
+  type GatewayProc, type GatewayRig, type InferenceSlot, type Reply,
 } from './support/upstream.ts';
 
 const cfg = loadConfig();
 const token = cfg.services.gateway.adminToken;
 const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-marquee-actor': 'gateway-test' };
 
-let db: Awaited<ReturnType<typeof scratchDatabase>>;
-let world: Awaited<ReturnType<typeof inferenceWorld>>;
+let rig: GatewayRig;
+let db: GatewayRig['db'];
+let world: GatewayRig['world'];
 let main: InferenceSlot;
 let nightly: InferenceSlot;
 let gw: GatewayProc;
@@ -61,19 +60,13 @@ const RELEASE = `gw-test-${Date.now()}`;
 
 describe('gateway (real Postgres, two real inference processes)', () => {
   beforeAll(async () => {
-    await requireServer('postgres', Number(new URL(cfg.postgres.url).port || 5432));
-    await requireServer('chroma', Number(new URL(cfg.chroma.url).port));
-    db = await scratchDatabase('gateway');
-    db.pool.on('error', () => undefined);
-    world = await inferenceWorld(cfg, db);
-    [main, nightly] = await Promise.all([world.startSlot('main'), world.startSlot('nightly')]);
-    gw = await startGateway(cfg, db.name, main.url);
+    rig = await gatewayRig(cfg, 'gateway');
+    ({ db, world, main, nightly, gw } = rig);
   });
 
+  // The tests replace processes (a restarted gateway, a new nightly): the current ones are stopped too.
   afterAll(async () => {
-    await Promise.all([stop(gw?.proc), stop(main?.proc), stop(nightly?.proc)]);
-    await world?.cleanup();
-    await db?.drop();
+    await rig?.teardown(gw?.proc, main?.proc, nightly?.proc);
   });
 
   it('starts with main only, read from a fresh routing_state row, and serves main', async () => {

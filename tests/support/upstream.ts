@@ -18,6 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { ChromaClient } from 'chromadb';
 import { projectRoot, type Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
+import { scratchDatabase } from './db.ts';
+import { requireServer } from './servers.ts';
 
 // ---- HTTP ------------------------------------------------------------------------------------
 
@@ -198,6 +200,35 @@ export async function inferenceWorld(cfg: Config, db: { name: string; pool: Pool
 }
 
 // ---- contract stub ---------------------------------------------------------------------------
+
+export interface GatewayRig {
+  db: Awaited<ReturnType<typeof scratchDatabase>>;
+  world: Awaited<ReturnType<typeof inferenceWorld>>;
+  main: InferenceSlot;
+  nightly: InferenceSlot;
+  gw: GatewayProc;
+  /** Stops the gateway, the two slots and any `extra` processes, then drops the world and the database. */
+  teardown(...extra: (ChildProcess | undefined)[]): Promise<void>;
+}
+
+/** What the gateway tests share: a scratch database, an inference world, main and nightly slots, and a gateway in front of main. */
+export async function gatewayRig(cfg: Config, name: string): Promise<GatewayRig> {
+  await requireServer('postgres', Number(new URL(cfg.postgres.url).port || 5432));
+  await requireServer('chroma', Number(new URL(cfg.chroma.url).port));
+  const db = await scratchDatabase(name);
+  db.pool.on('error', () => undefined);
+  const world = await inferenceWorld(cfg, db);
+  const [main, nightly] = await Promise.all([world.startSlot('main'), world.startSlot('nightly')]);
+  const gw = await startGateway(cfg, db.name, main.url);
+  return {
+    db, world, main, nightly, gw,
+    async teardown(...extra) {
+      await Promise.all([stop(gw.proc), stop(main.proc), stop(nightly.proc), ...extra.map((p) => stop(p))]);
+      await world.cleanup();
+      await db.drop();
+    },
+  };
+}
 
 export interface StubProc { proc: Proc; port: number; url: string; version: string; control: (c: { delayMs?: number; status?: number; body?: string | null }) => Promise<void> }
 
