@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
 import type { Config } from '../config.ts';
 import { dockerClient, LABELS } from '../docker.ts';
-import { slotEnv, slotPort, slotUrl, type Slot, type SlotRuntime, type SlotState } from './slots.ts';
+import { slotEnv, slotFingerprint, slotPort, slotUrl, type Slot, type SlotRuntime, type SlotState } from './slots.ts';
 
 const containerName = (slot: Slot) => `marquee-inference-${slot}`;
 
@@ -25,15 +25,17 @@ export function dockerRuntime(cfg: Config, docker: Docker = dockerClient()): Slo
       return {
         slot, version: labels['marquee.version'] ?? '?', model: labels['marquee.model'] ?? '?', image: c.Config.Image,
         running: c.State.Running, url: slotUrl(cfg, slot), id: c.Id, imageId: c.Image, port: Number(labels['marquee.port'] ?? 0),
+        fingerprint: labels['marquee.fingerprint'],
       };
     },
     async deploy(d): Promise<SlotState> {
       if (!d.image) throw new Error('the Docker runtime needs an image');
       const current = await runtime.describe(d.slot);
-      // Reuse only the very same thing: same version, same image build (a tag can be rebuilt), same port.
+      // Reuse only the very same thing: same version, image build (a tag can be rebuilt), port, database and spec.
       const imageId = (await docker.getImage(d.image).inspect()).Id;
+      const fingerprint = slotFingerprint(cfg, d);
       if (current?.running && current.version === d.version && current.image === d.image
-        && current.imageId === imageId && current.port === slotPort(cfg, d.slot)) return current;
+        && current.imageId === imageId && current.fingerprint === fingerprint) return current;
       await runtime.remove(d.slot);
       const env = { ...slotEnv(cfg, d) };
       const container = await docker.createContainer({
@@ -42,12 +44,12 @@ export function dockerRuntime(cfg: Config, docker: Docker = dockerClient()): Slo
         Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
         Labels: {
           ...LABELS, 'marquee.component': 'inference', 'marquee.slot': d.slot, 'marquee.version': d.version,
-          'marquee.model': d.model, 'marquee.port': String(slotPort(cfg, d.slot)),
+          'marquee.model': d.model, 'marquee.port': String(slotPort(cfg, d.slot)), 'marquee.fingerprint': fingerprint,
         },
         HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'unless-stopped' } },
       });
       await container.start();
-      return { ...d, running: true, url: slotUrl(cfg, d.slot), id: container.id };
+      return { ...d, running: true, url: slotUrl(cfg, d.slot), id: container.id, fingerprint };
     },
     async remove(slot) {
       const c = await inspect(slot);

@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import path from 'node:path';
 import { projectRoot, stateDir, type Config } from '../config.ts';
 import { gitCommit } from '../version.ts';
-import { slotEnv, slotPort, slotUrl, type Slot, type SlotDeployment, type SlotRuntime, type SlotState } from './slots.ts';
+import { slotEnv, slotFingerprint, slotPort, slotUrl, type Slot, type SlotDeployment, type SlotRuntime, type SlotState } from './slots.ts';
 
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -12,7 +12,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function processRuntime(cfg: Config): SlotRuntime {
   const runDir = path.join(stateDir(), 'run');
   const stateFile = (slot: Slot) => path.join(runDir, `inference-${slot}.json`);
-  const read = (slot: Slot): (SlotDeployment & { pid: number; port?: number }) | undefined => {
+  const read = (slot: Slot): (SlotDeployment & { pid: number; port?: number; fingerprint?: string }) | undefined => {
     if (!existsSync(stateFile(slot))) return undefined;
     try { return JSON.parse(readFileSync(stateFile(slot), 'utf8')); } catch { return undefined; }
   };
@@ -22,11 +22,13 @@ export function processRuntime(cfg: Config): SlotRuntime {
     async describe(slot) {
       const s = read(slot);
       if (!s) return undefined;
-      return { slot, version: s.version, model: s.model, image: s.image, running: alive(s.pid), url: slotUrl(cfg, slot), id: String(s.pid), port: s.port };
+      return { slot, version: s.version, model: s.model, image: s.image, running: alive(s.pid), url: slotUrl(cfg, slot), id: String(s.pid), port: s.port, fingerprint: s.fingerprint };
     },
     async deploy(d): Promise<SlotState> {
       const current = await runtime.describe(d.slot);
-      if (current?.running && current.version === d.version && current.model === d.model && current.port === slotPort(cfg, d.slot)) return current;
+      const fingerprint = slotFingerprint(cfg, d);
+      // Reuse only the very same thing: same version, spec, port and database.
+      if (current?.running && current.version === d.version && current.fingerprint === fingerprint) return current;
       await runtime.remove(d.slot);
       mkdirSync(runDir, { recursive: true });
       mkdirSync(path.join(stateDir(), 'logs'), { recursive: true });
@@ -39,8 +41,8 @@ export function processRuntime(cfg: Config): SlotRuntime {
       });
       closeSync(fd);
       child.unref();
-      writeFileSync(stateFile(d.slot), JSON.stringify({ ...d, pid: child.pid, port: slotPort(cfg, d.slot) }));
-      return { ...d, running: true, url: slotUrl(cfg, d.slot), id: String(child.pid) };
+      writeFileSync(stateFile(d.slot), JSON.stringify({ ...d, pid: child.pid, port: slotPort(cfg, d.slot), fingerprint }));
+      return { ...d, running: true, url: slotUrl(cfg, d.slot), id: String(child.pid), fingerprint };
     },
     async remove(slot) {
       const s = read(slot);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Config } from '../config.ts';
 
 export type Slot = 'main' | 'nightly';
@@ -19,6 +20,8 @@ export interface SlotState extends SlotDeployment {
   /** The image id it runs (Docker) and the port it listens on, to tell a stale slot from a current one. */
   imageId?: string;
   port?: number;
+  /** slotFingerprint of what it was started with; a slot started for another database is not reused. */
+  fingerprint?: string;
 }
 
 /**
@@ -51,4 +54,11 @@ export function slotEnv(cfg: Config, d: SlotDeployment): Record<string, string> 
   };
   if (d.image) env.INFERENCE_IMAGE = d.image;
   return env;
+}
+
+/** A short hash of everything a slot is started with (slotEnv and the spec path): equal means reusable. */
+export function slotFingerprint(cfg: Config, d: SlotDeployment): string {
+  const env = { ...slotEnv(cfg, d), model: d.model };
+  const text = Object.keys(env).sort().map((k) => `${k}=${env[k as keyof typeof env]}`).join('\n');
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
