@@ -72,8 +72,10 @@ export async function buildOrReuse(a: { version: string; model: string }): Promi
 /**
  * Waits until the slot's /healthz reports the expected spec hash AND a warm model (vectors loaded,
  * every neighbour list computed), so traffic never meets a half-started version. Heartbeats meanwhile.
+ * With warm false only the spec hash counts: the very first main of a fresh install has no vectors
+ * to load until the catalog has made them.
  */
-async function waitHealthy(slot: Slot, specHash: string, timeoutMs = 600_000): Promise<void> {
+async function waitHealthy(slot: Slot, specHash: string, warm = true, timeoutMs = 600_000): Promise<void> {
   const url = `${slotUrl(loadConfig(), slot)}/healthz`;
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
@@ -84,7 +86,7 @@ async function waitHealthy(slot: Slot, specHash: string, timeoutMs = 600_000): P
       const body = (await res.json()) as { model?: { hash?: string }; degraded?: boolean; vectors?: { neighbours?: { state?: string } } };
       const hash = body.model?.hash;
       const neighbours = body.vectors?.neighbours?.state;
-      if (res.ok && hash === specHash && body.degraded === false && neighbours === 'ready') return;
+      if (res.ok && hash === specHash && (!warm || (body.degraded === false && neighbours === 'ready'))) return;
       last = `status ${res.status}, model hash ${hash ?? 'none'} (want ${specHash}), degraded ${body.degraded}, neighbours ${neighbours ?? 'unknown'}`;
     } catch (err) {
       last = (err as Error).message;
@@ -95,11 +97,11 @@ async function waitHealthy(slot: Slot, specHash: string, timeoutMs = 600_000): P
 }
 
 /** Runs the version in a slot (replacing what runs there) and waits until it serves that spec. */
-export async function deploySlot(a: { slot: Slot; version: string; model: string; image: BuiltImage }): Promise<{ url: string; id: string }> {
+export async function deploySlot(a: { slot: Slot; version: string; model: string; image: BuiltImage; warm?: boolean }): Promise<{ url: string; id: string }> {
   const cfg = loadConfig();
   const runtime = await chooseRuntime(cfg);
   const state = await runtime.deploy({ slot: a.slot, version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null });
-  await waitHealthy(a.slot, a.image.specHash);
+  await waitHealthy(a.slot, a.image.specHash, a.warm ?? true);
   return { url: state.url, id: state.id };
 }
 

@@ -14,10 +14,13 @@ export async function currentMainModel(): Promise<{ version: string; model: stri
   }
 }
 
-/** Runs a model version in a slot (building its image when Docker runs) and waits until it is healthy. */
-export async function deploy(slot: Slot, version: string, model: string): Promise<string> {
+/**
+ * Runs a model version in a slot (building its image when Docker runs) and waits until it is
+ * healthy: warm (vectors and neighbour lists loaded) unless `warm` is false.
+ */
+export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean } = {}): Promise<string> {
   const image = await buildOrReuse({ version, model });
-  const { url } = await deploySlot({ slot, version, model, image });
+  const { url } = await deploySlot({ slot, version, model, image, warm: opts.warm });
   return `${slot} runs ${version} (${model}) at ${url} as ${image.runtime === 'docker' ? image.image : 'a local process'}`;
 }
 
@@ -27,7 +30,9 @@ export async function ensureMain(): Promise<string> {
   const current = await runtime.describe('main');
   if (current?.running) return `main already runs ${current.version}`;
   const { version, model } = await currentMainModel();
-  return deploy('main', version, model);
+  // Not warm: on a fresh install the vectors main reads appear only once the catalog (started
+  // after this) has fetched the movies; main serves its popular list until then.
+  return deploy('main', version, model, { warm: false });
 }
 
 export async function deployCommand(args: string[]): Promise<number> {
