@@ -137,6 +137,15 @@ describe('CanaryRelease on the time-skipping test server', () => {
     expect(fakes.mails[0].status.decision).toBe('failed');
   });
 
+  it('a mail server that stays down does not undo the decision: promoted, with the mail marked not sent', async () => {
+    const { outcome, fakes } = await release({ verdicts: ['Successful'], mailDown: true }, {}, undefined, 'canary-mail-down');
+    expect(outcome).not.toBeInstanceOf(Error);
+    const o = outcome as ReleaseOutcome;
+    expect(o.decision).toBe('promoted');
+    expect(o.status.mail).toMatch(/^not sent: .*ECONNREFUSED/);
+    expect(fakes.names().filter((x) => x === 'notifyReleaseOutcome').length).toBeGreaterThan(1);
+  });
+
   it('a promote update during the bake ends it early; outside the bake it is refused', async () => {
     const { outcome } = await release({}, {}, async (h) => {
       const refused = await h.executeUpdate(promoteUpdate, { args: [{ by: 'bob' }] }).catch((e: Error) => e);

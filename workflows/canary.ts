@@ -132,7 +132,12 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
     }
     await enter(status.decision!);
     await quick.finishRelease({ version: input.version, decision: status.decision!, reason: status.reason!, status });
-    await quick.notifyReleaseOutcome({ to: input.notify, status });
+    try {
+      await quick.notifyReleaseOutcome({ to: input.notify, status });
+    } catch (err) {
+      // The release is decided and recorded; a mail server that stays down must not turn it into a failure.
+      status.mail = `not sent: ${rootMessage(err)}`;
+    }
   });
   if (failure) throw ApplicationFailure.nonRetryable(status.reason!, 'ReleaseFailed');
   return { version: input.version, decision: status.decision!, reason: status.reason!, status };

@@ -58,6 +58,8 @@ export interface ReleaseStatus {
   extended: boolean;
   decision?: 'promoted' | 'aborted' | 'failed';
   reason?: string;
+  /** Set when the outcome e-mail could not be sent after every retry. */
+  mail?: string;
 }
 
 export interface ReleaseOutcome {

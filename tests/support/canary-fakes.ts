@@ -7,6 +7,8 @@ import type { BuiltImage, GuardrailResult, JudgeResult, OfflineGateResult, Relea
 export interface Scenario {
   offlinePassed?: boolean;
   buildFails?: boolean;
+  /** The mail server refuses every attempt. */
+  mailDown?: boolean;
   guardrails?: (check: number) => boolean;
   verdicts?: JudgeResult['verdict'][];
 }
@@ -53,7 +55,12 @@ export function fakeActivities(scenario: Scenario) {
     },
     promoteSlot: async (a: { version: string }) => { record('promoteSlot', a); slots.set('main', a.version); slots.delete('nightly'); },
     finishRelease: async (a: unknown) => record('finishRelease', a),
-    notifyReleaseOutcome: async (a: { to: string[]; status: ReleaseStatus }) => { record('notifyReleaseOutcome', a); mails.push(a); return { messageId: 'm' }; },
+    notifyReleaseOutcome: async (a: { to: string[]; status: ReleaseStatus }) => {
+      record('notifyReleaseOutcome', a);
+      if (scenario.mailDown) throw new Error('connect ECONNREFUSED 127.0.0.1:2525');
+      mails.push(a);
+      return { messageId: 'm' };
+    },
   };
   return { activities, calls, mails, routing, slots, names: () => calls.map((c) => c.name) };
 }
