@@ -5,8 +5,9 @@ import { kafka } from './kafka.ts';
 import { temporal } from './temporal.ts';
 import { chroma } from './chroma.ts';
 import { docker } from './docker.ts';
+import { mail } from './mail.ts';
 
 /** Every server of the local stack, in install order. */
 export function components(cfg: Config): Component[] {
-  return [postgres(cfg), kafka(cfg), temporal(cfg), chroma(cfg), docker(cfg)];
+  return [postgres(cfg), kafka(cfg), temporal(cfg), chroma(cfg), mail(cfg), docker(cfg)];
 }
