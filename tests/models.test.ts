@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
-  coldStartList, likeWeight, neighbourCount, neighboursFromMap, popularityTable, rank, rankAffinity, rankSeed, rankTaste, topPopular,
+  coldStartList, likeWeight, mergePopularity, neighbourCount, neighboursFromMap, padPopular, popularityTable, rank, rankAffinity, rankSeed, rankTaste, topPopular,
   type HistoryEntry, type Neighbour, type RankInput,
 } from '../lib/models/rank.ts';
 import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type SeedSpec, type TasteSpec } from '../lib/models/spec.ts';
@@ -167,6 +167,17 @@ describe('ranking rules', () => {
     });
     expect(list).toEqual(['r2', 'r1', 'p1', 'p2']);
     expect(rank(affinity, input([], { coldStart: list }))).toEqual({ ids: list, source: 'cold-start' });
+  });
+
+  it('merges popularity with the catalog winning over the vectors, and pads a short popular list with the most watched', () => {
+    const m = mergePopularity([['a', 1], ['b', 50], ['c', 3]], [['a', 99], ['d', 10]]);
+    expect(m.popular).toEqual(['a', 'b', 'd', 'c']);
+    expect(m.table.get('a')).toBe(99);
+    expect(m.table.max).toBe(99);
+    expect(mergePopularity([], []).popular).toEqual([]);
+    expect(padPopular(['a', 'b'], ['b', 'w1', 'w2'])).toEqual(['a', 'b', 'w1', 'w2']);
+    const full = Array.from({ length: 20 }, (_, i) => `p${i}`);
+    expect(padPopular(full, ['w1'])).toEqual(full);
   });
 
   it('never answers more than 20 ids, and no duplicates', () => {

@@ -9,7 +9,7 @@ import type { Config } from '../config.ts';
 import type { Pool } from '../db.ts';
 import { chromaClient, fetchAllVectors, openCollection } from '../models/collection.ts';
 import { catalogPopularity, readHistory, recentWatchCounts } from '../models/history.ts';
-import { coldStartList, LIST_SIZE, neighbourCount, popularityTable, rank, selectSources, topPopular, type HistoryEntry } from '../models/rank.ts';
+import { coldStartList, LIST_SIZE, mergePopularity, neighbourCount, padPopular, rank, selectSources, type HistoryEntry } from '../models/rank.ts';
 import type { LoadedSpec } from '../models/spec.ts';
 import { VectorIndex, type VectorRecord } from '../models/vectors.ts';
 import type { EvalSettings } from './settings.ts';
@@ -151,19 +151,14 @@ export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSp
   const cutoff = split.cutoff;
   const progress = opts.progress ?? (() => undefined);
 
-  // The serving lists, built as the inference engine builds them, but as of the cutoff.
+  // The serving lists, built with the inference engine's helpers, but as of the cutoff.
   progress({ phase: `${spec.version}: vectors`, done: 0, total: split.users.length });
   const records = split.users.length > 0 ? await opts.vectors(spec.collection) : [];
   const index = VectorIndex.from(records);
-  const merged = new Map<string, number>(index.popularities());
-  for (const [id, p] of (await catalogPopularity(db)).rows) merged.set(id, p);
-  const popularity = popularityTable(merged);
-  let popular = merged.size > 0 ? topPopular(merged, 100) : [];
-  if (popular.length < LIST_SIZE) {
-    const have = new Set(popular);
-    const watched = await recentWatchCounts(db, ALL_HISTORY_HOURS, cutoff, 100);
-    popular = popular.concat(watched.map((w) => w.movieId).filter((id) => !have.has(id))).slice(0, 100);
-  }
+  const merged = mergePopularity(index.popularities(), (await catalogPopularity(db)).rows);
+  const popularity = merged.table;
+  let popular = merged.popular;
+  if (popular.length < LIST_SIZE) popular = padPopular(popular, (await recentWatchCounts(db, ALL_HISTORY_HOURS, cutoff, 100)).map((w) => w.movieId));
   const cs = spec.params.coldStart;
   const recent = cs.kind === 'recent' ? await recentWatchCounts(db, cs.windowHours, cutoff, 100) : [];
   const coldStart = coldStartList(cs, { popular, recent });

@@ -94,6 +94,23 @@ export function topPopular(entries: Iterable<readonly [string, number]>, n: numb
     .map(([id]) => id);
 }
 
+/**
+ * The popularity the serving code ranks with: catalog values over the vectors' metadata (the
+ * catalog is refreshed more often), as a table and as the list of the 100 most popular.
+ */
+export function mergePopularity(fromVectors: Iterable<readonly [string, number]>, fromCatalog: Iterable<readonly [string, number]>): { table: PopularityTable; popular: string[]; size: number } {
+  const merged = new Map<string, number>(fromVectors as Iterable<[string, number]>);
+  for (const [id, p] of fromCatalog) merged.set(id, p);
+  return { table: popularityTable(merged), popular: merged.size > 0 ? topPopular(merged, 100) : [], size: merged.size };
+}
+
+/** A popular list padded with the most watched movies while it is shorter than a list (a fresh install knows little popularity). */
+export function padPopular(popular: readonly string[], mostWatched: readonly string[]): string[] {
+  if (popular.length >= LIST_SIZE) return [...popular];
+  const have = new Set(popular);
+  return popular.concat(mostWatched.filter((id) => !have.has(id))).slice(0, 100);
+}
+
 export interface ColdStartData {
   /** Most popular first (catalog popularity; see topPopular). */
   popular: readonly string[];

@@ -9,7 +9,7 @@ import type { Pool } from '../../lib/db.ts';
 import { Registry, latencyBuckets } from '../../lib/metrics.ts';
 import { chromaClient, fetchAllVectors, fetchIds, fetchVectors, openCollection } from '../../lib/models/collection.ts';
 import { catalogPopularity, mostWatched, readHistory, recentWatchCounts } from '../../lib/models/history.ts';
-import { coldStartList, LIST_SIZE, neighbourCount, popularityTable, rank, selectSources, topPopular, type PopularityTable } from '../../lib/models/rank.ts';
+import { coldStartList, LIST_SIZE, mergePopularity, neighbourCount, padPopular, popularityTable, rank, selectSources, type PopularityTable } from '../../lib/models/rank.ts';
 import type { LoadedSpec } from '../../lib/models/spec.ts';
 import { VectorIndex } from '../../lib/models/vectors.ts';
 
@@ -189,11 +189,9 @@ export class Engine {
   // ---- popular and cold-start lists ------------------------------------------------------
 
   private rebuildPopularity(): void {
-    // Catalog values override the vectors' metadata: the catalog is refreshed more often.
-    const merged = new Map<string, number>(this.index ? this.index.popularities() : []);
-    for (const [id, p] of this.catalogPops) merged.set(id, p);
-    this.popularity = popularityTable(merged);
-    if (merged.size > 0) this.popular = topPopular(merged, 100);
+    const merged = mergePopularity(this.index ? this.index.popularities() : [], this.catalogPops);
+    this.popularity = merged.table;
+    if (merged.size > 0) this.popular = merged.popular;
   }
 
   private async listsLoop(): Promise<void> {
@@ -224,11 +222,7 @@ export class Engine {
     }
     this.catalogLatest = latest;
     if (changed) this.rebuildPopularity();
-    if (this.popular.length < LIST_SIZE) {
-      const watched = await mostWatched(this.pool, 100);
-      const have = new Set(this.popular);
-      this.popular = this.popular.concat(watched.map(([id]) => id).filter((id) => !have.has(id))).slice(0, 100);
-    }
+    if (this.popular.length < LIST_SIZE) this.popular = padPopular(this.popular, (await mostWatched(this.pool, 100)).map(([id]) => id));
     const cs = this.model.spec.params.coldStart;
     const recent = cs.kind === 'recent' ? await recentWatchCounts(this.pool, cs.windowHours, null, 100) : [];
     this.coldStart = coldStartList(cs, { popular: this.popular, recent });
