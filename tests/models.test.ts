@@ -264,6 +264,17 @@ describe('taste profile', () => {
     }
   });
 
+  it('breaks ties by id, whatever the order of the movies in the index', () => {
+    // A neutral rating gives a zero profile: every score is the prior, equal for all these movies.
+    const recs = Array.from({ length: 50 }, (_, i) => ({ id: `t${String(49 - i).padStart(2, '0')}`, embedding: [1, i, 0], popularity: 5, voteAverage: null, voteCount: 0 }));
+    const pop = popularityTable(recs.map((r) => [r.id, 5] as const));
+    const expected = recs.map((r) => r.id).sort().slice(0, 20);
+    for (const order of [recs, [...recs].reverse()]) {
+      const r = rankTaste({ ...taste, params: { ...taste.params, excludeWatched: false } }, input([watched('t00', { rating: 3, ratedAt: 1 })], { space: VectorIndex.from(order), popularity: pop, coldStart: [] }));
+      expect(r.ids).toEqual(expected);
+    }
+  });
+
   it('adds popularity when asked, and never answers more than 20 ids', () => {
     const many = VectorIndex.from(Array.from({ length: 40 }, (_, i) => ({ id: `m${i}`, embedding: [1, i / 40, 0], popularity: i, voteAverage: 7, voteCount: 10 })));
     const pop = popularityTable(Array.from({ length: 40 }, (_, i) => [`m${i}`, i] as const));

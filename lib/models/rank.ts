@@ -298,16 +298,20 @@ export function rankTaste(spec: TasteSpec, input: RankInput): Ranked {
   // Movies in order of their prior: a cosine is at most 1, so once prior + 1 cannot reach the
   // current last place no later movie can either, and the scan stops (exact, not approximate).
   const { order, terms, rows } = prior;
-  const dim = space.dim;
+  const { dim, ids } = space;
   for (let j = 0; j < order.length; j++) {
     const full = topPos.length === want;
-    if (full && terms[j] + 1 <= topScore[want - 1]) break;
+    // The margin covers float32 rows whose norm rounds a hair above 1.
+    if (full && terms[j] + 1 + 1e-6 < topScore[want - 1]) break;
     let cosine = 0;
     for (let d = 0, o = j * dim; d < dim; d++, o++) cosine += profile[d] * rows[o];
     const score = cosine + terms[j];
-    if (full && score <= topScore[want - 1]) continue;
+    const id = ids[order[j]];
+    // Ties go to the smaller id, as in finish(), so the answer does not depend on positions in the index.
+    const beats = (k: number) => score > topScore[k] || (score === topScore[k] && id < ids[topPos[k]]);
+    if (full && !beats(want - 1)) continue;
     let k = full ? want - 1 : topPos.length;
-    while (k > 0 && score > topScore[k - 1]) { topPos[k] = topPos[k - 1]; topScore[k] = topScore[k - 1]; k--; }
+    while (k > 0 && beats(k - 1)) { topPos[k] = topPos[k - 1]; topScore[k] = topScore[k - 1]; k--; }
     topPos[k] = order[j];
     topScore[k] = score;
   }

@@ -113,7 +113,8 @@ export class VectorIndex implements VectorSpace {
       for (let d = 0; d < dim; d++) data[i * dim + d] = r.embedding[d] * scale;
       pops[i] = r.popularity;
       const average = r.voteAverage ?? null;
-      votes[i] = average !== null && Number.isFinite(average) && average >= 0 ? { average, count: Math.max(0, r.voteCount ?? 0) } : null;
+      const count = r.voteCount ?? 0;
+      votes[i] = average !== null && Number.isFinite(average) && average >= 0 ? { average, count: Number.isFinite(count) ? Math.max(0, count) : 0 } : null;
     }
     return new VectorIndex(ids, data, dim, pops, votes);
   }
@@ -165,6 +166,12 @@ export class VectorIndex implements VectorSpace {
     if (other.dim !== this.dim || other.ids.length !== this.ids.length) return false;
     for (let i = 0; i < this.ids.length; i++) if (this.ids[i] !== other.ids[i]) return false;
     for (let i = 0; i < this.data.length; i++) if (this.data[i] !== other.data[i]) return false;
+    // Metadata counts too: a catalog update changes votes and popularity without moving a vector.
+    for (let i = 0; i < this.ids.length; i++) {
+      const a = this.voteStats[i];
+      const b = other.voteStats[i];
+      if (this.pops[i] !== other.pops[i] || a?.average !== b?.average || a?.count !== b?.count) return false;
+    }
     return true;
   }
 
