@@ -2,6 +2,7 @@ import { buildOrReuse, deploySlot } from '../activities/containers.ts';
 import { loadConfig } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { chooseRuntime, type Slot } from '../lib/runtime/index.ts';
+import { slotFingerprint } from '../lib/runtime/slots.ts';
 
 /** The version main should run: the last promoted release, else the seed baseline. */
 export async function currentMainModel(): Promise<{ version: string; model: string }> {
@@ -26,10 +27,14 @@ export async function deploy(slot: Slot, version: string, model: string, opts: {
 
 /** Starts main when nothing runs there, so `npm start` always has a model to serve. */
 export async function ensureMain(): Promise<string> {
-  const runtime = await chooseRuntime(loadConfig());
+  const cfg = loadConfig();
+  const runtime = await chooseRuntime(cfg);
   const current = await runtime.describe('main');
-  if (current?.running) return `main already runs ${current.version}`;
   const { version, model } = await currentMainModel();
+  // Kept only when started with the same things (a main for another database would read the wrong one).
+  if (current?.running && current.version === version && current.fingerprint === slotFingerprint(cfg, { slot: 'main', version, model, image: current.image })) {
+    return `main already runs ${current.version}`;
+  }
   // Not warm: on a fresh install the vectors main reads appear only once the catalog (started
   // after this) has fetched the movies; main serves its popular list until then.
   return deploy('main', version, model, { warm: false });
