@@ -22,7 +22,12 @@ const server = new SMTPServer({
   onData(stream, session, callback) {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('error', (err: Error) => callback(err));
     stream.on('end', () => {
+      if ((stream as { sizeExceeded?: boolean }).sizeExceeded) {
+        callback(Object.assign(new Error('message exceeds the 10 MB limit'), { responseCode: 552 }));
+        return;
+      }
       const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}-${++n}.eml`);
       try {
         writeFileSync(file, Buffer.concat(chunks));
