@@ -296,6 +296,10 @@ describe('vector index', () => {
   it('finds the nearest other movies by cosine, most similar first', () => {
     const idx = VectorIndex.from(records);
     expect(idx.size).toBe(4);
+    // A rule that reads no neighbour lists (k = 0) never makes the index scan for them.
+    idx.warm(['a', 'b'], 0);
+    expect(idx.cachedNeighbourLists).toBe(0);
+    expect(idx.isCached('a', 0)).toBe(true);
     const n = idx.neighbours('a', 2);
     expect(n.map((x) => x.id)).toEqual(['b', 'd']);
     expect(n[0].similarity).toBeCloseTo(2 / Math.sqrt(4.04), 5);

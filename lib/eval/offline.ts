@@ -178,7 +178,7 @@ export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSp
 
   // Neighbour lists of every source in a few passes over the vectors rather than one scan per source.
   const k = neighbourCount(spec);
-  const sources = k === 0 ? [] : [...new Set([...histories.values()].flatMap((h) => selectSources(h, spec.params.maxSources).map((e) => e.movieId)))];
+  const sources = [...new Set([...histories.values()].flatMap((h) => selectSources(h, spec.params.maxSources).map((e) => e.movieId)))];
   for (let i = 0; i < sources.length; i += 256) {
     index.warm(sources.slice(i, i + 256), k);
     progress({ phase: `${spec.version}: neighbours`, done: Math.min(sources.length, i + 256), total: sources.length });

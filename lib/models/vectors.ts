@@ -178,7 +178,7 @@ export class VectorIndex implements VectorSpace {
   /** Whether neighbours(id, k) would answer from the cache (no scan). */
   isCached(id: string, k: number): boolean {
     const i = this.pos.get(id);
-    if (i === undefined) return true;
+    if (i === undefined || k <= 0) return true;
     const c = this.cache.get(i);
     return c !== undefined && c.idx.length >= Math.min(k, this.ids.length - 1);
   }
@@ -186,6 +186,7 @@ export class VectorIndex implements VectorSpace {
   /** Computes and caches the neighbours of the given movies that are not cached yet, in one pass over the vectors. */
   warm(ids: readonly string[], k: number): void {
     const want = Math.min(k, Math.max(0, this.ids.length - 1));
+    if (want <= 0) return;
     const todo: number[] = [];
     for (const id of ids) {
       const i = this.pos.get(id);

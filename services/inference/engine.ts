@@ -294,7 +294,7 @@ export class Engine {
       const k = neighbourCount(spec);
       // Sources whose neighbours are not cached yet (the precompute is still running): the most
       // recent few are scanned now, in one pass; the rest are left out of this answer.
-      const missing = k === 0 ? [] : selectSources(history, spec.params.maxSources).map((h) => h.movieId).filter((id) => !idx.isCached(id, k));
+      const missing = selectSources(history, spec.params.maxSources).map((h) => h.movieId).filter((id) => !idx.isCached(id, k));
       if (missing.length > 0) idx.warm(missing.slice(0, Math.max(1, Math.floor(SCAN_BUDGET / Math.max(1, idx.size * idx.dim)))), k);
       const ranked = rank(spec, {
         history,
