@@ -17,9 +17,9 @@ import { coldStartList, LIST_SIZE, popularityTable, rank, topPopular, type Histo
 import { loadSpec } from '../lib/models/spec.ts';
 import { VectorIndex } from '../lib/models/vectors.ts';
 import { contentVector } from '../lib/vectors/content.ts';
-import { chooseUser } from '../services/simulator/behaviour.ts';
+import { chooseUser, pickChance } from '../services/simulator/behaviour.ts';
 import { forEachLine } from '../services/simulator/offline.ts';
-import { createWorld, movieInfo, type World } from '../services/simulator/world.ts';
+import { createWorld, movieInfo } from '../services/simulator/world.ts';
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,22 +34,6 @@ const requests = Number(option('requests', '4000'));
 const specPaths = option('specs', 'models/seed-baseline.json,models/affinity-v1.json,models/taste-v1.json').split(',');
 
 interface Acc { minutes: Set<number>; firstAt: number | null; lastAt: number | null; rating: number | null; ratedAt: number | null }
-
-/** The simulator's chance that this user starts one of the listed movies (see pickRecommended). */
-export function pickChance(world: World, userId: number, ids: readonly string[]): number {
-  const user = world.user(userId)!;
-  let none = 1;
-  let look = 1;
-  for (const id of ids) {
-    const m = world.movie(id);
-    if (m !== undefined) {
-      const a = world.affinity(user, m.index);
-      none *= 1 - look * 0.9 * a * a * a * a;
-    }
-    look *= 0.75;
-  }
-  return 1 - none;
-}
 
 const t0 = performance.now();
 const world = createWorld({ seed, movies, users });
@@ -106,7 +90,7 @@ for (const path of specPaths) {
   for (const u of sampled) {
     const history = historyOf(u);
     const ids = rank(spec, { history, neighbours: (id, k) => index.neighbours(id, k), space: index, popularity, coldStart, now: endMs }).ids.slice(0, LIST_SIZE);
-    const p = pickChance(world, u, ids);
+    const p = pickChance(world, world.user(u)!, ids);
     sum += p;
     if (history.length > 0) { warmSum += p; warmN++; } else coldSum += p;
   }

@@ -17,6 +17,7 @@ import { listen } from '../lib/http.ts';
 import { ensureTopic, kafkaClient, produceLines, userKeyOf } from '../lib/kafka.ts';
 import { hash32, Rng, WeightedSampler } from '../lib/random.ts';
 import { createApi } from '../services/simulator/api.ts';
+import { pickChance, pickRecommended } from '../services/simulator/behaviour.ts';
 import { fastAt } from '../services/simulator/engine.ts';
 import { generateLines, pastLines, topicIsEmpty } from '../services/simulator/offline.ts';
 import { KafkaSink, MemorySink } from '../services/simulator/sink.ts';
@@ -451,6 +452,20 @@ describe('traffic loop', () => {
     expect(bad).toBe(s.malformed);
     expect(bad).toBeGreaterThan(0);
     expect(s.engine.recRequests).toBe(0);
+  });
+});
+
+describe('pick chance', () => {
+  it('is the rate at which pickRecommended picks from the list', () => {
+    const world = createWorld({ seed: 9, movies: 400, users: 500 });
+    const rng = new Rng(77);
+    for (const uid of [3, 42, 300]) {
+      const user = world.user(uid)!;
+      const ids = [...world.topMoviesFor(user, 5), ...world.byPopularity.slice(0, 15).map((i) => world.movies[i].id)];
+      let picks = 0;
+      for (let t = 0; t < 20_000; t++) if (pickRecommended(world, rng, user, ids) >= 0) picks++;
+      expect(Math.abs(picks / 20_000 - pickChance(world, user, ids)), `user ${uid}`).toBeLessThan(0.015);
+    }
   });
 });
 

@@ -49,14 +49,28 @@ export function pickRecommended(world: World, rng: Rng, user: User, ids: readonl
   for (const id of ids) {
     if (rng.next() < look) {
       const m = world.movie(id);
-      if (m !== undefined) {
-        const a = world.affinity(user, m.index);
-        if (rng.next() < 0.9 * a * a * a * a) return m.index;
-      }
+      if (m !== undefined && rng.next() < startChance(world.affinity(user, m.index))) return m.index;
     }
-    look *= 0.75;
+    look *= LOOK_DECAY;
   }
   return -1;
+}
+
+/** Each position down the list is looked at this much less often. */
+const LOOK_DECAY = 0.75;
+/** The chance of starting a movie the user looked at, by affinity. */
+const startChance = (a: number): number => 0.9 * a * a * a * a;
+
+/** The exact chance that pickRecommended picks something from this list (for scoring models without sampling). */
+export function pickChance(world: World, user: User, ids: readonly string[]): number {
+  let none = 1;
+  let look = 1;
+  for (const id of ids) {
+    const m = world.movie(id);
+    if (m !== undefined) none *= 1 - look * startChance(world.affinity(user, m.index));
+    look *= LOOK_DECAY;
+  }
+  return 1 - none;
 }
 
 /**
