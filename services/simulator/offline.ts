@@ -11,7 +11,7 @@ import type { EventKind } from '../../lib/events/types.ts';
 import { kafkaClient } from '../../lib/kafka.ts';
 import { hash32, Rng } from '../../lib/random.ts';
 import { malformedLine, type BehaviourOptions, type MalformedKind } from './behaviour.ts';
-import { Engine, type RecAnswer } from './engine.ts';
+import { Engine, fastAt, type RecAnswer } from './engine.ts';
 import { createWorld, type World } from './world.ts';
 
 export interface GenerateOptions {
@@ -146,18 +146,15 @@ export function generateLines(opts: GenerateOptions): GeneratedLines {
 /**
  * `count` lines of past activity for the world that end just before `endMs`: the platform's
  * history before the live loop tunes in, so that recommenders have users with a past to work on.
- * Deterministic for a seed apart from the time shift; the generator runs twice, once to learn how
- * much simulated time the lines span.
+ * The generator's lines with every time moved by one shift, so the same as its lines otherwise.
  */
 export function pastLines(opts: { seed: number; world: World; count: number; endMs: number }): string[] {
-  let last = DEFAULT_START_MS;
-  forEachLine({ seed: opts.seed, world: opts.world, count: opts.count, errorFraction: 0 }, (line) => {
-    const stamp = line.slice(0, line.indexOf(','));
-    const t = Date.parse(stamp.endsWith('Z') ? stamp : `${stamp}Z`);
-    if (Number.isFinite(t) && t > last) last = t;
-  });
-  const startMs = opts.endMs - 60_000 - (last - DEFAULT_START_MS);
-  return generateLines({ seed: opts.seed, world: opts.world, count: opts.count, errorFraction: 0, startMs }).lines;
+  const { lines } = generateLines({ seed: opts.seed, world: opts.world, count: opts.count, errorFraction: 0 });
+  const times = lines.map((line) => Date.parse(`${line.slice(0, line.indexOf(','))}Z`));
+  const last = times.reduce((m, t) => (t > m ? t : m), -Infinity);
+  const shift = opts.endMs - 60_000 - last;
+  // Lines carry the time without its Z, as the course logs do.
+  return lines.map((line, i) => fastAt(times[i] + shift).atIso.slice(0, -1) + line.slice(line.indexOf(',')));
 }
 
 /** True when the topic has never had a message (every partition's high watermark is 0). */
