@@ -306,12 +306,14 @@ export function rankTaste(spec: TasteSpec, input: RankInput): Ranked {
     let cosine = 0;
     for (let d = 0, o = j * dim; d < dim; d++, o++) cosine += profile[d] * rows[o];
     const score = cosine + terms[j];
-    const id = ids[order[j]];
     // Ties go to the smaller id, as in finish(), so the answer does not depend on positions in the index.
-    const beats = (k: number) => score > topScore[k] || (score === topScore[k] && id < ids[topPos[k]]);
-    if (full && !beats(want - 1)) continue;
+    if (full && (score < topScore[want - 1] || (score === topScore[want - 1] && ids[order[j]] > ids[topPos[want - 1]]))) continue;
     let k = full ? want - 1 : topPos.length;
-    while (k > 0 && beats(k - 1)) { topPos[k] = topPos[k - 1]; topScore[k] = topScore[k - 1]; k--; }
+    while (k > 0 && (score > topScore[k - 1] || (score === topScore[k - 1] && ids[order[j]] < ids[topPos[k - 1]]))) {
+      topPos[k] = topPos[k - 1];
+      topScore[k] = topScore[k - 1];
+      k--;
+    }
     topPos[k] = order[j];
     topScore[k] = score;
   }
