@@ -1,10 +1,27 @@
-// Every activity the worker registers. Workflows import this file for its types only.
-export { ping } from './ping.ts';
-export {
-  applyRetention, carryOver, checkReleases, dropRestoreTarget, dumpDatabase, pauseIngest, recordBackup, recordRestore,
-  restoreInto, resumeIngest, switchDatabase, verifyBackup, verifyRestored,
-} from './database.ts';
-export { sendEmail } from './notify.ts';
-export { beginRelease, finishRelease, notifyReleaseOutcome, recordPhase, releaseDefaults } from './release.ts';
-export { buildInferenceImage, deploySlot, promoteSlot, removeSlot, setRouting } from './containers.ts';
-export { checkGuardrails, judgeRelease, offlineGate } from './evaluation.ts';
+/**
+ * Every activity the worker registers, made from the dependencies the worker builds once.
+ * Workflows import this file for its types only: proxyActivities<Activities>.
+ */
+import { backupActivities } from './backup.ts';
+import { containerActivities } from './containers.ts';
+import type { ActivityDeps } from './deps.ts';
+import { evaluationActivities } from './evaluation.ts';
+import { notifyActivities } from './notify.ts';
+import { ping } from './ping.ts';
+import { releaseActivities } from './release.ts';
+import { restoreActivities } from './restore.ts';
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ping,
+    ...backupActivities(deps),
+    ...restoreActivities(deps),
+    ...notifyActivities(deps),
+    ...releaseActivities(deps),
+    ...containerActivities(deps),
+    ...evaluationActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+export { createActivityDeps, type ActivityDeps } from './deps.ts';

@@ -14,7 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { databaseUrl } from '../activities/database.ts';
+import { databaseUrl } from '../lib/db.ts';
 import { loadConfig } from '../lib/config.ts';
 import { createPool, migrate, type Pool } from '../lib/db.ts';
 import { connectClient } from '../lib/temporal.ts';
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   console.log(`  filled ${live} with ${total} rows in ${(filled.ms / 1000).toFixed(1)} s`);
 
   const taskQueue = `bench-backup-${tag}`;
-  const worker = await createWorker(cfg, { taskQueue });
+  const { worker, close: closeWorker } = await createWorker(cfg, { taskQueue });
   const running = worker.run();
   const client = await connectClient(cfg);
   const noIngest = `http://127.0.0.1:${await freePort()}`;
@@ -119,7 +119,7 @@ async function main(): Promise<void> {
   } finally {
     worker.shutdown();
     await running;
-    await worker.connection?.close();
+    await closeWorker();
     await client.connection.close();
     const { rows: left } = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE $1`, [`marquee_bench_%${tag}%`]);
     for (const { datname } of left) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);

@@ -1,7 +1,7 @@
-import { buildOrReuse, deploySlot } from '../activities/containers.ts';
 import { loadConfig } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
-import { chooseRuntime, type Slot } from '../lib/runtime/index.ts';
+import { buildOrReuse, deployToSlot } from '../lib/runtime/deploy.ts';
+import { chooseRuntime, type Slot, type SlotRuntime } from '../lib/runtime/index.ts';
 import { slotFingerprint } from '../lib/runtime/slots.ts';
 
 /** The version main should run: the last promoted release, else the seed baseline. */
@@ -19,9 +19,11 @@ export async function currentMainModel(): Promise<{ version: string; model: stri
  * Runs a model version in a slot (building its image when Docker runs) and waits until it is
  * healthy: warm (vectors and neighbour lists loaded) unless `warm` is false.
  */
-export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean } = {}): Promise<string> {
-  const image = await buildOrReuse({ version, model });
-  const { url } = await deploySlot({ slot, version, model, image, warm: opts.warm });
+export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean; runtime?: SlotRuntime } = {}): Promise<string> {
+  const cfg = loadConfig();
+  const runtime = opts.runtime ?? await chooseRuntime(cfg);
+  const image = await buildOrReuse(runtime, { version, model });
+  const { url } = await deployToSlot(cfg, runtime, { slot, version, model, image, warm: opts.warm });
   return `${slot} runs ${version} (${model}) at ${url} as ${image.runtime === 'docker' ? image.image : 'a local process'}`;
 }
 
@@ -37,7 +39,7 @@ export async function ensureMain(): Promise<string> {
   }
   // Not warm: on a fresh install the vectors main reads appear only once the catalog (started
   // after this) has fetched the movies; main serves its popular list until then.
-  return deploy('main', version, model, { warm: false });
+  return deploy('main', version, model, { warm: false, runtime });
 }
 
 export async function deployCommand(args: string[]): Promise<number> {

@@ -28,6 +28,8 @@ export const configSchema = z.strictObject({
   }),
   postgres: z.strictObject({ url: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgresql:// URL') }),
   chroma: z.strictObject({ url: z.url() }),
+  /** Where inference slots run: Docker containers, local processes, or Docker when its engine answers. Decided once per process. */
+  runtime: z.enum(['auto', 'docker', 'process']).default('auto'),
   services: z.strictObject({
     gateway: z.strictObject({ port, adminToken: z.string().min(8, 'the admin token must have at least 8 characters') }),
     inferenceMain: z.strictObject({ port }),

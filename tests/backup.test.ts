@@ -9,7 +9,9 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dropRestoreTarget, dumpDatabase, switchDatabase, type DumpResult, type RestorePlan } from '../activities/database.ts';
+import type { DumpResult } from '../activities/backup.ts';
+import type { RestorePlan } from '../activities/restore.ts';
+import { realActivities } from './support/activities.ts';
 import { loadConfig } from '../lib/config.ts';
 import { createPool, type Pool } from '../lib/db.ts';
 import { sha256File } from '../lib/backup/checksum.ts';
@@ -20,6 +22,9 @@ import { scheduleInterval } from '../lib/backup/schedule.ts';
 import { scratchDatabase } from './support/db.ts';
 
 const cfg = loadConfig();
+const real = await realActivities(cfg);
+const { dropRestoreTarget, dumpDatabase, switchDatabase } = real.activities;
+afterAll(() => real.close());
 const H = 3_600_000;
 // Expected refusals are logged by the SDK at WARN; only errors belong in the test output.
 const quiet = { logger: new DefaultLogger('ERROR') };

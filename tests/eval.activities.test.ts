@@ -8,13 +8,14 @@ import { DefaultLogger } from '@temporalio/worker';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkGuardrails, judgeRelease, offlineGate } from '../activities/index.ts';
-import { activityPool } from '../activities/shared.ts';
 import { loadConfig } from '../lib/config.ts';
 import type { GuardrailResult, JudgeResult } from '../lib/release/types.ts';
+import { realActivities } from './support/activities.ts';
 import { requireServer } from './support/servers.ts';
 
 const env = () => new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+const real = await realActivities(loadConfig());
+const { checkGuardrails, judgeRelease, offlineGate } = real.activities;
 const fresh = `eval-act-${randomBytes(3).toString('hex')}`;
 
 beforeAll(async () => {
@@ -23,7 +24,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await activityPool().end();
+  await real.close();
 });
 
 describe('evaluation activities', () => {

@@ -29,6 +29,7 @@ Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging
 
 let worker: Worker;
 let running: Promise<void>;
+let closeWorker: (() => Promise<void>) | undefined;
 let client: Client;
 let replayBundle: WorkflowBundle;
 
@@ -44,7 +45,7 @@ describe('temporal', () => {
   beforeAll(async () => {
     await requireServer('temporal', port);
     client = await connectClient(cfg);
-    worker = await createWorker(cfg, { taskQueue });
+    ({ worker, close: closeWorker } = await createWorker(cfg, { taskQueue }));
     running = worker.run();
     // One bundle of the current workflow code for all replays (bundling takes seconds).
     replayBundle = await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
@@ -53,7 +54,7 @@ describe('temporal', () => {
   afterAll(async () => {
     if (worker?.getState() === 'RUNNING') worker.shutdown();
     await running;
-    await worker?.connection?.close();
+    await closeWorker?.();
     await client?.connection.close();
   });
 

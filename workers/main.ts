@@ -5,7 +5,7 @@ import { createWorker } from './worker.ts';
 // The SDK logs every bundle and state change at INFO; an operator needs warnings and up.
 Runtime.install({ logger: new DefaultLogger((process.env.MARQUEE_WORKER_LOG as 'INFO' | undefined) ?? 'WARN') });
 const cfg = loadConfig();
-const worker = await createWorker(cfg);
+const { worker, deps, close } = await createWorker(cfg);
 // shutdown() lets in-flight tasks finish, then run() resolves. The SDK's Runtime also reacts to
 // these signals by default, so only ask when it has not already begun (shutdown() throws otherwise).
 const stop = (): void => {
@@ -13,9 +13,9 @@ const stop = (): void => {
 };
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
-console.log(`worker: task queue ${cfg.temporal.taskQueue} on ${cfg.temporal.address} (namespace ${cfg.temporal.namespace})`);
+console.log(`worker: task queue ${cfg.temporal.taskQueue} on ${cfg.temporal.address} (namespace ${cfg.temporal.namespace}), inference slots as ${deps.runtime.kind === 'docker' ? 'Docker containers' : 'local processes'}`);
 try {
   await worker.run();
 } finally {
-  await worker.connection?.close();
+  await close();
 }

@@ -1,5 +1,5 @@
 import { ApplicationFailure, CancellationScope, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
-import type * as activities from '../activities/index.ts';
+import type { Activities } from '../activities/index.ts';
 import type { BackupManifest } from '../lib/backup/manifest.ts';
 
 export interface DatabaseBackupInput {
@@ -28,16 +28,16 @@ export interface BackupStatus { phase: 'dump' | 'record' | 'retention' | 'done' 
 export const backupStatusQuery = defineQuery<BackupStatus>('status');
 
 // pg_dump of a large database takes long; the heartbeat (every second) is what tells a dead worker apart.
-const { dumpDatabase } = proxyActivities<typeof activities>({
+const { dumpDatabase } = proxyActivities<Activities>({
   startToCloseTimeout: '6 hours',
   heartbeatTimeout: '30 seconds',
   retry: { maximumAttempts: 3, initialInterval: '10 seconds' },
 });
-const { recordBackup, applyRetention } = proxyActivities<typeof activities>({
+const { recordBackup, applyRetention } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   retry: { maximumAttempts: 5, initialInterval: '2 seconds' },
 });
-const { sendEmail } = proxyActivities<typeof activities>({
+const { sendEmail } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { maximumAttempts: 3, initialInterval: '5 seconds' },
 });

@@ -2,7 +2,7 @@ import {
   ApplicationFailure, CancellationScope, condition, defineQuery, defineSignal, defineUpdate, isCancellation,
   proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
-import type * as activities from '../activities/index.ts';
+import type { Activities } from '../activities/index.ts';
 import { releaseInputProblems, resolveReleaseInput, type ReleaseInput, type ResolvedReleaseInput } from '../lib/release/input.ts';
 import type { ReleaseOutcome, ReleasePhase, ReleaseStatus } from '../lib/release/types.ts';
 
@@ -12,11 +12,11 @@ export const abortSignal = defineSignal<[OperatorNote]>('abort');
 export const promoteUpdate = defineUpdate<string, [OperatorNote]>('promote');
 export const statusQuery = defineQuery<ReleaseStatus>('status');
 
-const quick = proxyActivities<typeof activities>({
+const quick = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
 });
-const long = proxyActivities<typeof activities>({
+const long = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '1 minute',
   retry: { initialInterval: '2s', maximumInterval: '1 minute', maximumAttempts: 5 },

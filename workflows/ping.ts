@@ -1,7 +1,7 @@
 import { proxyActivities } from '@temporalio/workflow';
-import type * as activities from '../activities/index.ts';
+import type { Activities } from '../activities/index.ts';
 
-const { ping: pingActivity } = proxyActivities<typeof activities>({
+const { ping: pingActivity } = proxyActivities<Activities>({
   startToCloseTimeout: '10 seconds',
 });
 

@@ -1,6 +1,6 @@
 import { ApplicationFailure, CancellationScope, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type * as activities from '../activities/index.ts';
-import type { RestorePlan, RestoreRecord } from '../activities/database.ts';
+import type { Activities } from '../activities/index.ts';
+import type { RestorePlan, RestoreRecord } from '../activities/restore.ts';
 
 export interface DatabaseRestoreInput {
   /** A backup id (row in `backups`) or the path of a backup file with its manifest beside it. */
@@ -35,10 +35,10 @@ export const restoreStatusQuery = defineQuery<RestoreStatus>('status');
 const retry = { maximumAttempts: 5, initialInterval: '2 seconds', maximumInterval: '30 seconds' };
 // The long ones heartbeat every second: a dead worker is noticed within the heartbeat timeout and the
 // activity is retried elsewhere (it starts over on its own new database).
-const { verifyBackup, restoreInto } = proxyActivities<typeof activities>({ startToCloseTimeout: '6 hours', heartbeatTimeout: '15 seconds', retry });
-const { verifyRestored, carryOver } = proxyActivities<typeof activities>({ startToCloseTimeout: '2 hours', retry });
-const { checkReleases, pauseIngest, resumeIngest, switchDatabase, dropRestoreTarget, recordRestore } = proxyActivities<typeof activities>({ startToCloseTimeout: '5 minutes', retry });
-const { sendEmail } = proxyActivities<typeof activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3, initialInterval: '5 seconds' } });
+const { verifyBackup, restoreInto } = proxyActivities<Activities>({ startToCloseTimeout: '6 hours', heartbeatTimeout: '15 seconds', retry });
+const { verifyRestored, carryOver } = proxyActivities<Activities>({ startToCloseTimeout: '2 hours', retry });
+const { checkReleases, pauseIngest, resumeIngest, switchDatabase, dropRestoreTarget, recordRestore } = proxyActivities<Activities>({ startToCloseTimeout: '5 minutes', retry });
+const { sendEmail } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3, initialInterval: '5 seconds' } });
 
 function rootMessage(err: unknown): string {
   let e = err as { message?: string; cause?: unknown } | undefined;

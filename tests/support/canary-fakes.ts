@@ -1,3 +1,4 @@
+import type { Activities } from '../../activities/index.ts';
 import type { BuiltImage, GuardrailResult, JudgeResult, OfflineGateResult, ReleaseStatus } from '../../lib/release/types.ts';
 
 /**
@@ -13,6 +14,10 @@ export interface Scenario {
   verdicts?: JudgeResult['verdict'][];
 }
 
+/** The activities CanaryRelease calls, typed by the real ones: a renamed activity or a changed signature fails the type check. */
+export type CanaryActivities = Pick<Activities, 'releaseDefaults' | 'beginRelease' | 'recordPhase' | 'offlineGate' | 'buildInferenceImage' | 'deploySlot'
+  | 'removeSlot' | 'setRouting' | 'checkGuardrails' | 'judgeRelease' | 'promoteSlot' | 'finishRelease' | 'notifyReleaseOutcome'>;
+
 export function fakeActivities(scenario: Scenario) {
   const calls: { name: string; args: unknown }[] = [];
   const record = (name: string, args: unknown) => { calls.push({ name, args }); };
@@ -22,7 +27,7 @@ export function fakeActivities(scenario: Scenario) {
   const routing: { percent: number; releaseId: string | null }[] = [];
   const slots = new Map<string, string>();
 
-  const activities = {
+  const activities: CanaryActivities = {
     releaseDefaults: async () => ({ percent: 20, bake: '12h', interval: '30m', notify: ['oncall@localhost'], maxConsecutiveGuardrailFailures: 3, inconclusiveExtension: '6h' }),
     beginRelease: async (a: unknown) => record('beginRelease', a),
     recordPhase: async (a: { phase: string }) => record('recordPhase', a),

@@ -1,0 +1,100 @@
+/**
+ * Building and deploying a model version into a slot, shared by the release activities and
+ * `marquee deploy`. The caller passes the runtime it chose once and a progress callback (an
+ * activity heartbeats through it; the CLI passes nothing).
+ */
+import type { Config } from '../config.ts';
+import { buildImage, dockerClient } from '../docker.ts';
+import { loadSpec, type LoadedSpec } from '../models/spec.ts';
+import type { BuiltImage } from '../release/types.ts';
+import { gitCommit } from '../version.ts';
+import { inferenceBuildContext } from './image.ts';
+import { slotUrl, type Slot, type SlotRuntime } from './slots.ts';
+
+export type Progress = (details: unknown) => void;
+const quiet: Progress = () => undefined;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A spec that cannot be read, or an image that cannot be built: retrying the same step cannot fix either. */
+export class DeployError extends Error {
+  constructor(message: string, readonly type: 'BadModelSpec' | 'BuildFailed') {
+    super(message);
+    this.name = 'DeployError';
+  }
+}
+
+function specOrFail(model: string): LoadedSpec {
+  try {
+    return loadSpec(model);
+  } catch (err) {
+    throw new DeployError((err as Error).message, 'BadModelSpec');
+  }
+}
+
+/**
+ * Builds marquee-inference:<version> with the spec baked in. Idempotent: an image of that tag built
+ * from the same commit and spec is reused. Without a Docker engine the slot runs as a local process
+ * of this checkout, and the "image" records that.
+ */
+export async function buildOrReuse(runtime: SlotRuntime, a: { version: string; model: string }, progress: Progress = quiet): Promise<BuiltImage> {
+  const loaded = specOrFail(a.model);
+  const commit = gitCommit();
+  if (runtime.kind === 'process') {
+    return { image: `process:${commit.slice(0, 12)}`, imageId: '', gitCommit: commit, specHash: loaded.hash, runtime: 'process' };
+  }
+  const tag = `marquee-inference:${a.version}`;
+  const docker = dockerClient();
+  const existing = await docker.getImage(tag).inspect().catch(() => undefined);
+  const labels = existing?.Config?.Labels ?? {};
+  if (existing && labels['marquee.commit'] === commit && labels['marquee.spec-hash'] === loaded.hash) {
+    return { image: tag, imageId: existing.Id, gitCommit: commit, specHash: loaded.hash, runtime: 'docker' };
+  }
+  const ticker = setInterval(() => progress({ step: 'building', tag }), 5000);
+  try {
+    const context = await inferenceBuildContext(loaded.path);
+    const imageId = await buildImage(context, tag, docker, {
+      buildargs: { VERSION: a.version, GIT_COMMIT: commit, MODEL: loaded.path },
+      labels: { 'marquee.spec-hash': loaded.hash, 'marquee.model': loaded.path },
+    });
+    return { image: tag, imageId, gitCommit: commit, specHash: loaded.hash, runtime: 'docker' };
+  } catch (err) {
+    throw new DeployError(`image build failed: ${(err as Error).message}`, 'BuildFailed');
+  } finally {
+    clearInterval(ticker);
+  }
+}
+
+/**
+ * Waits until the slot's /healthz reports the expected spec hash AND a warm model (vectors loaded,
+ * every neighbour list computed), so traffic never meets a half-started version. With warm false
+ * only the spec hash counts: the very first main of a fresh install has no vectors to load until
+ * the catalog has made them.
+ */
+export async function waitHealthy(cfg: Config, slot: Slot, specHash: string, opts: { warm?: boolean; timeoutMs?: number; progress?: Progress } = {}): Promise<void> {
+  const { warm = true, timeoutMs = 600_000, progress = quiet } = opts;
+  const url = `${slotUrl(cfg, slot)}/healthz`;
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    progress({ step: 'health', slot, last });
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      const body = (await res.json()) as { model?: { hash?: string }; degraded?: boolean; vectors?: { neighbours?: { state?: string } } };
+      const hash = body.model?.hash;
+      const neighbours = body.vectors?.neighbours?.state;
+      if (res.ok && hash === specHash && (!warm || (body.degraded === false && neighbours === 'ready'))) return;
+      last = `status ${res.status}, model hash ${hash ?? 'none'} (want ${specHash}), degraded ${body.degraded}, neighbours ${neighbours ?? 'unknown'}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await sleep(500);
+  }
+  throw new Error(`${slot} did not become healthy and warm with spec ${specHash} within ${timeoutMs / 1000} s: ${last}`);
+}
+
+/** Runs the version in a slot (replacing what runs there) and waits until it serves that spec. */
+export async function deployToSlot(cfg: Config, runtime: SlotRuntime, a: { slot: Slot; version: string; model: string; image: BuiltImage; warm?: boolean }, progress: Progress = quiet): Promise<{ url: string; id: string }> {
+  const state = await runtime.deploy({ slot: a.slot, version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null });
+  await waitHealthy(cfg, a.slot, a.image.specHash, { warm: a.warm ?? true, progress });
+  return { url: state.url, id: state.id };
+}
