@@ -1,5 +1,6 @@
 import { ApplicationFailure, CancellationScope, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
+import { rootMessage } from './errors.ts';
 import type { BackupManifest } from '../lib/backup/manifest.ts';
 
 export interface DatabaseBackupInput {
@@ -43,11 +44,6 @@ const { sendEmail } = proxyActivities<Activities>({
 });
 
 /** The innermost message of a failure chain (an activity's own message rather than "Activity task failed"). */
-function rootMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e && typeof e === 'object' && e.cause) e = e.cause as typeof e;
-  return e?.message ?? String(err);
-}
 
 /**
  * DatabaseBackup: pg_dump (custom format, streamed, heartbeating) into the backups directory with

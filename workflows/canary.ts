@@ -3,6 +3,7 @@ import {
   proxyActivities, setHandler, upsertSearchAttributes, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
+import { rootMessage } from './errors.ts';
 import { releaseInputProblems, resolveReleaseInput, type ReleaseInput, type ResolvedReleaseInput } from '../lib/release/input.ts';
 import type { ReleaseOutcome, ReleasePhase, ReleaseStatus } from '../lib/release/types.ts';
 
@@ -163,12 +164,3 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
 }
 
 /** The innermost message of a failure chain (an activity's own error, not "Activity task failed"). */
-function rootMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  let message = e?.message ?? String(err);
-  while (e?.cause) {
-    e = e.cause as { message?: string; cause?: unknown };
-    if (e.message) message = e.message;
-  }
-  return message;
-}

@@ -1,5 +1,6 @@
 import { ApplicationFailure, CancellationScope, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
+import { rootMessage } from './errors.ts';
 import type { RestorePlan, RestoreRecord } from '../activities/restore.ts';
 
 export interface DatabaseRestoreInput {
@@ -39,12 +40,6 @@ const { verifyBackup, restoreInto } = proxyActivities<Activities>({ startToClose
 const { verifyRestored, carryOver } = proxyActivities<Activities>({ startToCloseTimeout: '2 hours', retry });
 const { checkReleases, pauseIngest, resumeIngest, switchDatabase, dropRestoreTarget, recordRestore } = proxyActivities<Activities>({ startToCloseTimeout: '5 minutes', retry });
 const { sendEmail } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3, initialInterval: '5 seconds' } });
-
-function rootMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e && typeof e === 'object' && e.cause) e = e.cause as typeof e;
-  return e?.message ?? String(err);
-}
 
 /**
  * DatabaseRestore: verify the backup (checksum, manifest) before anything changes; refuse while a
