@@ -4,11 +4,10 @@
  * (workers/main.ts) so that it can be killed in the middle of a restore. The "live" database is a
  * scratch database named in the workflow input; the topic and task queue are the test's own.
  */
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, existsSync, mkdirSync, openSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import type { Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
@@ -30,6 +29,7 @@ import type { DatabaseBackupResult } from '../workflows/backup.ts';
 import type { DatabaseRestoreInput, DatabaseRestoreResult, RestoreStatus } from '../workflows/restore.ts';
 import { scratchDatabase } from './support/db.ts';
 import { actualRows, deleteTopic, expectedRows, ingestedCount, waitForIngested } from './support/ingest.ts';
+import { committedHistory, recordHistory } from './support/histories.ts';
 import { requireServer } from './support/servers.ts';
 import { alive, freePort, spawnTs, stop, type Proc } from './support/upstream.ts';
 
@@ -39,7 +39,6 @@ const cfg = loadConfig();
 const tag = randomBytes(3).toString('hex');
 const taskQueue = `test-backup-${tag}`;
 const topic = `backup-test-${tag}`;
-const historiesDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-backups-'));
 
 let client: Client;
@@ -374,17 +373,13 @@ describe('DatabaseBackup and DatabaseRestore workflows', () => {
   });
 
   it('replays the histories of the backup and restore runs, and the committed ones, against the current code', async () => {
-    for (const name of ['backup', 'restore']) {
-      const file = path.join(historiesDir, `${name}.json`);
+    for (const name of ['backup', 'restore'] as const) {
       const fresh = savedHistories[name];
       expect(fresh, `the ${name} run of the first test`).toBeDefined();
       const json = historyToJSON(fresh as Parameters<typeof historyToJSON>[0]);
       await Worker.runReplayHistory({ workflowBundle: replayBundle }, JSON.parse(json));
-      if (!existsSync(file)) {
-        mkdirSync(historiesDir, { recursive: true });
-        writeFileSync(file, json + '\n');
-      }
-      const committed = JSON.parse(readFileSync(file, 'utf8'));
+      recordHistory(name, json);
+      const committed = committedHistory(name);
       expect(committed.events[0].workflowExecutionStartedEventAttributes.workflowType.name).toBe(name === 'backup' ? 'DatabaseBackup' : 'DatabaseRestore');
       await Worker.runReplayHistory({ workflowBundle: replayBundle }, committed);
       // The replayer really compares: an activity the code does not schedule must fail the replay.

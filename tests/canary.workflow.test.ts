@@ -1,6 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkflowFailedError } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
@@ -12,16 +10,16 @@ import { abortSignal, CanaryRelease, promoteUpdate, statusQuery } from '../workf
 import type { ReleaseInput } from '../lib/release/input.ts';
 import type { ReleaseOutcome } from '../lib/release/types.ts';
 import { fakeActivities, type Scenario } from './support/canary-fakes.ts';
+import { COMMITTED_HISTORIES, committedHistory, historiesDir, recordHistory, type HistoryName } from './support/histories.ts';
 
 Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
 
-const historiesDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories');
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundle;
 let n = 0;
 
 /** Runs one release on the time-skipping server with scripted activities; saves its history once. */
-async function release(scenario: Scenario, input: Partial<ReleaseInput>, during?: (h: Awaited<ReturnType<typeof env.client.workflow.start>>) => Promise<void>, historyName?: string) {
+async function release(scenario: Scenario, input: Partial<ReleaseInput>, during?: (h: Awaited<ReturnType<typeof env.client.workflow.start>>) => Promise<void>, historyName?: HistoryName) {
   const fakes = fakeActivities(scenario);
   const taskQueue = `canary-test-${process.pid}-${++n}`;
   const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: fakes.activities });
@@ -37,13 +35,7 @@ async function release(scenario: Scenario, input: Partial<ReleaseInput>, during?
       // A run left open would hold the test server's clock for every later test.
       await handle.terminate('test failed').catch(() => undefined);
     }
-    if (historyName) {
-      const file = path.join(historiesDir, `${historyName}.json`);
-      if (!existsSync(file)) {
-        mkdirSync(historiesDir, { recursive: true });
-        writeFileSync(file, historyToJSON(await handle.fetchHistory()));
-      }
-    }
+    if (historyName) recordHistory(historyName, historyToJSON(await handle.fetchHistory()));
     return result;
   });
   return { outcome, fakes };
@@ -192,11 +184,12 @@ describe('CanaryRelease on the time-skipping test server', () => {
   });
 
   it('replays every committed CanaryRelease history against the current workflow code', async () => {
-    const files = readdirSync(historiesDir).filter((f) => f.startsWith('canary-'));
-    expect(files.length).toBeGreaterThanOrEqual(4);
-    for (const f of files) {
-      const history = JSON.parse(readFileSync(path.join(historiesDir, f), 'utf8'));
-      await Worker.runReplayHistory({ workflowBundle: bundle }, history, `replay-${f}`);
+    const required = COMMITTED_HISTORIES.filter((n) => n.startsWith('canary-'));
+    const onDisk = readdirSync(historiesDir).filter((f) => f.startsWith('canary-')).map((f) => f.replace(/\.json$/, ''));
+    // A history on disk that nobody requires would silently stop being replayed when deleted.
+    expect(onDisk.sort()).toEqual([...required].sort());
+    for (const name of required) {
+      await Worker.runReplayHistory({ workflowBundle: bundle }, committedHistory(name), `replay-${name}`);
     }
   });
 });

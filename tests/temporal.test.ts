@@ -1,8 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
@@ -14,13 +11,13 @@ import { temporalBinary } from '../stack/components/venv.ts';
 import { createWorker, workflowsPath } from '../workers/worker.ts';
 import { ping } from '../workflows/index.ts';
 import { requireServer } from './support/servers.ts';
+import { committedHistory, recordHistory } from './support/histories.ts';
 
 const exec = promisify(execFile);
 const cfg = loadConfig();
 const port = Number(cfg.temporal.address.split(':').pop());
 // A queue of our own, so a `npm run worker` left running elsewhere cannot pick up these tasks.
 const taskQueue = `test-ping-${process.pid}-${Date.now()}`;
-const historyFile = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories', 'ping.json');
 const host = os.hostname();
 
 // The SDK logs every worker state change at INFO; warnings are enough in test output. Core's own
@@ -89,10 +86,7 @@ describe('temporal', () => {
     // The JSON form is what gets committed; it must replay just the same.
     const json = historyToJSON(history);
     await Worker.runReplayHistory(replayOptions(), JSON.parse(json), workflowId);
-    if (!existsSync(historyFile)) {
-      mkdirSync(path.dirname(historyFile), { recursive: true });
-      writeFileSync(historyFile, json + '\n');
-    }
+    recordHistory('ping', json);
 
     // Proof the replayer really compares: a history whose activity differs from what the code schedules must fail.
     const tampered = JSON.parse(json);
@@ -103,7 +97,7 @@ describe('temporal', () => {
 
   it('replays the committed ping history (tests/histories/ping.json)', async () => {
     // Guards old, still-running executions: a workflow change that breaks this needs patched() or a new type.
-    const history = JSON.parse(readFileSync(historyFile, 'utf8'));
+    const history = committedHistory('ping');
     expect(history.events[0].workflowExecutionStartedEventAttributes.workflowType.name).toBe('ping');
     await Worker.runReplayHistory(replayOptions(), history);
   });
