@@ -6,7 +6,7 @@ import { ensureTopic } from '../lib/kafka.ts';
 import { importMovieLens } from '../lib/movielens/import.ts';
 
 export const movielensUsage = 'import movielens <dir> [--topic T] [--minutes N] [--user-offset N] [--no-metadata]';
-export const movielensSummary = 'produce a MovieLens 100K or 1M download (ratings as watch sessions + rating lines, in time order) to Kafka, and its movie/user metadata to Postgres';
+export const movielensSummary = 'produce a MovieLens download (GroupLens 100K or 1M, or RecBole atomic files) (ratings as watch sessions + rating lines, in time order) to Kafka, and its movie/user metadata to Postgres';
 
 /** Takes the arguments after `import` (`movielens <dir> ...`) or after `import movielens`. */
 export async function movielensCommand(args: string[]): Promise<number> {
@@ -50,7 +50,6 @@ export async function movielensCommand(args: string[]): Promise<number> {
       },
     });
     console.log(`imported MovieLens ${r.layout}: ${r.ratings} ratings by ${r.users} users of ${r.movies} movies (${r.firstRating} … ${r.lastRating}) as ${r.lines} lines to topic ${topic} in ${(r.ms / 1000).toFixed(1)} s`);
-    if (r.skipped.length) console.log(`skipped: ${r.skipped.slice(0, 5).map((s) => `${s.file}:${s.line} ${s.reason}`).join('; ')}${r.skipped.length > 5 ? ` (+${r.skipped.length - 5} more)` : ''}`);
     return 0;
   } finally {
     await pool?.end();

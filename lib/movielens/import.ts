@@ -25,7 +25,7 @@ export interface ImportReport {
   users: number;
   ratings: number;
   lines: number;
-  skipped: MovieLensData['skipped'];
+  files: MovieLensData['files'];
   firstRating: string | null;
   lastRating: string | null;
   ms: number;
@@ -77,7 +77,7 @@ export async function importMovieLens(cfg: Config, pool: Pool | null, dir: strin
     users: new Set(r.map((x) => x.userId)).size,
     ratings: r.length,
     lines: produced,
-    skipped: data.skipped,
+    files: data.files,
     firstRating: r.length ? new Date(r[0].atMs).toISOString() : null,
     lastRating: r.length ? new Date(r[r.length - 1].atMs).toISOString() : null,
     ms: Math.round(performance.now() - started),
