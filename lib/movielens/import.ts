@@ -17,6 +17,8 @@ export interface ImportOptions extends LineOptions {
   /** Lines per produce call. */
   chunkLines?: number;
   onProgress?: (p: { produced: number; total: number }) => void;
+  /** The download already read (readMovieLens(dir)), so a caller can refuse a bad one before making anything. */
+  data?: MovieLensData;
 }
 
 export interface ImportReport {
@@ -52,7 +54,7 @@ export async function writeMetadata(pool: Pool, data: MovieLensData, userOffset 
 
 export async function importMovieLens(cfg: Config, pool: Pool | null, dir: string, opts: ImportOptions = {}): Promise<ImportReport> {
   const started = performance.now();
-  const data = readMovieLens(dir);
+  const data = opts.data ?? readMovieLens(dir);
   if (pool) await writeMetadata(pool, data, opts.userOffset ?? 0);
   const total = lineCount(data, opts);
   const chunk = opts.chunkLines ?? 100_000;
