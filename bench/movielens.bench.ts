@@ -372,7 +372,23 @@ async function serve(world: World, specFile: string, s: Split): Promise<Served> 
 
 // ---- main ---------------------------------------------------------------------------------
 
-interface ModelResult extends Scored { outcomes: Record<string, number>; spec: string }
+interface ModelResult extends Scored { outcomes: Record<string, number>; spec: string; future: { ids: number; lists: number; total: number } }
+
+/**
+ * Recommended movies nobody had rated before the cutoff: an answer "as of" the cutoff that holds
+ * one was made with knowledge of later (asOf is not time-faithful). Counted per id and per list.
+ */
+function futureMovies(lists: Map<number, readonly string[]>, s: Split): ModelResult['future'] {
+  const known = new Set(s.past.map((r) => r.movie));
+  let ids = 0, total = 0, listsWith = 0;
+  for (const l of lists.values()) {
+    const n = l.slice(0, K).filter((id) => !known.has(id)).length;
+    ids += n;
+    total += Math.min(K, l.length);
+    if (n > 0) listsWith++;
+  }
+  return { ids, lists: listsWith, total };
+}
 
 async function main(): Promise<number> {
   const cfg = loadConfig();
@@ -450,7 +466,7 @@ async function main(): Promise<number> {
     for (const spec of specs) {
       progress(`serving ${spec.name} from ${spec.target.name}`);
       const served = await serve(world, spec.file, s).catch((err: Error) => { throw new Error(`serving models/${spec.name}.json: ${err.message}`); });
-      models[spec.name] = { ...evaluate(served.lists, s), outcomes: served.outcomes, spec: `models/${spec.name}.json` };
+      models[spec.name] = { ...evaluate(served.lists, s), outcomes: served.outcomes, spec: `models/${spec.name}.json`, future: futureMovies(served.lists, s) };
       progress(`${spec.name}: NDCG@20 ${num(models[spec.name].ndcg20, 4)}; answers ${JSON.stringify(served.outcomes)} in ${(served.ms / 1000).toFixed(1)} s`);
     }
 
@@ -470,6 +486,7 @@ async function main(): Promise<number> {
         ...Object.entries(models).map(([n, m]) => row(`model ${n}`, m, (m.ndcg20 / best).toFixed(2))),
       ]));
       console.log(`\nanswers by X-Marquee-Outcome: ${Object.entries(models).map(([n, m]) => `${n} ${JSON.stringify(m.outcomes)}`).join('; ')}`);
+      console.log(`movies first rated at or after the cutoff in the answers for asOf=cutoff: ${Object.entries(models).map(([n, m]) => `${n} ${m.future.ids} of ${m.future.total} ids, in ${m.future.lists} of ${m.users} lists`).join('; ')}`);
       console.log(`vectors are built from all ${ratings.length} ratings, also those after the cutoff (as \`marquee vectors build\` does on a live database).`);
     }
     progress(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
