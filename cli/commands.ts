@@ -7,6 +7,7 @@ import { vectorsCommand } from '../lib/vectors/cli.ts';
 import { backupCommand, backupsCommand, restoreCommand, schedulesCommand } from './backup.ts';
 import { evalOfflineCommand, evalOnlineCommand, evalSummary, evalUsage } from './eval.ts';
 import { movielensCommand, movielensSummary, movielensUsage } from './movielens.ts';
+import { datasetsFetchCommand, datasetsSummary, datasetsUsage } from './datasets.ts';
 import { abortCommand, releaseCommand, statusCommand } from './release.ts';
 import { deployCommand, undeployCommand } from './deploy.ts';
 import { provenanceCommand, provenanceSummary, provenanceUsage, reproduceCommand } from './provenance.ts';
@@ -82,6 +83,7 @@ export const commands: Command[] = [
   { name: 'eval offline', usage: evalUsage.offline, summary: evalSummary.offline, run: (args) => evalOfflineCommand(args) },
   { name: 'eval online', usage: evalUsage.online, summary: evalSummary.online, run: (args) => evalOnlineCommand(args) },
   { name: 'import movielens', usage: movielensUsage, summary: movielensSummary, run: (args) => movielensCommand(args) },
+  { name: 'datasets fetch', usage: datasetsUsage, summary: datasetsSummary, run: (args) => datasetsFetchCommand(args) },
   { name: 'backup', usage: 'backup', summary: 'back up the database now (DatabaseBackup workflow), with progress', run: (args) => backupCommand(args) },
   { name: 'backups', usage: 'backups [--all]', summary: 'list backups (--all includes ones removed by retention)', run: (args) => backupsCommand(args) },
   {

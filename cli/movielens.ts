@@ -4,9 +4,10 @@ import { loadConfig } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { ensureTopic } from '../lib/kafka.ts';
 import { importMovieLens } from '../lib/movielens/import.ts';
+import { readMovieLens } from '../lib/movielens/read.ts';
 
 export const movielensUsage = 'import movielens <dir> [--topic T] [--minutes N] [--user-offset N] [--no-metadata]';
-export const movielensSummary = 'produce a MovieLens 100K or 1M download (ratings as watch sessions + rating lines, in time order) to Kafka, and its movie/user metadata to Postgres';
+export const movielensSummary = 'produce a MovieLens download (GroupLens 100K or 1M, or RecBole atomic files) (ratings as watch sessions + rating lines, in time order) to Kafka, and its movie/user metadata to Postgres';
 
 /** Takes the arguments after `import` (`movielens <dir> ...`) or after `import movielens`. */
 export async function movielensCommand(args: string[]): Promise<number> {
@@ -37,12 +38,14 @@ export async function movielensCommand(args: string[]): Promise<number> {
   const topic = typeof values.topic === 'string' ? values.topic : cfg.kafka.topic;
   const minutes = int('minutes', 1, 600);
   const userOffset = int('user-offset', 0, 1_000_000_000);
+  // Read (and so check) the files before a topic or a connection is made for them.
+  const data = readMovieLens(positionals[0]);
   await ensureTopic(cfg, topic);
   const pool = values['no-metadata'] ? null : createPool(cfg, { max: 2, applicationName: 'marquee-import' });
   let last = 0;
   try {
     const r = await importMovieLens(cfg, pool, positionals[0], {
-      topic, minutes, userOffset,
+      topic, minutes, userOffset, data,
       onProgress: ({ produced, total }) => {
         if (Date.now() - last < 1000 && produced < total) return;
         last = Date.now();
@@ -50,7 +53,6 @@ export async function movielensCommand(args: string[]): Promise<number> {
       },
     });
     console.log(`imported MovieLens ${r.layout}: ${r.ratings} ratings by ${r.users} users of ${r.movies} movies (${r.firstRating} … ${r.lastRating}) as ${r.lines} lines to topic ${topic} in ${(r.ms / 1000).toFixed(1)} s`);
-    if (r.skipped.length) console.log(`skipped: ${r.skipped.slice(0, 5).map((s) => `${s.file}:${s.line} ${s.reason}`).join('; ')}${r.skipped.length > 5 ? ` (+${r.skipped.length - 5} more)` : ''}`);
     return 0;
   } finally {
     await pool?.end();

