@@ -19,6 +19,7 @@ export const unitTests = [
   'tests/parser.fuzz.test.ts',
   'tests/routing.test.ts',
   'tests/runtime.test.ts',
+  'tests/supervise.test.ts',
 ];
 
 // Not mergeConfig: it would append to the full suite's include list instead of replacing it.
