@@ -57,8 +57,8 @@ const WATCHES: Watch[] = [
   { user: 11, movie: 'h1', at: ago(2 * HOUR), minutes: 30 },
   // user 5 found the new n1 two days ago, after d1.
   { user: 5, movie: 'd1', at: ago(2 * DAY), minutes: 100 }, { user: 5, movie: 'n1', at: ago(2 * DAY - HOUR), minutes: 100 },
-  // Every other movie was around long before: one watch each twenty days ago (users 100…).
-  ...Object.keys(VECTORS).filter((m) => m !== 'n1').map((movie, i) => ({ user: 100 + i, movie, at: ago(20 * DAY), minutes: 20 })),
+  // Every other movie was around long before: one watch each 25 days ago (users 100…).
+  ...Object.keys(VECTORS).filter((m) => m !== 'n1').map((movie, i) => ({ user: 100 + i, movie, at: ago(25 * DAY), minutes: 20 })),
 ];
 const RATINGS: Rating[] = [
   { user: 1, movie: 'd1', rating: 5, at: ago(3 * DAY - HOUR) },
@@ -239,7 +239,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
     // n1 was first seen two days ago: now it is in the seed's padding and in cowatch's list for user 1.
     expect(await ids(`${seed.url}/recommend/1`)).toContain('n1');
     expect(await ids(`${taste.url}/recommend/1`)).toContain('n1');
-    expect((await ids(`${cowatch.url}/recommend/1`)).slice(0, 4)).toEqual(['c1', 'h1', 'n1', 'd2']);
+    expect((await ids(`${cowatch.url}/recommend/1`)).slice(0, 4)).toEqual(['c1', 'n1', 'd2', 'h1']);
     const then = ago(2.5 * DAY).toISOString();
     for (const svc of [seed, affinity, taste, cowatch]) {
       for (const user of [1, 2, 3, 4, 5, 999999]) {
@@ -264,8 +264,9 @@ describe('inference service on real Postgres and ChromaDB', () => {
     // Now the same lists follow the catalog and the last hours.
     expect(await ids(`${seed.url}/recommend/999999`)).toEqual(BY_POPULARITY);
     expect((await ids(`${affinity.url}/recommend/999999`)).slice(0, 2)).toEqual(['c1', 'h1']);
-    // cowatch 2.5 days ago: d1 and c1 co-watched by user 3 only, c1 started once in the 14 days
-    // before (d1 four times): c1 = 1 + 8 × 1/4, then the cold-start padding of then.
+    // cowatch 2.5 days ago: d1 and c1 co-watched by user 3 only; in the 21 days before, c1 started
+    // once (2 viewers before T), d1 four times (5): c1 = 1 + 3 × (1 / 2^0.3) / (4 / 5^0.3), then
+    // the cold-start padding of then.
     const before = ago(2.5 * DAY).toISOString();
     expect(await ids(`${cowatch.url}/recommend/1?asOf=${before}`)).toEqual(['c1', 'c2', 'c3', 'd2', 'd3', 'h1', 'h2', 'p1', 'p2', 'p3', 'p4', 'p5']);
     expect(await ids(`${cowatch.url}/recommend/999999?asOf=${before}`)).toEqual(['d1', 'c1', 'c2', 'c3', 'd2', 'd3', 'h1', 'h2', 'p1', 'p2', 'p3', 'p4', 'p5']);
@@ -275,8 +276,10 @@ describe('inference service on real Postgres and ChromaDB', () => {
 
   it('cowatch-v1 ranks by co-watches blended with recent starts, from Postgres alone', async () => {
     // d1's audience (6) shares one viewer each with n1 (1), d2 (2) and c1 (5): cosines 0.41, 0.29,
-    // 0.18, over the best → 1, 0.71, 0.45; plus 8 × starts in 14 days / 5 (d1's): c1 4, h1 2, n1 1, d2 1.
-    expect(await ids(`${cowatch.url}/recommend/1`)).toEqual(['c1', 'h1', 'n1', 'd2', 'p1', 'p2', 'p3', 'p4', 'p5', 'd3', 'c2', 'c3', 'h2']);
+    // 0.18, over the best → 1, 0.71, 0.45. The prior, starts in 21 days / viewers^0.3: d1 5/6^0.3
+    // = 2.92 (the largest), c1 4/5^0.3 = 2.47, h1 2/3^0.3 = 1.44, n1 1, d2 1/2^0.3 = 0.81; × 3 / 2.92
+    // and added: c1 2.98, n1 2.03, d2 1.54, h1 1.48; then the padding (the old movies: no recent start).
+    expect(await ids(`${cowatch.url}/recommend/1`)).toEqual(['c1', 'n1', 'd2', 'h1', 'p1', 'p2', 'p3', 'p4', 'p5', 'd3', 'c2', 'c3', 'h2']);
     const h = JSON.parse((await request(`${cowatch.url}/healthz`)).body);
     expect(h.model.rule).toBe('cowatch');
     expect(h.lists).toMatchObject({ coWatchMovies: 14, coWatchUsers: 21 });

@@ -5,6 +5,7 @@ import {
   type HistoryEntry, type Neighbour, type RankInput,
 } from '../lib/models/rank.ts';
 import { CoWatchIndex } from '../lib/models/cowatch.ts';
+import { coWatchPrior } from '../lib/models/lists.ts';
 import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type CoWatchSpec, type SeedSpec, type TasteSpec } from '../lib/models/spec.ts';
 import { VectorIndex } from '../lib/models/vectors.ts';
 
@@ -409,6 +410,23 @@ describe('cowatch', () => {
   it('answers a user without history (or without co-watch data) with the cold-start list', () => {
     expect(rank(spec, input({ history: [] }))).toEqual({ ids: ['p', 'z', 'q'], source: 'cold-start' });
     expect(rank(spec, input({ coWatch: undefined })).source).toBe('cold-start');
+  });
+
+  it('the prior favours movies on the rise: recent starts over all-time viewers ^ trendExponent', async () => {
+    const cw = await CoWatchIndex.build(users, opts);
+    // a: 3 viewers in all, 2 starts lately; b: 2 and 2; new: 1 start, not in the index yet.
+    const starts: [string, number][] = [['a', 2], ['b', 2], ['new', 1]];
+    const plain = coWatchPrior(starts, cw, 0);
+    expect(plain.top).toEqual(['a', 'b', 'new']);
+    expect(plain.max).toBe(2);
+    const rising = coWatchPrior(starts, cw, 1);
+    // a 2/3, b 2/2, new 1/max(1, 0).
+    expect(rising.top).toEqual(['b', 'new', 'a']);
+    expect(rising.get('a')).toBeCloseTo(2 / 3, 10);
+    expect(rising.max).toBe(1);
+    const half = coWatchPrior(starts, cw, 0.5);
+    expect(half.get('a')).toBeCloseTo(2 / Math.sqrt(3), 10);
+    expect(half.top[0]).toBe('b');
   });
 
   it('the other rules honour eligibility too', () => {

@@ -29,8 +29,8 @@ export interface ServingLists extends Partial<CoWatchLists> {
 
 const yieldToEvents = () => new Promise<void>((r) => setImmediate(r));
 
-/** Starts per movie in [from, to), all of them, as a table with its 200 most started. */
-export async function recentPopularity(db: Queryable, windowHours: number, asOf: Date | null, timeoutMs = 60_000): Promise<RecentPopularity> {
+/** Starts per movie in [asOf − windowHours, asOf) (asOf null: now), every movie started. */
+export async function recentStarts(db: Queryable, windowHours: number, asOf: Date | null, timeoutMs = 60_000): Promise<[string, number][]> {
   const to = asOf ?? new Date();
   const from = new Date(to.getTime() - windowHours * 3_600_000);
   const { rows } = await db.query<{ movie_id: string; n: number }>({
@@ -38,23 +38,35 @@ export async function recentPopularity(db: Queryable, windowHours: number, asOf:
     values: [from, to],
     query_timeout: timeoutMs,
   } as pg.QueryConfig);
-  const entries = rows.map((r) => [r.movie_id, r.n] as const);
-  return Object.assign(popularityTable(entries), { top: topPopular(entries, 200) });
+  return rows.map((r) => [r.movie_id, r.n]);
 }
 
-/** The co-watch index and recent starts of a cowatch spec, from the watches before asOf (all when null). */
+const withTop = (entries: readonly (readonly [string, number])[]): RecentPopularity => Object.assign(popularityTable(entries), { top: topPopular(entries, 200) });
+
+/**
+ * cowatch's popularity prior: a movie's starts in the window over its viewers of all time (before
+ * the same time) to the power trendExponent, so that with an exponent above 0 a movie on the rise
+ * outranks a long-time favourite with as many recent starts. Viewers are at least the recent starts
+ * (the index may be a little older than the counts).
+ */
+export function coWatchPrior(starts: readonly (readonly [string, number])[], coWatch: CoWatchIndex, trendExponent: number): RecentPopularity {
+  if (trendExponent === 0) return withTop(starts);
+  return withTop(starts.map(([id, n]) => [id, n / Math.pow(Math.max(n, coWatch.watchersOf(id)), trendExponent)] as const));
+}
+
+/** The co-watch index and the prior of a cowatch spec, from the watches before asOf (all when null). */
 export async function coWatchLists(db: Queryable, spec: CoWatchSpec, asOf: Date | null, timeoutMs = 120_000): Promise<CoWatchLists> {
   const p = spec.params;
-  const [{ rows }, recent] = await Promise.all([
+  const [{ rows }, starts] = await Promise.all([
     db.query<{ movies: string[] }>({
       text: 'SELECT array_agg(movie_id) AS movies FROM watches WHERE first_at < $1 GROUP BY user_id',
       values: [asOf ?? 'infinity'],
       query_timeout: timeoutMs,
     } as pg.QueryConfig),
-    recentPopularity(db, p.popularityWindowHours, asOf, timeoutMs),
+    recentStarts(db, p.popularityWindowHours, asOf, timeoutMs),
   ]);
   const coWatch = await CoWatchIndex.build(rows.map((r) => r.movies), { neighbours: p.neighboursPerMovie, alpha: p.alpha, minCoWatchers: p.minCoWatchers }, yieldToEvents);
-  return { coWatch, recent };
+  return { coWatch, recent: coWatchPrior(starts, coWatch, p.trendExponent) };
 }
 
 /**
@@ -73,7 +85,7 @@ export async function listsAsOf(db: Queryable, spec: ModelSpec, asOf: Date, time
       values: [asOf],
       query_timeout: timeoutMs,
     } as pg.QueryConfig),
-    cs.kind === 'recent' ? recentPopularity(db, cs.windowHours, asOf, timeoutMs) : null,
+    cs.kind === 'recent' ? recentStarts(db, cs.windowHours, asOf, timeoutMs).then(withTop) : null,
     spec.rule === 'cowatch' ? coWatchLists(db, spec, asOf, timeoutMs) : null,
   ]);
   const counts = rows.map((r) => [r.movie_id, r.n] as const);

@@ -69,7 +69,7 @@ export interface RankInput {
   eligible?: (movieId: string) => boolean;
   /** Needed by cowatch: neighbours by co-watching, from the history before `now`. */
   coWatch?: NeighbourSource;
-  /** Needed by cowatch: starts per movie in the spec's popularity window before `now`. */
+  /** Needed by cowatch: its popularity prior per movie (recent starts, see coWatchPrior in lists.ts). */
   recent?: RecentPopularity;
 }
 
@@ -374,8 +374,8 @@ function priorTerms(space: VectorSpace, popularity: PopularityTable, p: TasteSpe
  * Co-watch: each source s (the user's most recent movies) adds w_s × sim(s, j) to the movies j
  * watched with it, w_s = recency decay × (1 + ratingWeight × (rating − neutral) / 2), at least 0.
  * The sums are divided by the user's best one, so 1 is "most co-watched with this user's movies",
- * and popularityWeight × (recent starts / the window's most) ^ popularityExponent is added; the
- * window's most started movies are candidates too. A user whose movies nobody else watched is thus
+ * and popularityWeight × (prior / the largest prior) ^ popularityExponent is added; the movies
+ * with the largest priors are candidates too. A user whose movies nobody else watched is thus
  * ranked by recent popularity alone.
  */
 export function rankCoWatch(spec: CoWatchSpec, input: RankInput): Ranked {

@@ -104,9 +104,16 @@ const cowatchParams = z.strictObject({
   /** A rated source weighs 1 + ratingWeight × (rating − neutralRating) / 2 (never below 0); unrated ones 1. */
   ratingWeight: z.number().min(0).max(10),
   neutralRating: z.number().min(1).max(5),
-  /** Weight of recent popularity (starts in the window over the window's most started movie, to the power popularityExponent) beside the co-watch score (scaled so the user's best candidate scores 1). */
+  /**
+   * Weight of the recent-popularity prior beside the co-watch score (scaled so that the user's
+   * best candidate scores 1). The prior of a movie is its starts in the window divided by its
+   * viewers of all time before the request to the power trendExponent (0: plain recent starts;
+   * more favours movies on the rise over long-time favourites), over the largest such value, to
+   * the power popularityExponent.
+   */
   popularityWeight: weight,
   popularityExponent: z.number().positive().max(10),
+  trendExponent: z.number().min(0).max(1),
   /** Starts within this many hours before the request count as recent. */
   popularityWindowHours: z.number().positive().max(24 * 365 * 100),
   excludeWatched: z.boolean(),

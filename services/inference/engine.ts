@@ -9,7 +9,7 @@ import type { Pool } from '../../lib/db.ts';
 import { Registry, latencyBuckets } from '../../lib/metrics.ts';
 import { chromaClient, fetchAllVectors, fetchIds, fetchVectors, openCollection } from '../../lib/models/collection.ts';
 import { catalogPopularity, mostWatched, readHistory, recentWatchCounts } from '../../lib/models/history.ts';
-import { coWatchLists, listsAsOf, rankWithLists, recentPopularity, type CoWatchLists, type ServingLists } from '../../lib/models/lists.ts';
+import { coWatchLists, coWatchPrior, listsAsOf, rankWithLists, recentStarts, type CoWatchLists, type ServingLists } from '../../lib/models/lists.ts';
 import { coldStartList, LIST_SIZE, mergePopularity, neighbourCount, padPopular, popularityTable, selectSources, usesVectors, type PopularityTable } from '../../lib/models/rank.ts';
 import type { LoadedSpec } from '../../lib/models/spec.ts';
 import { VectorIndex } from '../../lib/models/vectors.ts';
@@ -241,7 +241,8 @@ export class Engine {
         this.cowatch = await coWatchLists(this.pool, spec, null);
         this.cowatchBuiltAt = Date.now();
       } else {
-        this.cowatch = { ...this.cowatch, recent: await recentPopularity(this.pool, spec.params.popularityWindowHours, null) };
+        const starts = await recentStarts(this.pool, spec.params.popularityWindowHours, null);
+        this.cowatch = { ...this.cowatch, recent: coWatchPrior(starts, this.cowatch.coWatch, spec.params.trendExponent) };
       }
     }
   }
