@@ -71,6 +71,7 @@ export class CoWatchIndex {
     const pos = new Map<string, number>();
     const movies: string[] = [];
     const rows: Int32Array[] = [];
+    let read = 0;
     for (const list of userMovies) {
       const row = new Set<number>();
       for (const m of list) {
@@ -79,6 +80,8 @@ export class CoWatchIndex {
         row.add(i);
       }
       if (row.size > 0) rows.push(Int32Array.from(row));
+      read += list.length;
+      if (read > 200_000) { read = 0; await pause(); }
     }
     const n = movies.length;
     // Movie → users, to walk from a movie to its audience's other movies.
