@@ -287,6 +287,19 @@ describe('inference service on real Postgres and ChromaDB', () => {
     expect((await request(`${cowatch.url}/recommend/424242`)).headers['x-marquee-outcome']).toBe('cold-start');
   });
 
+  it('cowatch-v1 needs no vectors: without its collection it is ready and ranks the same', async () => {
+    const svc = await startService(db.name, writeSpec(dir, 'cowatch-v1.json', `missing_${collection}`, 'cowatch-novectors'));
+    try {
+      const h = JSON.parse((await request(`${svc.url}/healthz`)).body);
+      expect(h.degraded).toBe(false);
+      expect(h.vectors.count).toBe(0);
+      expect(await ids(`${svc.url}/recommend/1`)).toEqual(await ids(`${cowatch.url}/recommend/1`));
+      expect((await request(`${svc.url}/recommend/1`)).headers['x-marquee-outcome']).toBe('model');
+    } finally {
+      await stop(svc.proc);
+    }
+  });
+
   it('answers from the cached list within 600 ms when Postgres stalls, and counts the fallback', async () => {
     const locker = await db.pool.connect();
     try {

@@ -364,7 +364,7 @@ export class Engine {
         ...(spec.rule === 'cowatch' ? { coWatchMovies: this.cowatch?.coWatch.size ?? 0, coWatchUsers: this.cowatch?.coWatch.users ?? 0, coWatchBuiltAt: this.cowatchBuiltAt ? new Date(this.cowatchBuiltAt).toISOString() : null } : {}),
       },
       // Serving goes on in these cases, but from popularity only until vectors (or co-watches) arrive.
-      degraded: this.vectorState.state !== 'ready' || this.listsState.refreshedAt === null || (spec.rule === 'cowatch' && this.cowatch === null),
+      degraded: (usesVectors(spec) && this.vectorState.state !== 'ready') || this.listsState.refreshedAt === null || (spec.rule === 'cowatch' && this.cowatch === null),
       fallbacks: Object.fromEntries((['deadline', 'postgres', 'vectors_unavailable', 'internal'] as const).map((r) => [r, this.fallbacks.get({ reason: r })])),
     };
   }
