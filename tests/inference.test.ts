@@ -312,6 +312,11 @@ describe('inference service on real Postgres and ChromaDB', () => {
         expect(r.headers['x-marquee-outcome']).toBe('fallback:deadline');
         expect(r.body.split(',').slice(0, 2)).toEqual(['c1', 'h1']);
       }
+      // As of a time whose lists are built already, the fallback is the cold-start list of then
+      // (24 h before: d1 twice; then the counts of then), not today's.
+      const then = await request(`${affinity.url}/recommend/1?asOf=${ago(2.5 * DAY).toISOString()}`);
+      expect(then.headers['x-marquee-outcome']).toBe('fallback:deadline');
+      expect(then.body.split(',')).toEqual(['d1', 'c1', 'c2', 'c3', 'd2', 'd3', 'h1', 'h2', 'p1', 'p2', 'p3', 'p4', 'p5']);
     } finally {
       await locker.query('ROLLBACK');
       locker.release();

@@ -281,14 +281,15 @@ export class Engine {
     } catch (err) {
       this.errors.inc({ kind: 'postgres' });
       console.error(`inference: lists as of ${asOf!.toISOString()}: ${message(err)}`);
-      const answer = this.fallback('postgres');
+      // Today's cached list would hold movies that did not exist then: nothing is the faithful answer.
+      const answer: Answer = { ids: [], outcome: 'fallback', reason: 'postgres' };
       this.fallbacks.inc({ reason: 'postgres' });
       this.latency.observe({ outcome: answer.outcome }, (performance.now() - started) / 1000);
       return answer;
     }
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<Answer>((resolve) => {
-      timer = setTimeout(() => resolve(this.fallback('deadline')), this.opts.deadlineMs);
+      timer = setTimeout(() => resolve(this.fallback('deadline', lists)), this.opts.deadlineMs);
     });
     let answer: Answer;
     try {
@@ -301,8 +302,9 @@ export class Engine {
     return answer;
   }
 
-  private fallback(reason: FallbackReason): Answer {
-    return { ids: this.coldStart.length > 0 ? this.coldStart.slice(0, LIST_SIZE) : this.popular.slice(0, LIST_SIZE), outcome: 'fallback', reason };
+  /** The cached list of the request's time (for asOf, the cold-start list of then). */
+  private fallback(reason: FallbackReason, lists: ServingLists): Answer {
+    return { ids: lists.coldStart.length > 0 ? lists.coldStart.slice(0, LIST_SIZE) : lists.popular.slice(0, LIST_SIZE), outcome: 'fallback', reason };
   }
 
   private async answer(userId: number, asOf: Date | null, lists: ServingLists): Promise<Answer> {
@@ -313,7 +315,7 @@ export class Engine {
     } catch (err) {
       this.errors.inc({ kind: 'postgres' });
       if (this.errors.get({ kind: 'postgres' }) % 100 === 1) console.error(`inference: postgres: ${message(err)}`);
-      return this.fallback('postgres');
+      return this.fallback('postgres', lists);
     }
     try {
       const index = this.index;
@@ -321,7 +323,7 @@ export class Engine {
       if (history.length > 0 && usesVectors(spec) && (index === null || index.size === 0)) {
         // No vectors yet: the cold-start list, minus what the user has seen if the model says so.
         const seen = new Set(history.map((h) => h.movieId));
-        const ids = spec.params.excludeWatched ? coldStart.filter((id) => !seen.has(id)).concat(this.popular.filter((id) => !seen.has(id))) : coldStart;
+        const ids = spec.params.excludeWatched ? coldStart.filter((id) => !seen.has(id)).concat(lists.popular.filter((id) => !seen.has(id))) : coldStart;
         return { ids: [...new Set(ids)].slice(0, LIST_SIZE), outcome: 'fallback', reason: 'vectors_unavailable' };
       }
       const idx = index ?? VectorIndex.empty();
@@ -340,7 +342,7 @@ export class Engine {
     } catch (err) {
       this.errors.inc({ kind: 'internal' });
       console.error(`inference: ranking failed for user ${userId}: ${(err as Error).stack}`);
-      return this.fallback('internal');
+      return this.fallback('internal', lists);
     }
   }
 
