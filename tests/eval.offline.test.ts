@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChromaClient } from '../lib/chroma.ts';
 import { loadConfig } from '../lib/config.ts';
 import type { Pool } from '../lib/db.ts';
-import { chromaVectors, evaluateSpec, makeSplit } from '../lib/eval/offline.ts';
+import { chromaVectors, compareOffline, evaluateSpec, makeSplit } from '../lib/eval/offline.ts';
 import { loadSpec } from '../lib/models/spec.ts';
 import { offlineGateWith } from '../lib/eval/release.ts';
 import { DEFAULT_EVAL_SETTINGS, type EvalSettings } from '../lib/eval/settings.ts';
@@ -136,7 +136,6 @@ describe('offline evaluation on a fixture database', () => {
     const opts = { vectors: chromaVectors(cfg) };
     const { lists: _a, ...a } = await evaluateSpec(db.pool, split, loadSpec(spec('affinity-v1')), opts);
     const { lists: _b, ...b } = await evaluateSpec(db.pool, split, loadSpec(spec('seed-baseline')), opts);
-    const { compareOffline } = await import('../lib/eval/offline.ts');
     // The same scores with the warm users pretended fewer than the minimum.
     const thin = (x: typeof a) => ({ ...x, warm: { ...x.warm, users: 99 } });
     const c = compareOffline(split, thin(a), thin(b), few);
