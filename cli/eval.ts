@@ -15,7 +15,7 @@ export const evalUsage = {
 };
 
 export const evalSummary = {
-  offline: 'score a model spec against main\'s (or --against) on the stored history split at a cutoff: hit@20, NDCG@20, coverage, popularity bias, and the gate',
+  offline: 'score a model spec against main\'s (or --against) on the stored history split at a cutoff, as served for asOf=cutoff: hit@20, NDCG@20, recall@20 for all, warm and cold users, coverage, popularity bias, and the gate (on warm users when there are enough)',
   online: 'the online metric per slot for a release and the judge\'s verdict (Successful, Failed, Inconclusive) with its numbers',
 };
 

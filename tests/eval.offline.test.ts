@@ -10,13 +10,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChromaClient } from '../lib/chroma.ts';
 import { loadConfig } from '../lib/config.ts';
 import type { Pool } from '../lib/db.ts';
-import { makeSplit } from '../lib/eval/offline.ts';
+import { chromaVectors, compareOffline, evaluateSpec, makeSplit } from '../lib/eval/offline.ts';
+import { loadSpec } from '../lib/models/spec.ts';
 import { offlineGateWith } from '../lib/eval/release.ts';
 import { DEFAULT_EVAL_SETTINGS, type EvalSettings } from '../lib/eval/settings.ts';
 import { hash32, Rng } from '../lib/random.ts';
 import { buildVectors } from '../lib/vectors/build.ts';
 import { scratchDatabase } from './support/db.ts';
 import { requireServer } from './support/servers.ts';
+import { alive, databaseUrl, freePort, request, spawnTs, stop, waitForHttp } from './support/upstream.ts';
 
 const cfg = loadConfig();
 const tag = `evaltest${Math.random().toString(16).slice(2, 8)}`;
@@ -69,7 +71,7 @@ beforeAll(async () => {
   const url = new URL(cfg.chroma.url);
   await requireServer('chroma', Number(url.port), url.hostname);
   dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-eval-'));
-  for (const name of ['seed-baseline', 'affinity-v1']) {
+  for (const name of ['seed-baseline', 'affinity-v1', 'taste-v1', 'cowatch-v1']) {
     const s = JSON.parse(readFileSync(path.join('models', `${name}.json`), 'utf8'));
     writeFileSync(spec(name), JSON.stringify({ ...s, collection }));
   }
@@ -108,7 +110,16 @@ describe('offline evaluation on a fixture database', () => {
     expect(run.candidate.ndcgAt20!).toBeGreaterThan(run.main.ndcgAt20!);
     expect(r.passed, r.reason).toBe(true);
     expect(r.table).toMatch(/hit@20/);
-    expect(r.table).toMatch(/gate: PASSED/);
+    expect(r.table).toMatch(/gate \(on warm users, at least 100 needed to decide on warm users\): PASSED/);
+    // Warm and cold users apart: every sampled user is one or the other, and here most are warm.
+    expect(run.candidate.warm.users + run.candidate.cold.users).toBe(run.candidate.users);
+    expect(run.candidate.warm.users).toBeGreaterThanOrEqual(100);
+    expect(r.numbers.gate_basis).toBe('warm');
+    expect(r.numbers.warm_users).toBe(run.candidate.warm.users);
+    expect(r.numbers.candidate_warm_hit_at_20).toBe(run.candidate.warm.hitAt20);
+    expect(r.reason).toMatch(new RegExp(`over ${run.candidate.warm.users} warm users`));
+    expect(r.table).toMatch(/^warm hit@20 /m);
+    expect(r.table).toMatch(/^cold users /m);
     expect(r.numbers.candidate_version).toBe('affinity-v1');
     expect(run.candidate.coverage!).toBeGreaterThan(0);
     expect(run.candidate.popularityBias!).toBeGreaterThan(0);
@@ -118,6 +129,55 @@ describe('offline evaluation on a fixture database', () => {
     expect(swapped.reason).toMatch(/hit@20 .* for seed-baseline vs .* for affinity-v1/);
     expect(swapped.numbers.candidate_hit_at_20).toBe(run.main.hitAt20);
   }, 300_000);
+
+  it('decides on all users when too few are warm, and says so', async () => {
+    const few: EvalSettings['offline'] = { ...settings.offline, minUsers: 100 };
+    const split = await makeSplit(db.pool, few);
+    const opts = { vectors: chromaVectors(cfg) };
+    const { lists: _a, ...a } = await evaluateSpec(db.pool, split, loadSpec(spec('affinity-v1')), opts);
+    const { lists: _b, ...b } = await evaluateSpec(db.pool, split, loadSpec(spec('seed-baseline')), opts);
+    // The same scores with the warm users pretended fewer than the minimum.
+    const thin = (x: typeof a) => ({ ...x, warm: { ...x.warm, users: 99 } });
+    const c = compareOffline(split, thin(a), thin(b), few);
+    expect(c.numbers.gate_basis).toBe('all');
+    expect(c.reason).toMatch(/over \d+ all users \(fewer than 100 warm users: 99\)/);
+    const rel = (a.hitAt20! - b.hitAt20!) / b.hitAt20!;
+    expect(c.relativeDifference).toBeCloseTo(rel, 10);
+    const w = compareOffline(split, a, b, few);
+    expect(w.relativeDifference).toBeCloseTo((a.warm.hitAt20! - b.warm.hitAt20!) / b.warm.hitAt20!, 10);
+  }, 300_000);
+
+  it('an offline list is the list the inference service serves for asOf=cutoff', async () => {
+    const split = await makeSplit(db.pool, settings.offline);
+    const users = split.users.slice(0, 40);
+    expect(users.length).toBe(40);
+    // A few cold users too: history only after the cutoff (the sample holds users active after it).
+    const { rows } = await db.pool.query<{ user_id: number }>('SELECT user_id FROM watches GROUP BY user_id HAVING min(first_at) >= $1 LIMIT 5', [split.cutoff]);
+    const sample = { ...split, users: [...users, ...rows.map((r) => ({ userId: r.user_id, targets: new Set<string>() }))] };
+    for (const name of ['affinity-v1', 'taste-v1', 'cowatch-v1']) {
+      const offline = await evaluateSpec(db.pool, sample, loadSpec(spec(name)), { vectors: chromaVectors(cfg) });
+      const port = await freePort();
+      const proc = spawnTs(`inference-${name}`, 'services/inference/main.ts', {
+        MARQUEE_POSTGRES_URL: databaseUrl(cfg, db.name), INFERENCE_PORT: String(port), INFERENCE_MODEL: spec(name), INFERENCE_SLOT: 'nightly',
+      });
+      try {
+        const url = `http://127.0.0.1:${port}`;
+        await waitForHttp(`${url}/healthz`, 120_000, (r) => r.status === 200 && JSON.parse(r.body).degraded === false && JSON.parse(r.body).vectors.neighbours.state !== 'computing', () => alive(proc))
+          .catch((err) => { throw new Error(`${(err as Error).message}\n${proc.output.join('')}`); });
+        let compared = 0;
+        for (const u of sample.users) {
+          const r = await request(`${url}/recommend/${u.userId}?asOf=${split.cutoff.toISOString()}`, { timeoutMs: 60_000 });
+          expect(r.status, r.body).toBe(200);
+          expect(r.headers['x-marquee-outcome'], `${name} user ${u.userId}`).not.toMatch(/^fallback/);
+          expect(r.body.split(','), `${name} user ${u.userId}`).toEqual(offline.lists.get(u.userId));
+          compared++;
+        }
+        expect(compared).toBe(sample.users.length);
+      } finally {
+        await stop(proc);
+      }
+    }
+  }, 600_000);
 
   it('a spec against itself passes with a relative difference of zero', async () => {
     const r = await offlineGateWith(db.pool, cfg, settings, spec('seed-baseline'), { against: spec('seed-baseline') });

@@ -32,8 +32,10 @@ const VECTORS: Record<string, number[]> = {
   c1: e(1), c2: add(e(1, 0.97), e(4, 0.243)), c3: add(e(1, 0.9), e(6, 0.436)),
   h1: e(2), h2: add(e(2, 0.95), e(7, 0.312)),
   p1: e(3), p2: add(e(3, 0.9), e(5, 0.436)), p3: add(e(3, 0.9), e(6, 0.436)), p4: add(e(3, 0.9), e(7, 0.436)), p5: add(e(3, 0.9), e(4, 0.436)),
+  // n1: a new movie, first seen two days ago (user 5), between the clusters.
+  n1: add(e(3, 0.5), e(5, 0.5), e(6, 0.5), e(7, 0.5)),
 };
-const POPULARITY: Record<string, number> = { d1: 5, d2: 3, d3: 8, c1: 1, c2: 2, c3: 1.5, h1: 0.8, h2: 0.9, p1: 100, p2: 90, p3: 80, p4: 70, p5: 60 };
+const POPULARITY: Record<string, number> = { d1: 5, d2: 3, d3: 8, c1: 1, c2: 2, c3: 1.5, h1: 0.8, h2: 0.9, p1: 100, p2: 90, p3: 80, p4: 70, p5: 60, n1: 0.5 };
 const BY_POPULARITY = Object.keys(POPULARITY).sort((a, b) => POPULARITY[b] - POPULARITY[a]);
 // Vote metadata (as content collections carry it): d3 is acclaimed, d2 panned; the rest have none.
 const VOTES: Record<string, { vote_average: number; vote_count: number }> = { d2: { vote_average: 5, vote_count: 100 }, d3: { vote_average: 8.5, vote_count: 100 } };
@@ -53,6 +55,10 @@ const WATCHES: Watch[] = [
   { user: 10, movie: 'c1', at: ago(1 * HOUR), minutes: 30 }, { user: 11, movie: 'c1', at: ago(2 * HOUR), minutes: 30 },
   { user: 12, movie: 'c1', at: ago(3 * HOUR), minutes: 30 }, { user: 10, movie: 'h1', at: ago(1 * HOUR), minutes: 30 },
   { user: 11, movie: 'h1', at: ago(2 * HOUR), minutes: 30 },
+  // user 5 found the new n1 two days ago, after d1.
+  { user: 5, movie: 'd1', at: ago(2 * DAY), minutes: 100 }, { user: 5, movie: 'n1', at: ago(2 * DAY - HOUR), minutes: 100 },
+  // Every other movie was around long before: one watch each 25 days ago (users 100…).
+  ...Object.keys(VECTORS).filter((m) => m !== 'n1').map((movie, i) => ({ user: 100 + i, movie, at: ago(25 * DAY), minutes: 20 })),
 ];
 const RATINGS: Rating[] = [
   { user: 1, movie: 'd1', rating: 5, at: ago(3 * DAY - HOUR) },
@@ -107,6 +113,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
   let seed: Service;
   let affinity: Service;
   let taste: Service;
+  let cowatch: Service;
   let seedSpec: string;
 
   beforeAll(async () => {
@@ -123,15 +130,16 @@ describe('inference service on real Postgres and ChromaDB', () => {
     await createCollection(chroma, collection);
     // Two neighbours per movie keep the seed's candidate sets small enough to write down.
     seedSpec = writeSpec(dir, 'seed-baseline.json', collection, 'seed-test', { neighboursPerMovie: 2 });
-    [seed, affinity, taste] = await Promise.all([
+    [seed, affinity, taste, cowatch] = await Promise.all([
       startService(db.name, seedSpec),
       startService(db.name, writeSpec(dir, 'affinity-v1.json', collection, 'affinity-test')),
       startService(db.name, writeSpec(dir, 'taste-v1.json', collection, 'taste-test')),
+      startService(db.name, writeSpec(dir, 'cowatch-v1.json', collection, 'cowatch-test')),
     ]);
   });
 
   afterAll(async () => {
-    await Promise.all([stop(seed?.proc), stop(affinity?.proc), stop(taste?.proc)]);
+    await Promise.all([stop(seed?.proc), stop(affinity?.proc), stop(taste?.proc), stop(cowatch?.proc)]);
     await chroma.deleteCollection({ name: collection }).catch(() => undefined);
     await db?.drop();
     rmSync(dir, { recursive: true, force: true });
@@ -142,7 +150,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
     expect(h).toMatchObject({
       status: 'ok', slot: 'nightly', image: 'marquee-inference:test', commit: 'abc123test', degraded: false,
       model: { version: 'seed-test', rule: 'seed-popularity-rating', collection, path: seedSpec },
-      vectors: { state: 'ready', count: 13, dim: 8 },
+      vectors: { state: 'ready', count: 14, dim: 8 },
     });
     expect(h.model.hash).toMatch(/^[0-9a-f]{64}$/);
   });
@@ -212,15 +220,84 @@ describe('inference service on real Postgres and ChromaDB', () => {
     expect(before.indexOf('c2')).toBeGreaterThan(2);
     // Zone-less times are UTC, as in the event log.
     expect(await ids(`${affinity.url}/recommend/3?asOf=${asOf.slice(0, -1)}`)).toEqual(before);
-    // Before anything: the cold-start list as of then (no recent watches then, so popularity).
+    // Then: d1 had 3 viewers (users 3, 4 and its old one), every other old movie 1: the padding is by that, ties by id.
+    expect(before).toEqual(['d2', 'd3', 'c1', 'c2', 'c3', 'h1', 'h2', 'p1', 'p2', 'p3', 'p4', 'p5']);
+    // Before anything: no movie existed yet, so there is nothing to recommend.
     const long = ago(30 * DAY).toISOString();
-    expect(await ids(`${affinity.url}/recommend/3?asOf=${long}`)).toEqual(await ids(`${affinity.url}/recommend/999999?asOf=${long}`));
-    expect(await ids(`${affinity.url}/recommend/999999?asOf=${long}`)).toEqual(BY_POPULARITY);
-    // User 4 abandoned d1 early (dislike) and rated it 5 later: the rating is hidden before then.
+    expect(await ids(`${affinity.url}/recommend/3?asOf=${long}`)).toEqual([]);
+    expect(await ids(`${affinity.url}/recommend/999999?asOf=${long}`)).toEqual([]);
+    // User 4 abandoned d1 early (dislike) and rated it 5 later: the rating is hidden before then,
+    // so d1's neighbours count against and the list is the cold-start list of then, minus d1.
     expect((await ids(`${affinity.url}/recommend/4`)).slice(0, 2)).toEqual(['d2', 'd3']);
-    const hidden = await ids(`${affinity.url}/recommend/4?asOf=${ago(5 * DAY).toISOString()}`);
-    expect(hidden.slice(0, 2)).not.toContain('d2');
-    expect(hidden.indexOf('d2')).toBeGreaterThan(hidden.indexOf('p1'));
+    const fiveDays = ago(5 * DAY).toISOString();
+    const hidden = await ids(`${affinity.url}/recommend/4?asOf=${fiveDays}`);
+    expect(hidden).toEqual(['c1', 'c2', 'c3', 'd2', 'd3', 'h1', 'h2', 'p1', 'p2', 'p3', 'p4', 'p5']);
+    expect(hidden).toEqual((await ids(`${affinity.url}/recommend/999999?asOf=${fiveDays}`)).filter((id) => id !== 'd1'));
+  });
+
+  it('never recommends for asOf=T a movie first seen at or after T', async () => {
+    // n1 was first seen two days ago: now it is in the seed's padding and in cowatch's list for user 1.
+    expect(await ids(`${seed.url}/recommend/1`)).toContain('n1');
+    expect(await ids(`${taste.url}/recommend/1`)).toContain('n1');
+    expect((await ids(`${cowatch.url}/recommend/1`)).slice(0, 4)).toEqual(['c1', 'n1', 'd2', 'h1']);
+    const then = ago(2.5 * DAY).toISOString();
+    for (const svc of [seed, affinity, taste, cowatch]) {
+      for (const user of [1, 2, 3, 4, 5, 999999]) {
+        const list = await ids(`${svc.url}/recommend/${user}?asOf=${then}`);
+        expect(list, `user ${user}`).not.toContain('n1');
+        expect(list.length).toBeGreaterThan(0);
+      }
+    }
+    // Exactly at the first watch's time it still did not exist; a millisecond later it did.
+    const first = ago(2 * DAY - HOUR).getTime();
+    expect(await ids(`${seed.url}/recommend/999999?asOf=${new Date(first).toISOString()}`)).not.toContain('n1');
+    expect(await ids(`${seed.url}/recommend/999999?asOf=${new Date(first + 1).toISOString()}`)).toContain('n1');
+  });
+
+  it('builds the lists for asOf=T from the watches before T only', async () => {
+    // 2.5 h ago: d1 had 6 viewers, c1 3, d2 2, every other movie 1 (c1's and h1's last two hours not yet).
+    const t = ago(2.5 * HOUR).toISOString();
+    const popularThen = ['d1', 'c1', 'd2', 'c2', 'c3', 'd3', 'h1', 'h2', 'n1', 'p1', 'p2', 'p3', 'p4', 'p5'];
+    expect(await ids(`${seed.url}/recommend/999999?asOf=${t}`)).toEqual(popularThen);
+    // affinity's cold start: the last 24 h's starts before T (c1 once, by user 12), then that popularity.
+    expect(await ids(`${affinity.url}/recommend/999999?asOf=${t}`)).toEqual(['c1', ...popularThen.filter((id) => id !== 'c1')]);
+    // Now the same lists follow the catalog and the last hours.
+    expect(await ids(`${seed.url}/recommend/999999`)).toEqual(BY_POPULARITY);
+    expect((await ids(`${affinity.url}/recommend/999999`)).slice(0, 2)).toEqual(['c1', 'h1']);
+    // cowatch 2.5 days ago: d1 and c1 co-watched by user 3 only; in the 21 days before, c1 started
+    // once (2 viewers before T), d1 four times (5): c1 = 1 + 3 × (1 / 2^0.3) / (4 / 5^0.3), then
+    // the cold-start padding of then.
+    const before = ago(2.5 * DAY).toISOString();
+    expect(await ids(`${cowatch.url}/recommend/1?asOf=${before}`)).toEqual(['c1', 'c2', 'c3', 'd2', 'd3', 'h1', 'h2', 'p1', 'p2', 'p3', 'p4', 'p5']);
+    expect(await ids(`${cowatch.url}/recommend/999999?asOf=${before}`)).toEqual(['d1', 'c1', 'c2', 'c3', 'd2', 'd3', 'h1', 'h2', 'p1', 'p2', 'p3', 'p4', 'p5']);
+    const h = JSON.parse((await request(`${cowatch.url}/healthz`)).body);
+    expect(h.lists.asOfCached).toBeGreaterThan(0);
+  });
+
+  it('cowatch-v1 ranks by co-watches blended with recent starts, from Postgres alone', async () => {
+    // d1's audience (6) shares one viewer each with n1 (1), d2 (2) and c1 (5): cosines 0.41, 0.29,
+    // 0.18, over the best → 1, 0.71, 0.45. The prior, starts in 21 days / viewers^0.3: d1 5/6^0.3
+    // = 2.92 (the largest), c1 4/5^0.3 = 2.47, h1 2/3^0.3 = 1.44, n1 1, d2 1/2^0.3 = 0.81; × 3 / 2.92
+    // and added: c1 2.98, n1 2.03, d2 1.54, h1 1.48; then the padding (the old movies: no recent start).
+    expect(await ids(`${cowatch.url}/recommend/1`)).toEqual(['c1', 'n1', 'd2', 'h1', 'p1', 'p2', 'p3', 'p4', 'p5', 'd3', 'c2', 'c3', 'h2']);
+    const h = JSON.parse((await request(`${cowatch.url}/healthz`)).body);
+    expect(h.model.rule).toBe('cowatch');
+    expect(h.lists).toMatchObject({ coWatchMovies: 14, coWatchUsers: 21 });
+    expect((await request(`${cowatch.url}/recommend/1`)).headers['x-marquee-outcome']).toBe('model');
+    expect((await request(`${cowatch.url}/recommend/424242`)).headers['x-marquee-outcome']).toBe('cold-start');
+  });
+
+  it('cowatch-v1 needs no vectors: without its collection it is ready and ranks the same', async () => {
+    const svc = await startService(db.name, writeSpec(dir, 'cowatch-v1.json', `missing_${collection}`, 'cowatch-novectors'));
+    try {
+      const h = JSON.parse((await request(`${svc.url}/healthz`)).body);
+      expect(h.degraded).toBe(false);
+      expect(h.vectors.count).toBe(0);
+      expect(await ids(`${svc.url}/recommend/1`)).toEqual(await ids(`${cowatch.url}/recommend/1`));
+      expect((await request(`${svc.url}/recommend/1`)).headers['x-marquee-outcome']).toBe('model');
+    } finally {
+      await stop(svc.proc);
+    }
   });
 
   it('answers from the cached list within 600 ms when Postgres stalls, and counts the fallback', async () => {
@@ -235,6 +312,11 @@ describe('inference service on real Postgres and ChromaDB', () => {
         expect(r.headers['x-marquee-outcome']).toBe('fallback:deadline');
         expect(r.body.split(',').slice(0, 2)).toEqual(['c1', 'h1']);
       }
+      // As of a time whose lists are built already, the fallback is the cold-start list of then
+      // (24 h before: d1 twice; then the counts of then), not today's.
+      const then = await request(`${affinity.url}/recommend/1?asOf=${ago(2.5 * DAY).toISOString()}`);
+      expect(then.headers['x-marquee-outcome']).toBe('fallback:deadline');
+      expect(then.body.split(',')).toEqual(['d1', 'c1', 'c2', 'c3', 'd2', 'd3', 'h1', 'h2', 'p1', 'p2', 'p3', 'p4', 'p5']);
     } finally {
       await locker.query('ROLLBACK');
       locker.release();

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
-  coldStartList, likeWeight, mergePopularity, neighbourCount, neighboursFromMap, padPopular, popularityTable, rank, rankAffinity, rankSeed, rankTaste, topPopular,
+  coldStartList, likeWeight, mergePopularity, neighbourCount, neighboursFromMap, padPopular, popularityTable, rank, rankAffinity, rankCoWatch, rankSeed, rankTaste, topPopular, usesVectors,
   type HistoryEntry, type Neighbour, type RankInput,
 } from '../lib/models/rank.ts';
-import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type SeedSpec, type TasteSpec } from '../lib/models/spec.ts';
+import { CoWatchIndex } from '../lib/models/cowatch.ts';
+import { coWatchPrior } from '../lib/models/lists.ts';
+import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type CoWatchSpec, type SeedSpec, type TasteSpec } from '../lib/models/spec.ts';
 import { VectorIndex } from '../lib/models/vectors.ts';
 
 const seed = loadSpec('models/seed-baseline.json').spec as SeedSpec;
@@ -45,7 +47,7 @@ describe('model specs', () => {
   it('rejects an unknown or missing rule, naming the known ones', () => {
     const bad = problems({ ...seed, rule: 'magic' });
     expect(bad).toHaveLength(1);
-    expect(bad[0]).toMatch(/^rule: "magic" is not a known rule \(one of seed-popularity-rating, affinity, taste-profile\)/);
+    expect(bad[0]).toMatch(/^rule: "magic" is not a known rule \(one of seed-popularity-rating, affinity, taste-profile, cowatch\)/);
     const { rule: _rule, ...norule } = seed;
     expect(problems(norule)[0]).toMatch(/^rule: missing/);
   });
@@ -325,5 +327,110 @@ describe('vector index', () => {
     expect(grown.cachedNeighbourLists).toBe(50);
     const fresh = VectorIndex.from(big);
     for (const r of big) expect(grown.neighbours(r.id, 5).map((n) => n.id)).toEqual(fresh.neighbours(r.id, 5).map((n) => n.id));
+  });
+});
+
+describe('cowatch', () => {
+  const cowatch = loadSpec('models/cowatch-v1.json').spec as CoWatchSpec;
+  // u1 watched a, b; u2 a, b, c; u3 a, c: n_a = 3, n_b = n_c = 2; a and b together 2, a and c 2, b and c 1.
+  const users = [['a', 'b'], ['a', 'b', 'c', 'a'], ['a', 'c']];
+  const opts = { neighbours: 10, alpha: 0.5, minCoWatchers: 1 };
+
+  it('ships a valid cowatch-v1 that reads no vector neighbours', () => {
+    expect(cowatch.rule).toBe('cowatch');
+    expect(cowatch.params.excludeWatched).toBe(true);
+    expect(neighbourCount(cowatch)).toBe(0);
+    expect(usesVectors(cowatch)).toBe(false);
+    expect(usesVectors(taste)).toBe(true);
+    expect(problems({ ...cowatch, params: { ...cowatch.params, alpha: 1.5 } })[0]).toMatch(/^params\.alpha: /);
+    expect(problems({ ...cowatch, params: { ...cowatch.params, popularityWindowHours: undefined } })).toEqual(['params.popularityWindowHours: missing']);
+  });
+
+  it('scores co-watched movies by the cosine of their audiences (α = 0.5)', async () => {
+    const cw = await CoWatchIndex.build(users, opts);
+    expect(cw.users).toBe(3);
+    expect(cw.watchersOf('a')).toBe(3);
+    expect(cw.watchersOf('b')).toBe(2);
+    expect(cw.watchersOf('zzz')).toBe(0);
+    const a = cw.neighbours('a', 10);
+    // 2 / √(3·2) for both, ties by id.
+    expect(a.map((n) => n.id)).toEqual(['b', 'c']);
+    expect(a[0].similarity).toBeCloseTo(2 / Math.sqrt(6), 6);
+    const b = cw.neighbours('b', 10);
+    expect(b.map((n) => n.id)).toEqual(['a', 'c']);
+    expect(b[1].similarity).toBeCloseTo(1 / 2, 6);
+    expect(cw.neighbours('b', 1).map((n) => n.id)).toEqual(['a']);
+    expect(cw.neighbours('unknown', 10)).toEqual([]);
+  });
+
+  it('α moves the normalisation to the candidate side, and rare pairs can be dropped', async () => {
+    const one = await CoWatchIndex.build(users, { ...opts, alpha: 1 });
+    // c_ij / n_j: from b, a 2/3 and c 1/2.
+    expect(one.neighbours('b', 10).map((n) => [n.id, Number(n.similarity.toFixed(4))])).toEqual([['a', 0.6667], ['c', 0.5]]);
+    const zero = await CoWatchIndex.build(users, { ...opts, alpha: 0 });
+    // c_ij / n_i: from b, a 2/2 and c 1/2.
+    expect(zero.neighbours('b', 10).map((n) => [n.id, n.similarity])).toEqual([['a', 1], ['c', 0.5]]);
+    const strict = await CoWatchIndex.build(users, { ...opts, minCoWatchers: 2 });
+    expect(strict.neighbours('b', 10).map((n) => n.id)).toEqual(['a']);
+    expect((await CoWatchIndex.build([], opts)).size).toBe(0);
+  });
+
+  const recentOf = (entries: [string, number][]) => Object.assign(popularityTable(entries), { top: topPopular(entries, 200) });
+  const input = (o: Partial<RankInput> = {}): RankInput => ({
+    history: [watched('x')], neighbours: () => [], popularity: popularityTable([]), coldStart: ['p', 'z', 'q'], now: 3000,
+    coWatch: neighboursFromMap(new Map([['x', [{ id: 'y', similarity: 0.5 }, { id: 'z', similarity: 0.25 }]]])),
+    recent: recentOf([['z', 10], ['w', 5]]), ...o,
+  });
+  const params = { ...cowatch.params, popularityWeight: 1, popularityExponent: 1, recencyHalfLifeDays: null, ratingWeight: 0 };
+  const spec = { ...cowatch, params };
+
+  it('blends the co-watch score (over the user\'s best) with recent popularity (over the most started)', () => {
+    // y: 0.5/0.5 = 1; z: 0.25/0.5 + 10/10 = 1.5; w: 0 + 5/10 = 0.5; then the cold-start padding.
+    expect(rankCoWatch(spec, input()).ids).toEqual(['z', 'y', 'w', 'p', 'q']);
+    expect(rank(spec, input()).source).toBe('model');
+    // Popularity weighing less than the co-watch gap: y first.
+    expect(rankCoWatch({ ...spec, params: { ...params, popularityWeight: 0.2 } }, input()).ids.slice(0, 3)).toEqual(['y', 'z', 'w']);
+    // Exponent 2: w's prior is (1/2)² × 1 = 0.25.
+    expect(rankCoWatch({ ...spec, params: { ...params, popularityWeight: 1, popularityExponent: 2 } }, input()).ids.slice(0, 3)).toEqual(['z', 'y', 'w']);
+  });
+
+  it('drops a source the user disliked when ratings count, leaving recent popularity', () => {
+    const disliked = input({ history: [watched('x', { rating: 1, ratedAt: 2000 })] });
+    expect(rankCoWatch({ ...spec, params: { ...params, ratingWeight: 1 } }, disliked).ids.slice(0, 2)).toEqual(['z', 'w']);
+    expect(rankCoWatch(spec, disliked).ids.slice(0, 3)).toEqual(['z', 'y', 'w']);
+  });
+
+  it('never recommends a movie that is not eligible (as of a time before it was first seen), nor a watched one', () => {
+    const ids = rankCoWatch(spec, input({ eligible: (id) => id !== 'z', coldStart: ['p', 'q'] })).ids;
+    expect(ids).toEqual(['y', 'w', 'p', 'q']);
+    const watchedZ = rankCoWatch(spec, input({ history: [watched('x'), watched('z', { firstAt: 10, lastAt: 20 })], coldStart: ['p'] })).ids;
+    expect(watchedZ).toEqual(['y', 'w', 'p']);
+  });
+
+  it('answers a user without history (or without co-watch data) with the cold-start list', () => {
+    expect(rank(spec, input({ history: [] }))).toEqual({ ids: ['p', 'z', 'q'], source: 'cold-start' });
+    expect(rank(spec, input({ coWatch: undefined })).source).toBe('cold-start');
+  });
+
+  it('the prior favours movies on the rise: recent starts over all-time viewers ^ trendExponent', async () => {
+    const cw = await CoWatchIndex.build(users, opts);
+    // a: 3 viewers in all, 2 starts lately; b: 2 and 2; new: 1 start, not in the index yet.
+    const starts: [string, number][] = [['a', 2], ['b', 2], ['new', 1]];
+    const plain = coWatchPrior(starts, cw, 0);
+    expect(plain.top).toEqual(['a', 'b', 'new']);
+    expect(plain.max).toBe(2);
+    const rising = coWatchPrior(starts, cw, 1);
+    // a 2/3, b 2/2, new 1/max(1, 0).
+    expect(rising.top).toEqual(['b', 'new', 'a']);
+    expect(rising.get('a')).toBeCloseTo(2 / 3, 10);
+    expect(rising.max).toBe(1);
+    const half = coWatchPrior(starts, cw, 0.5);
+    expect(half.get('a')).toBeCloseTo(2 / Math.sqrt(3), 10);
+    expect(half.top[0]).toBe('b');
+  });
+
+  it('the other rules honour eligibility too', () => {
+    const ids = rank(affinity, { history: [watched('x', { rating: 5, ratedAt: 2000 })], neighbours: neighboursFromMap(new Map([['x', [{ id: 'y', similarity: 0.9 }, { id: 'z', similarity: 0.8 }]]])), popularity: popularityTable([]), coldStart: ['p'], now: 3000, eligible: (id) => id !== 'y' }).ids;
+    expect(ids).toEqual(['z', 'p']);
   });
 });

@@ -2,14 +2,18 @@
  * Offline evaluation: split the stored history at a cutoff; for the users who started movies
  * after it, hide those movies, ask a model spec for its 20 movies as of the cutoff, and score the
  * list against what they went on to watch. The list is made the way the inference service makes
- * it (lib/models: history as of the cutoff, the spec's vectors, the same popularity and cold-start
- * lists, the same rank()), in process, so an offline score speaks for what would be served.
+ * it for asOf=cutoff (lib/models: history, popularity, cold-start list and candidate movies as of
+ * the cutoff, the spec's vectors, the same rankWithLists()), in process, so an offline score is the
+ * score of what the service serves for that time. Warm users (some history before the cutoff) and
+ * cold ones (none: they get the cold-start list) are scored apart too, and the gate decides on the
+ * warm ones when there are enough of them: that is where the models differ.
  */
 import type { Config } from '../config.ts';
 import type { Pool } from '../db.ts';
 import { chromaClient, fetchAllVectors, openCollection } from '../models/collection.ts';
-import { catalogPopularity, readHistory, recentWatchCounts } from '../models/history.ts';
-import { coldStartList, LIST_SIZE, mergePopularity, neighbourCount, padPopular, rank, selectSources, type HistoryEntry } from '../models/rank.ts';
+import { readHistory } from '../models/history.ts';
+import { listsAsOf, rankWithLists } from '../models/lists.ts';
+import { LIST_SIZE, neighbourCount, selectSources, usesVectors, type HistoryEntry } from '../models/rank.ts';
 import type { LoadedSpec } from '../models/spec.ts';
 import { VectorIndex, type VectorRecord } from '../models/vectors.ts';
 import type { EvalSettings } from './settings.ts';
@@ -99,6 +103,14 @@ export async function makeSplit(db: Queryable, s: EvalSettings['offline'], cutof
   };
 }
 
+/** The metrics over one group of users. */
+export interface SegmentScores {
+  users: number;
+  hitAt20: number | null;
+  ndcgAt20: number | null;
+  recallAt20: number | null;
+}
+
 export interface OfflineScores {
   version: string;
   path: string;
@@ -117,9 +129,19 @@ export interface OfflineScores {
   distinctMovies: number;
   /** Mean popularity percentile of the recommended movies (1 = only the most watched; 0 = never watched). */
   popularityBias: number | null;
+  /** Users with history before the cutoff, and those without (cold start). */
+  warm: SegmentScores;
+  cold: SegmentScores;
   vectors: number;
   ms: number;
 }
+
+interface Sums { users: number; hits: number; ndcg: number; recall: number }
+const newSums = (): Sums => ({ users: 0, hits: 0, ndcg: 0, recall: 0 });
+const segment = (x: Sums): SegmentScores => {
+  const mean = (v: number) => (x.users > 0 ? v / x.users : null);
+  return { users: x.users, hitAt20: mean(x.hits), ndcgAt20: mean(x.ndcg), recallAt20: mean(x.recall) };
+};
 
 /** One user's list scored against their hidden movies. */
 export function scoreList(ids: readonly string[], targets: ReadonlySet<string>, k = LIST_SIZE): { hit: boolean; ndcg: number; recall: number; hits: number } {
@@ -141,9 +163,6 @@ export interface EvaluateOptions {
   concurrency?: number;
 }
 
-/** A very long window: watch counts over the whole history before the cutoff. */
-const ALL_HISTORY_HOURS = 24 * 365 * 200;
-
 /** The spec's answers for the split's users as of the cutoff, scored. */
 export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSpec, opts: EvaluateOptions): Promise<OfflineScores & { lists: Map<number, string[]> }> {
   const started = performance.now();
@@ -151,17 +170,11 @@ export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSp
   const cutoff = split.cutoff;
   const progress = opts.progress ?? (() => undefined);
 
-  // The serving lists, built with the inference engine's helpers, but as of the cutoff.
+  // The lists the inference service ranks with for asOf=cutoff (the same function builds them).
   progress({ phase: `${spec.version}: vectors`, done: 0, total: split.users.length });
-  const records = split.users.length > 0 ? await opts.vectors(spec.collection) : [];
+  const records = split.users.length > 0 && usesVectors(spec) ? await opts.vectors(spec.collection) : [];
   const index = VectorIndex.from(records);
-  const merged = mergePopularity(index.popularities(), (await catalogPopularity(db)).rows);
-  const popularity = merged.table;
-  let popular = merged.popular;
-  if (popular.length < LIST_SIZE) popular = padPopular(popular, (await recentWatchCounts(db, ALL_HISTORY_HOURS, cutoff, 100)).map((w) => w.movieId));
-  const cs = spec.params.coldStart;
-  const recent = cs.kind === 'recent' ? await recentWatchCounts(db, cs.windowHours, cutoff, 100) : [];
-  const coldStart = coldStartList(cs, { popular, recent });
+  const serving = await listsAsOf(db, spec, cutoff);
 
   // Histories as of the cutoff, a few at a time.
   const histories = new Map<number, HistoryEntry[]>();
@@ -174,7 +187,7 @@ export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSp
   });
   await Promise.all(workers);
   const withHistory = [...histories.values()].filter((h) => h.length > 0).length;
-  if (withHistory > 0 && index.size === 0) throw new MissingVectorsError(spec.collection, 'the collection holds no vectors');
+  if (withHistory > 0 && usesVectors(spec) && index.size === 0) throw new MissingVectorsError(spec.collection, 'the collection holds no vectors');
 
   // Neighbour lists of every source in a few passes over the vectors rather than one scan per source.
   const k = neighbourCount(spec);
@@ -185,17 +198,20 @@ export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSp
     await new Promise((r) => setImmediate(r));
   }
 
-  let hits = 0, ndcg = 0, recall = 0, cold = 0, popSum = 0, popN = 0;
+  const sums = { all: newSums(), warm: newSums(), cold: newSums() };
+  let popSum = 0, popN = 0;
   const recommended = new Set<string>();
   const lists = new Map<number, string[]>();
   for (const u of split.users) {
     const history = histories.get(u.userId)!;
-    if (history.length === 0) cold++;
-    const ranked = rank(spec, { history, neighbours: (id, n) => index.neighbours(id, n), space: index, popularity, coldStart, now: cutoff.getTime() });
+    const ranked = rankWithLists(spec, serving, { history, neighbours: (id, n) => index.neighbours(id, n), space: index, now: cutoff.getTime() });
     const s = scoreList(ranked.ids, u.targets);
-    if (s.hit) hits++;
-    ndcg += s.ndcg;
-    recall += s.recall;
+    for (const group of [sums.all, history.length > 0 ? sums.warm : sums.cold]) {
+      group.users++;
+      if (s.hit) group.hits++;
+      group.ndcg += s.ndcg;
+      group.recall += s.recall;
+    }
     for (const id of ranked.ids) {
       recommended.add(id);
       popSum += split.popularityPercentile.get(id) ?? 0;
@@ -203,17 +219,18 @@ export async function evaluateSpec(db: Queryable, split: Split, loaded: LoadedSp
     }
     lists.set(u.userId, ranked.ids);
   }
-  const n = split.users.length;
-  const mean = (x: number) => (n > 0 ? x / n : null);
+  const all = segment(sums.all);
   return {
     version: spec.version,
     path: loaded.path,
     specHash: loaded.hash,
-    users: n,
-    coldStartUsers: cold,
-    hitAt20: mean(hits),
-    ndcgAt20: mean(ndcg),
-    recallAt20: mean(recall),
+    users: all.users,
+    coldStartUsers: sums.cold.users,
+    hitAt20: all.hitAt20,
+    ndcgAt20: all.ndcgAt20,
+    recallAt20: all.recallAt20,
+    warm: segment(sums.warm),
+    cold: segment(sums.cold),
     coverage: split.catalogSize > 0 ? recommended.size / split.catalogSize : null,
     distinctMovies: recommended.size,
     popularityBias: popN > 0 ? popSum / popN : null,
@@ -234,46 +251,59 @@ export interface OfflineComparison {
 
 /**
  * The gate: enough users, and the candidate's hit@20 at least minRelativeDifference relative to
- * main's. Too few users fails rather than passes: an empty or tiny history is no evidence.
+ * main's. It decides on the warm users (history before the cutoff) when there are at least
+ * minUsers of them: cold users get each spec's cold-start list, which says little about the model
+ * and, when they are many, drowns the difference. With fewer warm users it decides on all users;
+ * with fewer than minUsers in all it fails: an empty or tiny history is no evidence.
  */
 export function compareOffline(split: Split, candidate: OfflineScores, main: OfflineScores, s: EvalSettings['offline']): OfflineComparison {
   const users = candidate.users;
+  const onWarm = candidate.warm.users >= s.minUsers;
+  const basis = onWarm ? 'warm users' : 'all users';
+  const c = onWarm ? candidate.warm : candidate;
+  const m = onWarm ? main.warm : main;
   let rel: number | null = null;
-  if (candidate.hitAt20 !== null && main.hitAt20 !== null) {
-    rel = main.hitAt20 > 0 ? (candidate.hitAt20 - main.hitAt20) / main.hitAt20 : candidate.hitAt20 > 0 ? Infinity : 0;
+  if (c.hitAt20 !== null && m.hitAt20 !== null) {
+    rel = m.hitAt20 > 0 ? (c.hitAt20 - m.hitAt20) / m.hitAt20 : c.hitAt20 > 0 ? Infinity : 0;
   }
   let passed: boolean;
   let reason: string;
   if (users < s.minUsers) {
     passed = false;
     reason = `not enough users: ${users} active after the cutoff ${split.cutoff.toISOString()}, ${s.minUsers} needed`;
-  } else if (rel !== null && rel >= s.minRelativeDifference) {
-    passed = true;
-    reason = `hit@20 ${pct(candidate.hitAt20)} for ${candidate.version} vs ${pct(main.hitAt20)} for ${main.version} (${signedPct(rel)} relative, at least ${signedPct(s.minRelativeDifference)} needed) over ${users} users`;
   } else {
-    passed = false;
-    reason = `hit@20 ${pct(candidate.hitAt20)} for ${candidate.version} vs ${pct(main.hitAt20)} for ${main.version} (${signedPct(rel)} relative, at least ${signedPct(s.minRelativeDifference)} needed) over ${users} users`;
+    passed = rel !== null && rel >= s.minRelativeDifference;
+    reason = `hit@20 ${pct(c.hitAt20)} for ${candidate.version} vs ${pct(m.hitAt20)} for ${main.version} (${signedPct(rel)} relative, at least ${signedPct(s.minRelativeDifference)} needed) over ${c.users} ${basis}` +
+      (onWarm ? '' : ` (fewer than ${s.minUsers} warm users: ${candidate.warm.users})`);
   }
   const relOf = (a: number | null, b: number | null) => (a !== null && b !== null && b > 0 ? signedPct((a - b) / b) : '–');
+  const metricRows = (label: string, x: SegmentScores, y: SegmentScores): string[][] => [
+    [`${label}users`, String(x.users), String(y.users), ''],
+    [`${label}hit@20`, pct(x.hitAt20, 2), pct(y.hitAt20, 2), relOf(x.hitAt20, y.hitAt20)],
+    [`${label}NDCG@20`, num(x.ndcgAt20, 4), num(y.ndcgAt20, 4), relOf(x.ndcgAt20, y.ndcgAt20)],
+    [`${label}recall@20`, num(x.recallAt20, 4), num(y.recallAt20, 4), relOf(x.recallAt20, y.recallAt20)],
+  ];
   const rows: string[][] = [
     ['spec', candidate.path, main.path, ''],
-    ['users', String(candidate.users), String(main.users), ''],
-    ['  cold start (no history)', String(candidate.coldStartUsers), String(main.coldStartUsers), ''],
-    ['hit@20', pct(candidate.hitAt20, 2), pct(main.hitAt20, 2), relOf(candidate.hitAt20, main.hitAt20)],
-    ['NDCG@20', num(candidate.ndcgAt20, 4), num(main.ndcgAt20, 4), relOf(candidate.ndcgAt20, main.ndcgAt20)],
-    ['recall@20', num(candidate.recallAt20, 4), num(main.recallAt20, 4), relOf(candidate.recallAt20, main.recallAt20)],
+    ...metricRows('', candidate, main),
+    ...metricRows('warm ', candidate.warm, main.warm),
+    ...metricRows('cold ', candidate.cold, main.cold),
     ['catalog coverage', pct(candidate.coverage, 2), pct(main.coverage, 2), relOf(candidate.coverage, main.coverage)],
     ['popularity bias', num(candidate.popularityBias, 3), num(main.popularityBias, 3), relOf(candidate.popularityBias, main.popularityBias)],
     ['time (ms)', String(candidate.ms), String(main.ms), ''],
   ];
-  const table = `cutoff ${split.cutoff.toISOString()} (${split.cutoffRule}); ${split.activeUsers} users active after it, ${users} evaluated; catalog ${split.catalogSize} movies\n` +
+  const table = `cutoff ${split.cutoff.toISOString()} (${split.cutoffRule}); ${split.activeUsers} users active after it, ${users} evaluated ` +
+    `(${candidate.warm.users} warm: history before the cutoff; ${candidate.cold.users} cold); catalog ${split.catalogSize} movies\n` +
     textTable(['metric', `candidate ${candidate.version}`, `main ${main.version}`, 'relative'], rows) +
-    `\ngate: ${passed ? 'PASSED' : 'FAILED'}: ${reason}`;
+    `\ngate (on ${basis}, at least ${s.minUsers} needed to decide on warm users): ${passed ? 'PASSED' : 'FAILED'}: ${reason}`;
   const numbers: Record<string, number | string | null> = {
     cutoff: split.cutoff.toISOString(),
     cutoff_rule: split.cutoffRule,
     active_users: split.activeUsers,
     users,
+    warm_users: candidate.warm.users,
+    cold_users: candidate.cold.users,
+    gate_basis: onWarm ? 'warm' : 'all',
     catalog_size: split.catalogSize,
     min_users: s.minUsers,
     min_relative_difference: s.minRelativeDifference,
@@ -286,6 +316,12 @@ export function compareOffline(split: Split, candidate: OfflineScores, main: Off
     numbers[`${name}_hit_at_20`] = sc.hitAt20;
     numbers[`${name}_ndcg_at_20`] = sc.ndcgAt20;
     numbers[`${name}_recall_at_20`] = sc.recallAt20;
+    for (const seg of ['warm', 'cold'] as const) {
+      numbers[`${name}_${seg}_users`] = sc[seg].users;
+      numbers[`${name}_${seg}_hit_at_20`] = sc[seg].hitAt20;
+      numbers[`${name}_${seg}_ndcg_at_20`] = sc[seg].ndcgAt20;
+      numbers[`${name}_${seg}_recall_at_20`] = sc[seg].recallAt20;
+    }
     numbers[`${name}_coverage`] = sc.coverage;
     numbers[`${name}_popularity_bias`] = sc.popularityBias;
     numbers[`${name}_cold_start_users`] = sc.coldStartUsers;

@@ -4,7 +4,7 @@
  * Inputs are plain data (a user's history, a way to get a movie's neighbours, popularity, the
  * cold-start list, the time of the request); nothing here does I/O or reads the clock.
  */
-import type { AffinitySpec, ColdStart, ModelSpec, SeedSpec, TasteSpec } from './spec.ts';
+import type { AffinitySpec, CoWatchSpec, ColdStart, ModelSpec, SeedSpec, TasteSpec } from './spec.ts';
 
 /** How many ids an answer holds at most (the HTTP contract). */
 export const LIST_SIZE = 20;
@@ -62,6 +62,20 @@ export interface RankInput {
   coldStart: readonly string[];
   /** The time of the request, or asOf (ms since epoch). */
   now: number;
+  /**
+   * Movies that may be recommended; absent: all. As of a past time, only those seen before it (a
+   * movie first seen later did not exist then). The cold-start list must already respect it.
+   */
+  eligible?: (movieId: string) => boolean;
+  /** Needed by cowatch: neighbours by co-watching, from the history before `now`. */
+  coWatch?: NeighbourSource;
+  /** Needed by cowatch: its popularity prior per movie (recent starts, see coWatchPrior in lists.ts). */
+  recent?: RecentPopularity;
+}
+
+/** A popularity table with its movies most popular first (at most a few hundred). */
+export interface RecentPopularity extends PopularityTable {
+  readonly top: readonly string[];
 }
 
 export interface Ranked {
@@ -163,10 +177,11 @@ export function likeWeight(h: HistoryEntry, p: LikeParams): number {
 const before = (a: readonly [string, number], b: readonly [string, number]): boolean => a[1] > b[1] || (a[1] === b[1] && a[0] < b[0]);
 
 function finish(scored: Map<string, number>, input: RankInput, exclude: ReadonlySet<string> | null): Ranked {
+  const eligible = input.eligible;
   // Only the best LIST_SIZE are needed: a small sorted buffer beats sorting every candidate.
   const top: [string, number][] = [];
   for (const entry of scored) {
-    if (exclude?.has(entry[0])) continue;
+    if (exclude?.has(entry[0]) || (eligible !== undefined && !eligible(entry[0]))) continue;
     if (top.length === LIST_SIZE && !before(entry, top[LIST_SIZE - 1])) continue;
     let p = top.length < LIST_SIZE ? top.length : LIST_SIZE - 1;
     if (top.length < LIST_SIZE) top.push(entry);
@@ -299,10 +314,12 @@ export function rankTaste(spec: TasteSpec, input: RankInput): Ranked {
   // current last place no later movie can either, and the scan stops (exact, not approximate).
   const { order, terms, rows } = prior;
   const { dim, ids } = space;
+  const eligible = input.eligible;
   for (let j = 0; j < order.length; j++) {
     const full = topPos.length === want;
     // The margin covers float32 rows whose norm rounds a hair above 1.
     if (full && terms[j] + 1 + 1e-6 < topScore[want - 1]) break;
+    if (eligible !== undefined && !eligible(ids[order[j]])) continue;
     let cosine = 0;
     for (let d = 0, o = j * dim; d < dim; d++, o++) cosine += profile[d] * rows[o];
     const score = cosine + terms[j];
@@ -353,9 +370,48 @@ function priorTerms(space: VectorSpace, popularity: PopularityTable, p: TasteSpe
   return priors;
 }
 
-/** How many neighbours per source the rule reads (0: it reads no neighbour lists, so none need computing). */
+/**
+ * Co-watch: each source s (the user's most recent movies) adds w_s × sim(s, j) to the movies j
+ * watched with it, w_s = recency decay × (1 + ratingWeight × (rating − neutral) / 2), at least 0.
+ * The sums are divided by the user's best one, so 1 is "most co-watched with this user's movies",
+ * and popularityWeight × (prior / the largest prior) ^ popularityExponent is added; the movies
+ * with the largest priors are candidates too. A user whose movies nobody else watched is thus
+ * ranked by recent popularity alone.
+ */
+export function rankCoWatch(spec: CoWatchSpec, input: RankInput): Ranked {
+  const p = spec.params;
+  if (input.history.length === 0 || input.coWatch === undefined) return coldStartAnswer(input);
+  const scored = new Map<string, number>();
+  for (const s of selectSources(input.history, p.maxSources)) {
+    const liked = s.rating === null ? 1 : Math.max(0, 1 + (p.ratingWeight * (s.rating - p.neutralRating)) / 2);
+    const decay = p.recencyHalfLifeDays === null ? 1 : Math.pow(0.5, Math.max(0, input.now - lastActivity(s)) / (p.recencyHalfLifeDays * 86_400_000));
+    const w = liked * decay;
+    if (w === 0) continue;
+    for (const n of input.coWatch(s.movieId, p.neighboursPerMovie)) scored.set(n.id, (scored.get(n.id) ?? 0) + w * n.similarity);
+  }
+  let best = 0;
+  for (const v of scored.values()) if (v > best) best = v;
+  if (best > 0) for (const [id, v] of scored) scored.set(id, v / best);
+  const recent = input.recent;
+  if (recent !== undefined && recent.max > 0 && p.popularityWeight > 0) {
+    for (const id of recent.top) if (!scored.has(id)) scored.set(id, 0);
+    for (const [id, v] of scored) {
+      const r = (recent.get(id) ?? 0) / recent.max;
+      if (r > 0) scored.set(id, v + p.popularityWeight * (p.popularityExponent === 1 ? r : Math.pow(r, p.popularityExponent)));
+    }
+  }
+  const exclude = p.excludeWatched ? new Set(input.history.map((h) => h.movieId)) : null;
+  return finish(scored, input, exclude);
+}
+
+/** How many neighbours per source the rule reads from the vectors (0: none, so none need computing). */
 export function neighbourCount(spec: ModelSpec): number {
-  return spec.rule === 'taste-profile' ? 0 : spec.params.neighboursPerMovie;
+  return spec.rule === 'taste-profile' || spec.rule === 'cowatch' ? 0 : spec.params.neighboursPerMovie;
+}
+
+/** Whether the rule ranks with movie vectors (cowatch ranks from the watch history alone). */
+export function usesVectors(spec: ModelSpec): boolean {
+  return spec.rule !== 'cowatch';
 }
 
 /** Ranks by the spec's rule: ≤ LIST_SIZE ids, best first. */
@@ -364,5 +420,6 @@ export function rank(spec: ModelSpec, input: RankInput): Ranked {
     case 'seed-popularity-rating': return rankSeed(spec, input);
     case 'affinity': return rankAffinity(spec, input);
     case 'taste-profile': return rankTaste(spec, input);
+    case 'cowatch': return rankCoWatch(spec, input);
   }
 }

@@ -85,6 +85,41 @@ const tasteParams = z.strictObject({
   coldStart: coldStartSchema,
 });
 
+/**
+ * Co-watch: movies scored by how often their audience also watched the user's movies (item-item
+ * similarity over the watch history before the time of the request, see cowatch.ts), blended with
+ * how many users started each movie lately, which on real data is a strong prior of its own.
+ */
+const cowatchParams = z.strictObject({
+  /** Co-watch neighbours kept per movie and read per source. */
+  neighboursPerMovie: count(1000),
+  /** Only the most recently watched movies act as sources. */
+  maxSources: count(1000),
+  /** Candidate-side exponent of c_ij / (n_i^(1−α) · n_j^α): 0.5 is cosine, more holds blockbusters back. */
+  alpha: z.number().min(0).max(1),
+  /** Pairs watched together by fewer users are ignored. */
+  minCoWatchers: count(1000),
+  /** A source's weight halves every this many days before the request; null: no decay. */
+  recencyHalfLifeDays: z.number().positive().nullable(),
+  /** A rated source weighs 1 + ratingWeight × (rating − neutralRating) / 2 (never below 0); unrated ones 1. */
+  ratingWeight: z.number().min(0).max(10),
+  neutralRating: z.number().min(1).max(5),
+  /**
+   * Weight of the recent-popularity prior beside the co-watch score (scaled so that the user's
+   * best candidate scores 1). The prior of a movie is its starts in the window divided by its
+   * viewers of all time before the request to the power trendExponent (0: plain recent starts;
+   * more favours movies on the rise over long-time favourites), over the largest such value, to
+   * the power popularityExponent.
+   */
+  popularityWeight: weight,
+  popularityExponent: z.number().positive().max(10),
+  trendExponent: z.number().min(0).max(1),
+  /** Starts within this many hours before the request count as recent. */
+  popularityWindowHours: z.number().positive().max(24 * 365 * 100),
+  excludeWatched: z.boolean(),
+  coldStart: coldStartSchema,
+});
+
 const common = {
   version: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a version label of lower-case letters, digits, ".", "_" or "-" (at most 63)'),
   description: z.string().optional(),
@@ -95,14 +130,16 @@ export const specSchema = z.discriminatedUnion('rule', [
   z.strictObject({ ...common, rule: z.literal('seed-popularity-rating'), params: seedParams }),
   z.strictObject({ ...common, rule: z.literal('affinity'), params: affinityParams }),
   z.strictObject({ ...common, rule: z.literal('taste-profile'), params: tasteParams }),
+  z.strictObject({ ...common, rule: z.literal('cowatch'), params: cowatchParams }),
 ]);
 
 export type ModelSpec = z.infer<typeof specSchema>;
 export type SeedSpec = Extract<ModelSpec, { rule: 'seed-popularity-rating' }>;
 export type AffinitySpec = Extract<ModelSpec, { rule: 'affinity' }>;
 export type TasteSpec = Extract<ModelSpec, { rule: 'taste-profile' }>;
+export type CoWatchSpec = Extract<ModelSpec, { rule: 'cowatch' }>;
 export type ColdStart = ModelSpec['params']['coldStart'];
-export const RULES = ['seed-popularity-rating', 'affinity', 'taste-profile'] as const;
+export const RULES = ['seed-popularity-rating', 'affinity', 'taste-profile', 'cowatch'] as const;
 
 export class SpecError extends Error {
   constructor(readonly source: string, readonly problems: string[]) {

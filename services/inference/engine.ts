@@ -9,7 +9,8 @@ import type { Pool } from '../../lib/db.ts';
 import { Registry, latencyBuckets } from '../../lib/metrics.ts';
 import { chromaClient, fetchAllVectors, fetchIds, fetchVectors, openCollection } from '../../lib/models/collection.ts';
 import { catalogPopularity, mostWatched, readHistory, recentWatchCounts } from '../../lib/models/history.ts';
-import { coldStartList, LIST_SIZE, mergePopularity, neighbourCount, padPopular, popularityTable, rank, selectSources, type PopularityTable } from '../../lib/models/rank.ts';
+import { coWatchLists, coWatchPrior, listsAsOf, rankWithLists, recentStarts, type CoWatchLists, type ServingLists } from '../../lib/models/lists.ts';
+import { coldStartList, LIST_SIZE, mergePopularity, neighbourCount, padPopular, popularityTable, selectSources, usesVectors, type PopularityTable } from '../../lib/models/rank.ts';
 import type { LoadedSpec } from '../../lib/models/spec.ts';
 import { VectorIndex } from '../../lib/models/vectors.ts';
 
@@ -38,6 +39,12 @@ const CHROMA_TIMEOUT_MS = 60_000;
 const SCAN_BUDGET = 3_000_000;
 /** How often the whole catalog popularity is re-read (between, only new fetches). */
 const CATALOG_FULL_MS = 10 * 60_000;
+/** How often the cowatch rule's co-watch index is rebuilt from the whole history (its recent starts follow every list refresh). */
+const COWATCH_REBUILD_MS = 10 * 60_000;
+/** Lists as of past times kept (each asOf a client asks for builds them once). */
+const AS_OF_CACHE = 8;
+/** How long an asOf request may wait for its lists to be built the first time. */
+const AS_OF_BUILD_MS = 120_000;
 
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -69,7 +76,9 @@ export class Engine {
   private catalogFullAt = 0;
   private popular: string[] = [];
   private coldStart: string[] = [];
-  private readonly asOfColdStart = new Map<number, Promise<string[]>>();
+  private readonly asOfLists = new Map<number, Promise<ServingLists>>();
+  private cowatch: CoWatchLists | null = null;
+  private cowatchBuiltAt = 0;
   private vectorState = { state: 'loading' as 'loading' | 'ready' | 'unavailable', loadedAt: null as string | null, refreshedAt: null as string | null, lastError: null as string | null, fullLoads: 0, incrementalAdds: 0 };
   private listsState = { refreshedAt: null as string | null, lastError: null as string | null };
   private timers: NodeJS.Timeout[] = [];
@@ -223,25 +232,40 @@ export class Engine {
     this.catalogLatest = latest;
     if (changed) this.rebuildPopularity();
     if (this.popular.length < LIST_SIZE) this.popular = padPopular(this.popular, (await mostWatched(this.pool, 100)).map(([id]) => id));
-    const cs = this.model.spec.params.coldStart;
+    const spec = this.model.spec;
+    const cs = spec.params.coldStart;
     const recent = cs.kind === 'recent' ? await recentWatchCounts(this.pool, cs.windowHours, null, 100) : [];
     this.coldStart = coldStartList(cs, { popular: this.popular, recent });
+    if (spec.rule === 'cowatch') {
+      if (this.cowatch === null || Date.now() - this.cowatchBuiltAt > COWATCH_REBUILD_MS) {
+        this.cowatch = await coWatchLists(this.pool, spec, null);
+        this.cowatchBuiltAt = Date.now();
+      } else {
+        const starts = await recentStarts(this.pool, spec.params.popularityWindowHours, null);
+        this.cowatch = { ...this.cowatch, recent: coWatchPrior(starts, this.cowatch.coWatch, spec.params.trendExponent) };
+      }
+    }
   }
 
-  /** The cold-start list as of a past time (recent-watch lists depend on time; cached per minute). */
-  private coldStartAsOf(asOf: Date): Promise<string[]> {
-    const cs = this.model.spec.params.coldStart;
-    if (cs.kind !== 'recent') return Promise.resolve(this.coldStart);
-    // Rounded down, so the list never includes watches at or after asOf.
-    const minute = Math.floor(asOf.getTime() / 60_000) * 60_000;
-    let p = this.asOfColdStart.get(minute);
+  /**
+   * The lists as of a past time, built from the activity before it (see lib/models/lists.ts),
+   * kept for the last few times asked: evaluation and reproduction ask many users at one time.
+   */
+  private listsAt(asOf: Date): Promise<ServingLists> {
+    const key = asOf.getTime();
+    let p = this.asOfLists.get(key);
     if (!p) {
-      if (this.asOfColdStart.size > 1000) this.asOfColdStart.clear();
-      p = recentWatchCounts(this.pool, cs.windowHours, new Date(minute), 100).then((recent) => coldStartList(cs, { popular: this.popular, recent }));
-      p.catch(() => this.asOfColdStart.delete(minute));
-      this.asOfColdStart.set(minute, p);
+      if (this.asOfLists.size >= AS_OF_CACHE) this.asOfLists.delete(this.asOfLists.keys().next().value!);
+      p = withTimeout(listsAsOf(this.pool, this.model.spec, asOf, AS_OF_BUILD_MS), AS_OF_BUILD_MS, `building the lists as of ${asOf.toISOString()}`);
+      p.catch(() => this.asOfLists.delete(key));
+      this.asOfLists.set(key, p);
     }
     return p;
+  }
+
+  /** The lists of a request now. */
+  private listsNow(): ServingLists {
+    return { popularity: this.popularity, popular: this.popular, coldStart: this.coldStart, ...(this.cowatch ?? {}) };
   }
 
   // ---- requests --------------------------------------------------------------------------
@@ -249,13 +273,27 @@ export class Engine {
   /** The answer for a user, always within the deadline. */
   async recommend(userId: number, asOf: Date | null): Promise<Answer> {
     const started = performance.now();
+    // Lists as of a past time are built once per time, before the deadline starts: such requests
+    // are evaluation and reproduction, and a faithful answer matters more there than a fast one.
+    let lists: ServingLists;
+    try {
+      lists = asOf ? await this.listsAt(asOf) : this.listsNow();
+    } catch (err) {
+      this.errors.inc({ kind: 'postgres' });
+      console.error(`inference: lists as of ${asOf!.toISOString()}: ${message(err)}`);
+      // Today's cached list would hold movies that did not exist then: nothing is the faithful answer.
+      const answer: Answer = { ids: [], outcome: 'fallback', reason: 'postgres' };
+      this.fallbacks.inc({ reason: 'postgres' });
+      this.latency.observe({ outcome: answer.outcome }, (performance.now() - started) / 1000);
+      return answer;
+    }
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<Answer>((resolve) => {
-      timer = setTimeout(() => resolve(this.fallback('deadline')), this.opts.deadlineMs);
+      timer = setTimeout(() => resolve(this.fallback('deadline', lists)), this.opts.deadlineMs);
     });
     let answer: Answer;
     try {
-      answer = await Promise.race([this.answer(userId, asOf), deadline]);
+      answer = await Promise.race([this.answer(userId, asOf, lists), deadline]);
     } finally {
       clearTimeout(timer);
     }
@@ -264,30 +302,28 @@ export class Engine {
     return answer;
   }
 
-  private fallback(reason: FallbackReason): Answer {
-    return { ids: this.coldStart.length > 0 ? this.coldStart.slice(0, LIST_SIZE) : this.popular.slice(0, LIST_SIZE), outcome: 'fallback', reason };
+  /** The cached list of the request's time (for asOf, the cold-start list of then). */
+  private fallback(reason: FallbackReason, lists: ServingLists): Answer {
+    return { ids: lists.coldStart.length > 0 ? lists.coldStart.slice(0, LIST_SIZE) : lists.popular.slice(0, LIST_SIZE), outcome: 'fallback', reason };
   }
 
-  private async answer(userId: number, asOf: Date | null): Promise<Answer> {
+  private async answer(userId: number, asOf: Date | null, lists: ServingLists): Promise<Answer> {
     let history;
-    let coldStart;
+    const coldStart = lists.coldStart;
     try {
-      [history, coldStart] = await Promise.all([
-        readHistory(this.pool, userId, asOf, { timeoutMs: Math.max(this.opts.deadlineMs * 4, 2000) }),
-        asOf ? this.coldStartAsOf(asOf) : Promise.resolve(this.coldStart),
-      ]);
+      history = await readHistory(this.pool, userId, asOf, { timeoutMs: Math.max(this.opts.deadlineMs * 4, 2000) });
     } catch (err) {
       this.errors.inc({ kind: 'postgres' });
       if (this.errors.get({ kind: 'postgres' }) % 100 === 1) console.error(`inference: postgres: ${message(err)}`);
-      return this.fallback('postgres');
+      return this.fallback('postgres', lists);
     }
     try {
       const index = this.index;
       const spec = this.model.spec;
-      if (history.length > 0 && (index === null || index.size === 0)) {
+      if (history.length > 0 && usesVectors(spec) && (index === null || index.size === 0)) {
         // No vectors yet: the cold-start list, minus what the user has seen if the model says so.
         const seen = new Set(history.map((h) => h.movieId));
-        const ids = spec.params.excludeWatched ? coldStart.filter((id) => !seen.has(id)).concat(this.popular.filter((id) => !seen.has(id))) : coldStart;
+        const ids = spec.params.excludeWatched ? coldStart.filter((id) => !seen.has(id)).concat(lists.popular.filter((id) => !seen.has(id))) : coldStart;
         return { ids: [...new Set(ids)].slice(0, LIST_SIZE), outcome: 'fallback', reason: 'vectors_unavailable' };
       }
       const idx = index ?? VectorIndex.empty();
@@ -296,19 +332,17 @@ export class Engine {
       // recent few are scanned now, in one pass; the rest are left out of this answer.
       const missing = selectSources(history, spec.params.maxSources).map((h) => h.movieId).filter((id) => !idx.isCached(id, k));
       if (missing.length > 0) idx.warm(missing.slice(0, Math.max(1, Math.floor(SCAN_BUDGET / Math.max(1, idx.size * idx.dim)))), k);
-      const ranked = rank(spec, {
+      const ranked = rankWithLists(spec, lists, {
         history,
         neighbours: (id, n) => (idx.isCached(id, n) ? idx.neighbours(id, n) : []),
         space: idx,
-        popularity: this.popularity,
-        coldStart,
         now: asOf?.getTime() ?? Date.now(),
       });
       return { ids: ranked.ids, outcome: ranked.source };
     } catch (err) {
       this.errors.inc({ kind: 'internal' });
       console.error(`inference: ranking failed for user ${userId}: ${(err as Error).stack}`);
-      return this.fallback('internal');
+      return this.fallback('internal', lists);
     }
   }
 
@@ -327,9 +361,12 @@ export class Engine {
         cachedNeighbourLists: this.index?.cachedNeighbourLists ?? 0,
         neighbours: this.neighbourState,
       },
-      lists: { ...this.listsState, coldStart: this.coldStart.length, popular: this.popular.length },
-      // Serving goes on in both cases, but from popularity only until vectors arrive.
-      degraded: this.vectorState.state !== 'ready' || this.listsState.refreshedAt === null,
+      lists: {
+        ...this.listsState, coldStart: this.coldStart.length, popular: this.popular.length, asOfCached: this.asOfLists.size,
+        ...(spec.rule === 'cowatch' ? { coWatchMovies: this.cowatch?.coWatch.size ?? 0, coWatchUsers: this.cowatch?.coWatch.users ?? 0, coWatchBuiltAt: this.cowatchBuiltAt ? new Date(this.cowatchBuiltAt).toISOString() : null } : {}),
+      },
+      // Serving goes on in these cases, but from popularity only until vectors (or co-watches) arrive.
+      degraded: (usesVectors(spec) && this.vectorState.state !== 'ready') || this.listsState.refreshedAt === null || (spec.rule === 'cowatch' && this.cowatch === null),
       fallbacks: Object.fromEntries((['deadline', 'postgres', 'vectors_unavailable', 'internal'] as const).map((r) => [r, this.fallbacks.get({ reason: r })])),
     };
   }
