@@ -20,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { loadConfig, projectRoot } from '../lib/config.ts';
-import { createPool, migrate, type Pool } from '../lib/db.ts';
+import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
 import { chromaClient } from '../lib/models/collection.ts';
 
 const argv = process.argv.slice(2);
@@ -242,9 +242,7 @@ async function main(): Promise<void> {
   const results: { who: string; stats: Stats[] }[] = [];
   try {
     const sPort = await freePort();
-    const dbUrl = new URL(cfg.postgres.url);
-    dbUrl.pathname = `/${world.dbName}`;
-    service = spawnNode(['services/inference/main.ts'], { MARQUEE_POSTGRES_URL: dbUrl.toString(), INFERENCE_PORT: String(sPort), INFERENCE_MODEL: specFile, INFERENCE_SLOT: 'nightly' });
+    service = spawnNode(['services/inference/main.ts'], { MARQUEE_POSTGRES_URL: databaseUrl(cfg, world.dbName), INFERENCE_PORT: String(sPort), INFERENCE_MODEL: specFile, INFERENCE_SLOT: 'nightly' });
     const bPort = await freePort();
     baseline = spawnNode([fileURLToPath(import.meta.url), '--baseline-server', String(bPort)], {});
     await waitHttp(`http://127.0.0.1:${sPort}/healthz`, (b) => JSON.parse(b).degraded === false, 120_000, service);

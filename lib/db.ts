@@ -9,11 +9,16 @@ pg.types.setTypeParser(20, (v) => Number(v));
 
 export type Pool = pg.Pool;
 
+/** The configured Postgres URL pointed at another database on the same server (scratch, restore target...). */
+export function databaseUrl(cfg: Config, database: string): string {
+  const u = new URL(cfg.postgres.url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
 export function createPool(cfg: Config, opts: { max?: number; database?: string; applicationName?: string } = {}): pg.Pool {
-  const url = new URL(cfg.postgres.url);
-  if (opts.database) url.pathname = `/${opts.database}`;
   const pool = new pg.Pool({
-    connectionString: url.toString(),
+    connectionString: opts.database ? databaseUrl(cfg, opts.database) : cfg.postgres.url,
     max: opts.max ?? 10,
     application_name: opts.applicationName ?? 'marquee',
     connectionTimeoutMillis: 5000,

@@ -6,7 +6,7 @@ import path from 'node:path';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, projectRoot } from '../lib/config.ts';
-import type { Pool } from '../lib/db.ts';
+import { databaseUrl, type Pool } from '../lib/db.ts';
 import { fillOnce } from '../services/catalog/fill.ts';
 import { TokenBucket } from '../services/catalog/ratelimit.ts';
 import { scratchDatabase } from './support/db.ts';
@@ -175,11 +175,9 @@ describe('catalog service', () => {
     await insertIds([], [2001]);
     users[2001] = { user_id: 2001, age: 50, occupation: 'writer', gender: 'M' };
     const port = await freePort();
-    const url = new URL(loadConfig().postgres.url);
-    url.pathname = `/${db.name}`;
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'services/catalog/main.ts')], {
       cwd: projectRoot,
-      env: { ...process.env, MARQUEE_POSTGRES_URL: url.toString(), CATALOG_API: base, CATALOG_PORT: String(port), CATALOG_POLL_MS: '200', CATALOG_VECTORS: '0', CATALOG_RATE: '200' },
+      env: { ...process.env, MARQUEE_POSTGRES_URL: databaseUrl(loadConfig(), db.name), CATALOG_API: base, CATALOG_PORT: String(port), CATALOG_POLL_MS: '200', CATALOG_VECTORS: '0', CATALOG_RATE: '200' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';

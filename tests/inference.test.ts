@@ -11,11 +11,12 @@ import path from 'node:path';
 import { ChromaClient } from 'chromadb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, projectRoot } from '../lib/config.ts';
+import { databaseUrl } from '../lib/db.ts';
 import { chromaClient } from '../lib/models/collection.ts';
 import { chromaBinary } from '../stack/components/venv.ts';
 import { scratchDatabase } from './support/db.ts';
 import { requireServer } from './support/servers.ts';
-import { alive, databaseUrl, freePort, request, spawnTs, stop, waitForHttp, type Proc } from './support/upstream.ts';
+import { alive, freePort, request, spawnTs, stop, waitForHttp, type Proc } from './support/upstream.ts';
 
 const cfg = loadConfig();
 const HOUR = 3_600_000;

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChromaClient } from 'chromadb';
 import { projectRoot, type Config } from '../../lib/config.ts';
-import type { Pool } from '../../lib/db.ts';
+import { databaseUrl, type Pool } from '../../lib/db.ts';
 import { scratchDatabase } from './db.ts';
 import { requireServer } from './servers.ts';
 
@@ -98,12 +98,6 @@ export async function stop(p: ChildProcess | undefined, signal: NodeJS.Signals =
   const timer = setTimeout(() => { if (alive(p)) p.kill('SIGKILL'); }, timeoutMs);
   await exited;
   clearTimeout(timer);
-}
-
-export function databaseUrl(cfg: Config, name: string): string {
-  const u = new URL(cfg.postgres.url);
-  u.pathname = `/${name}`;
-  return u.toString();
 }
 
 export interface GatewayProc { proc: Proc; port: number; url: string }
