@@ -22,6 +22,7 @@ import express from 'express';
 import { loadConfig, projectRoot } from '../lib/config.ts';
 import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
 import { chromaClient } from '../lib/models/collection.ts';
+import { Rng } from '../lib/random.ts';
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => argv.includes(`--${name}`);
@@ -99,8 +100,8 @@ async function saturate(port: number, user: () => number, concurrency: number, s
 // ---- setup ---------------------------------------------------------------------------------
 
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => { s = (s + 0x6d2b79f5) >>> 0; let t = s; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+  const r = Rng.unhashed(seed);
+  return () => r.next();
 }
 
 async function freePort(): Promise<number> {

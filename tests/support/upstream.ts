@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { ChromaClient } from 'chromadb';
 import { projectRoot, type Config } from '../../lib/config.ts';
 import { databaseUrl, type Pool } from '../../lib/db.ts';
+import { Rng } from '../../lib/random.ts';
 import { scratchDatabase } from './db.ts';
 import { requireServer } from './servers.ts';
 
@@ -127,8 +128,8 @@ export async function inferenceWorld(cfg: Config, db: { name: string; pool: Pool
   const nMovies = opts.movies ?? 300;
   const nUsers = opts.users ?? 3000;
   const tag = randomBytes(3).toString('hex');
-  let seed = 12345;
-  const rnd = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
+  const rng = new Rng(12345);
+  const rnd = () => rng.next();
   const ids = Array.from({ length: nMovies }, (_, i) => `gateway+test+movie+${i}+${1950 + (i % 70)}`);
   const pops = ids.map(() => Math.round(rnd() * 1000) / 10);
   await db.pool.query(
