@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { loadConfig, projectRoot } from '../lib/config.ts';
 import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
-import { chromaClient } from '../lib/models/collection.ts';
+import { createChromaClient } from '../lib/chroma.ts';
 import { Rng } from '../lib/random.ts';
 
 const argv = process.argv.slice(2);
@@ -171,7 +171,7 @@ async function buildWorld(nMovies: number, nUsers: number): Promise<World> {
     SELECT user_id, movie_id, 1 + (abs(hashtext(movie_id || user_id)) % 5), last_at FROM watches WHERE (user_id + length(movie_id)) % 4 = 0`);
   await pool.query('ANALYZE');
 
-  const chroma = chromaClient(cfg.chroma.url);
+  const chroma = createChromaClient(cfg);
   const collection = `movies_bench_${tag}`;
   const col = await chroma.createCollection({ name: collection, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
   for (let i = 0; i < ids.length; i += 2000) {

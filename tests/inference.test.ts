@@ -12,7 +12,7 @@ import { ChromaClient } from 'chromadb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, projectRoot } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
-import { chromaClient } from '../lib/models/collection.ts';
+import { chromaClientAt } from '../lib/chroma.ts';
 import { chromaBinary } from '../stack/components/venv.ts';
 import { scratchDatabase } from './support/db.ts';
 import { requireServer } from './support/servers.ts';
@@ -102,7 +102,7 @@ const ids = async (url: string): Promise<string[]> => {
 
 describe('inference service on real Postgres and ChromaDB', () => {
   let db: Awaited<ReturnType<typeof scratchDatabase>>;
-  const chroma = chromaClient(cfg.chroma.url);
+  const chroma = chromaClientAt(cfg.chroma.url);
   const collection = `movies_test_${process.pid}_${Date.now().toString(36)}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-inference-'));
   let seed: Service;
@@ -271,7 +271,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
         env: { ...process.env, ANONYMIZED_TELEMETRY: 'False' }, stdio: 'ignore',
       });
       await waitForHttp(`${own}/api/v2/heartbeat`, 60_000, (r) => r.status === 200);
-      await createCollection(chromaClient(own), collection);
+      await createCollection(chromaClientAt(own), collection);
       await waitForHttp(`${svc.url}/healthz`, 20_000, (r) => JSON.parse(r.body).degraded === false);
       const warm = await ids(`${svc.url}/recommend/1`);
       expect(warm.slice(0, 2)).toEqual(['d2', 'd3']);

@@ -15,7 +15,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChromaClient } from 'chromadb';
+import { createChromaClient } from '../../lib/chroma.ts';
 import { projectRoot, type Config } from '../../lib/config.ts';
 import { databaseUrl, type Pool } from '../../lib/db.ts';
 import { Rng } from '../../lib/random.ts';
@@ -154,8 +154,7 @@ export async function inferenceWorld(cfg: Config, db: { name: string; pool: Pool
     `INSERT INTO ratings (user_id, movie_id, rating, rated_at)
      SELECT user_id, movie_id, 1 + (abs(hashtext(movie_id || user_id)) % 5), last_at FROM watches WHERE user_id % 3 = 0`);
 
-  const chromaUrl = new URL(cfg.chroma.url);
-  const chroma = new ChromaClient({ host: chromaUrl.hostname, port: Number(chromaUrl.port), ssl: chromaUrl.protocol === 'https:' });
+  const chroma = createChromaClient(cfg);
   const collection = `gateway-test-${tag}`;
   const col = await chroma.createCollection({ name: collection, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
   await col.add({ ids, embeddings: ids.map(() => Array.from({ length: 16 }, () => rnd() - 0.5)), metadatas: pops.map((p) => ({ popularity: p })) });
