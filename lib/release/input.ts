@@ -1,7 +1,8 @@
 /**
- * The CanaryRelease input and its validation. Pure code with no imports, so the workflow (which
+ * The CanaryRelease input and its validation. Pure code (its only import is lib/duration.ts), so the workflow (which
  * runs in Temporal's deterministic sandbox) and the CLI share one set of rules and messages.
  */
+import { parseDuration } from '../duration.ts';
 
 export interface ReleaseInput {
   /** `^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$`; the workflow id is `release-<version>`. */
@@ -35,14 +36,7 @@ export type ResolvedReleaseInput = Required<ReleaseInput> & {
 };
 
 export const VERSION_PATTERN = /^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$/;
-const DURATION_PATTERN = /^(\d+)(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const KNOWN_FIELDS = ['version', 'model', 'percent', 'bake', 'interval', 'notify'];
-
-export function parseDuration(text: string): number | undefined {
-  const m = DURATION_PATTERN.exec(text);
-  return m ? Number(m[1]) * UNIT_MS[m[2]] : undefined;
-}
 
 /** Returns the problems with an input, each naming its field; empty when the input is valid. */
 export function releaseInputProblems(input: unknown): string[] {

@@ -13,7 +13,8 @@
  * the command line wins. --rate 0 serves the API only. Without --duration it runs until
  * SIGTERM/SIGINT, then stops starting activities, flushes what it wrote to Kafka and exits.
  */
-import { durationMs, loadConfig } from '../../lib/config.ts';
+import { loadConfig } from '../../lib/config.ts';
+import { durationMs } from '../../lib/duration.ts';
 import { listen } from '../../lib/http.ts';
 import { ensureTopic, produceLines } from '../../lib/kafka.ts';
 import { Registry } from '../../lib/metrics.ts';
