@@ -10,13 +10,13 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { loadConfig } from '../lib/config.ts';
 import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
 import { connectClient } from '../lib/temporal.ts';
+import { freePort } from '../testkit/net.ts';
 import { createWorker } from '../workers/worker.ts';
 import type { DatabaseBackupResult } from '../workflows/backup.ts';
 import type { DatabaseRestoreResult } from '../workflows/restore.ts';
@@ -35,12 +35,6 @@ const live = `marquee_bench_backup_${tag}`;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-bench-backup-'));
 const admin = createPool(cfg, { database: 'postgres', max: 1 });
 admin.on('error', () => undefined);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-  });
-}
 
 /** ~ROWS rows shaped like Marquee's: watches, ratings, recommendation events and served answers. */
 async function fill(pool: Pool): Promise<void> {

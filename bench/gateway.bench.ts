@@ -8,7 +8,10 @@
  */
 import { loadConfig } from '../lib/config.ts';
 import { createPool, migrate } from '../lib/db.ts';
-import { inferenceWorld, openLoop, percentiles, request, startGateway, stop } from '../tests/support/upstream.ts';
+import { inferenceWorld, startGateway } from '../testkit/inference.ts';
+import { openLoop, percentiles } from '../testkit/load.ts';
+import { request } from '../testkit/net.ts';
+import { stop } from '../testkit/processes.ts';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);

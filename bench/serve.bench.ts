@@ -14,7 +14,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +22,7 @@ import { loadConfig, projectRoot } from '../lib/config.ts';
 import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
 import { createChromaClient } from '../lib/chroma.ts';
 import { Rng } from '../lib/random.ts';
+import { freePort } from '../testkit/net.ts';
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => argv.includes(`--${name}`);
@@ -102,14 +102,6 @@ async function saturate(port: number, user: () => number, concurrency: number, s
 function rng(seed: number): () => number {
   const r = Rng.unhashed(seed);
   return () => r.next();
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-    s.on('error', reject);
-  });
 }
 
 async function waitHttp(url: string, ok: (body: string) => boolean, timeoutMs: number, child: ChildProcess): Promise<void> {

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
-import net from 'node:net';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import express from 'express';
@@ -9,6 +8,7 @@ import { loadConfig, projectRoot } from '../lib/config.ts';
 import { databaseUrl, type Pool } from '../lib/db.ts';
 import { fillOnce } from '../services/catalog/fill.ts';
 import { TokenBucket } from '../services/catalog/ratelimit.ts';
+import { freePort } from '../testkit/net.ts';
 import { scratchDatabase } from './support/db.ts';
 
 // A small stand-in for the movie/user info API: known answers, 404s, a flaky id and one that hangs.
@@ -161,14 +161,6 @@ describe('catalog fillOnce', () => {
     expect(ms).toBeGreaterThanOrEqual(10 * 20 * 0.9);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)); });
-    s.once('error', reject);
-  });
-}
 
 describe('catalog service', () => {
   it('fills new rows by polling, serves /healthz and /metrics, and stops on SIGTERM', async () => {

@@ -1,19 +1,7 @@
-import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BASE_IMAGE, LABELS, buildImage, dockerClient, dockerDisabled, engineAvailable, tarFiles } from '../lib/docker.ts';
 import { docker as dockerComponent } from '../stack/components/docker.ts';
-
-/** A port nobody listens on right now, for the container to take on the host network. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../testkit/net.ts';
 
 async function fetchWithRetry(url: string, timeoutMs: number): Promise<Response> {
   const deadline = Date.now() + timeoutMs;

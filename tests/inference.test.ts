@@ -16,7 +16,8 @@ import { chromaClientAt } from '../lib/chroma.ts';
 import { chromaBinary } from '../stack/components/venv.ts';
 import { scratchDatabase } from './support/db.ts';
 import { requireServer } from './support/servers.ts';
-import { alive, freePort, request, spawnTs, stop, waitForHttp, type Proc } from './support/upstream.ts';
+import { freePort, request, waitForHttp } from '../testkit/net.ts';
+import { alive, spawnTs, stop, type Proc } from '../testkit/processes.ts';
 
 const cfg = loadConfig();
 const HOUR = 3_600_000;

@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { processRuntime } from '../lib/runtime/process.ts';
 import { slotFingerprint, type SlotDeployment } from '../lib/runtime/slots.ts';
-import { freePort } from './support/upstream.ts';
+import { freePort } from '../testkit/net.ts';
 
 const home = mkdtempSync(path.join(os.tmpdir(), 'marquee-runtime-'));
 process.env.MARQUEE_HOME = home;
