@@ -3,7 +3,7 @@ import type { Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
 import { ensureTopic, kafkaClient } from '../../lib/kafka.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { writeBatch } from './writer.ts';
+import { writeBatch } from '../../lib/ingest/writer.ts';
 
 export interface IngestOptions {
   groupId?: string;
