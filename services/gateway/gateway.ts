@@ -13,14 +13,14 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import { serviceApp } from '../../lib/http.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { parseUserId, slotFor, type Slot } from '../../lib/routing.ts';
+import { parseUserId, slotFor, type RoutingState, type Slot } from '../../lib/routing.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
 import { adminRouter } from './admin.ts';
 import { BatchWriter } from './batch.ts';
 import { HealthChecker, probe } from './health.ts';
 import { writeAssignments, writeServed, type AssignmentRow, type ServedRow } from './history.ts';
 import { PopularList } from './popular.ts';
-import { initState, loadState, routingFields, type RoutingState } from './state.ts';
+import { initState, loadState, routingFields } from './state.ts';
 import { parseAnswer, UpstreamError, Upstreams } from './upstream.ts';
 
 export interface GatewayOptions {
