@@ -243,7 +243,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
     }
     const metrics = (await request(`${affinity.url}/metrics`)).body;
     expect(metrics).toMatch(/inference_fallbacks_total\{reason="deadline"\} [5-9]/);
-    expect(metrics).toMatch(/inference_request_duration_seconds_bucket\{outcome="model",le="0.025"\} \d+/);
+    expect(metrics).toMatch(/inference_request_duration_seconds_bucket\{(?=[^}]*outcome="model")(?=[^}]*le="0.025")[^}]*\} \d+/);
     expect(metrics).toMatch(/inference_bad_requests_total \d+/);
     // And back to model answers once the lock is gone.
     expect((await request(`${affinity.url}/recommend/1`)).headers['x-marquee-outcome']).toBe('model');
