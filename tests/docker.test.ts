@@ -63,7 +63,7 @@ else describe('docker engine', () => {
   });
 
   it('builds an image FROM the local base and serves from it on the host network', async () => {
-    const context = tarFiles({
+    const context = await tarFiles({
       Dockerfile: [
         `FROM ${BASE_IMAGE}`,
         'WORKDIR /app',
@@ -105,14 +105,14 @@ else describe('docker engine', () => {
   }, 120_000);
 
   it('rejects with the build error when a RUN step fails', async () => {
-    const context = tarFiles({ Dockerfile: `FROM ${BASE_IMAGE}\nRUN echo about-to-fail && exit 7\n` });
+    const context = await tarFiles({ Dockerfile: `FROM ${BASE_IMAGE}\nRUN echo about-to-fail && exit 7\n` });
     const built = buildImage(context, `${tag}-broken`, docker);
     await expect(built).rejects.toThrow(/returned a non-zero code: 7/);
     await expect(built).rejects.toThrow(/about-to-fail/);
   }, 60_000);
 
   it('rejects with the build error when the Dockerfile is malformed', async () => {
-    const context = tarFiles({ Dockerfile: `FROM ${BASE_IMAGE}\nNOTANINSTRUCTION foo\n` });
+    const context = await tarFiles({ Dockerfile: `FROM ${BASE_IMAGE}\nNOTANINSTRUCTION foo\n` });
     await expect(buildImage(context, `${tag}-broken`, docker)).rejects.toThrow(/unknown instruction: NOTANINSTRUCTION/i);
   }, 60_000);
 });
