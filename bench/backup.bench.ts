@@ -16,17 +16,15 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { loadConfig } from '../lib/config.ts';
 import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
 import { connectClient } from '../lib/temporal.ts';
+import { benchArgs } from '../testkit/args.ts';
 import { freePort } from '../testkit/net.ts';
 import { createWorker } from '../workers/worker.ts';
 import type { DatabaseBackupResult } from '../workflows/backup.ts';
 import type { DatabaseRestoreResult } from '../workflows/restore.ts';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const ROWS = Math.min(arg('rows', 1_000_000), 5_000_000);
-const REPEAT = Math.max(1, Math.min(arg('repeat', 2), 5));
+const args = benchArgs('npm run bench:backup [-- --rows 1000000 --repeat 2]', { rows: '1000000', repeat: '2' });
+const ROWS = Math.min(args.number('rows', { min: 4, integer: true }), 5_000_000);
+const REPEAT = Math.max(1, Math.min(args.number('repeat', { min: 1, integer: true }), 5));
 const cfg = loadConfig();
 Runtime.install({ logger: new DefaultLogger('WARN') });
 

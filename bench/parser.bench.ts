@@ -4,13 +4,11 @@
 // The baseline is the least any parser must do: split each line on commas and pick the kind and
 // fields with one regular expression each, validating nothing (no dates, ranges or slugs). The
 // ratio says what the checks and the typed events cost over that.
-import { parseArgs } from 'node:util';
 import { parseLine } from '../lib/events/parser.ts';
 import { Rng } from '../lib/random.ts';
+import { benchArgs } from '../testkit/args.ts';
 
-const { values } = parseArgs({ options: { lines: { type: 'string', default: '1000000' } }, strict: true, allowPositionals: false });
-const count = Number(values.lines);
-if (!Number.isInteger(count) || count <= 0) throw new Error(`--lines must be a positive integer, got ${values.lines}`);
+const count = benchArgs('npm run bench:parser [-- --lines 1000000]', { lines: '1000000' }).number('lines', { min: 1, integer: true });
 
 const rng = new Rng(42);
 const words = ['the', 'shawshank', 'redemption', 'matrix', 'up', 'inception', 'dark', 'knight', 'city', 'of', 'god'];

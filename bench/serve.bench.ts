@@ -22,11 +22,15 @@ import { loadConfig, projectRoot } from '../lib/config.ts';
 import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
 import { createChromaClient } from '../lib/chroma.ts';
 import { Rng } from '../lib/random.ts';
+import { benchArgs } from '../testkit/args.ts';
 import { freePort } from '../testkit/net.ts';
 
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const opt = (name: string, def: string) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : def; };
+// Empty defaults: the real ones depend on --quick (see main).
+const args = benchArgs('npm run bench:serve [-- --model models/affinity-v1.json --movies 27000 --users 20000 --seconds 10 --quick]', {
+  model: 'models/affinity-v1.json', movies: '', users: '', seconds: '', quick: false, 'baseline-server': '',
+});
+/** A number option, or `def` when it was not given. */
+const count = (name: string, def: number) => (args.string(name) === '' ? def : args.number(name, { min: 1, integer: true }));
 
 // ---- load generation -----------------------------------------------------------------------
 
@@ -204,11 +208,11 @@ const row = (who: string, s: Stats) =>
   `${who.padEnd(10)} ${s.label.padEnd(11)} ${String(s.n).padStart(7)} ${fmt(s.p50)} ${fmt(s.p99)} ${fmt(s.max)} ${s.rps.toFixed(0).padStart(8)} ${String(s.errors).padStart(6)} ${String(s.fallbacks).padStart(9)}`;
 
 async function main(): Promise<void> {
-  const quick = flag('quick');
-  const model = opt('model', 'models/affinity-v1.json');
-  const nMovies = Number(opt('movies', quick ? '5000' : '27000'));
-  const nUsers = Number(opt('users', quick ? '5000' : '20000'));
-  const seconds = Number(opt('seconds', quick ? '4' : '10'));
+  const quick = args.flag('quick');
+  const model = args.string('model');
+  const nMovies = count('movies', quick ? 5000 : 27000);
+  const nUsers = count('users', quick ? 5000 : 20000);
+  const seconds = count('seconds', quick ? 4 : 10);
   const satSeconds = quick ? 3 : 5;
   const levels = [1, 8, 32, 64];
   const warmShare = 0.8;
@@ -278,13 +282,13 @@ async function main(): Promise<void> {
 
 // ---- entry: the bench, or the baseline server (this file run with --baseline-server <port>) ----
 
-if (flag('baseline-server')) {
+if (args.string('baseline-server') !== '') {
   const ids = Array.from({ length: 20 }, (_, i) => `baseline+movie+${i}+2001`).join(',');
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.get('/recommend/:userid', (_req, res) => { res.type('text/plain').send(ids); });
-  const server = app.listen(Number(opt('baseline-server', '0')), '127.0.0.1', () => console.log('baseline ready'));
+  const server = app.listen(args.number('baseline-server', { min: 0, integer: true }), '127.0.0.1', () => console.log('baseline ready'));
   server.keepAliveTimeout = 65_000;
   process.on('SIGTERM', () => process.exit(0));
 } else {
