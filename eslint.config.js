@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 
 /**
  * The layers, lowest first: lib (shared domain code) ← services, activities ← workflows, workers,
- * cli ← bench, tests. A folder may import only from its own layer and below; the rules below name
+ * cli ← testkit (rigs shared by tests and benchmarks) ← bench, tests. A folder may import only from its own layer and below; the rules below name
  * what each folder must not import. Type-only imports of workflow definitions (signals, queries,
  * result types) are allowed to the CLI; activities reach the CLI only through Temporal or lib/.
  */
@@ -35,21 +35,21 @@ export default tseslint.config(
   },
   {
     files: ['lib/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [layer('lib/', ['services', 'activities', 'workflows', 'workers', 'cli', 'bench', 'tests', 'stack'])] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [layer('lib/', ['services', 'activities', 'workflows', 'workers', 'cli', 'bench', 'tests', 'testkit', 'stack'])] }] },
   },
   {
     files: ['services/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [layer('services/', ['activities', 'workflows', 'workers', 'cli', 'bench', 'tests'])] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [layer('services/', ['activities', 'workflows', 'workers', 'cli', 'bench', 'tests', 'testkit'])] }] },
   },
   {
     files: ['activities/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [layer('activities/', ['services', 'workflows', 'workers', 'cli', 'bench', 'tests'])] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [layer('activities/', ['services', 'workflows', 'workers', 'cli', 'bench', 'tests', 'testkit'])] }] },
   },
   {
     files: ['cli/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [
       { ...layer('cli/', ['activities']), allowTypeImports: true, message: 'cli/ reaches activities only through Temporal (a workflow) or lib/; move shared code into lib/.' },
-      layer('cli/', ['workers', 'bench', 'tests']),
+      layer('cli/', ['workers', 'bench', 'tests', 'testkit']),
     ] }] },
   },
   {
@@ -63,7 +63,7 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: [
         noSideEffectModules,
         { group: ['../activities/*', '../activities/**'], allowTypeImports: true, message: 'Import activities into workflows by type only.' },
-        layer('workflows/', ['services', 'workers', 'cli', 'bench', 'tests']),
+        layer('workflows/', ['services', 'workers', 'cli', 'bench', 'tests', 'testkit']),
       ] }],
     },
   },

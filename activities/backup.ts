@@ -7,7 +7,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmS
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { durationMs } from '../lib/config.ts';
+import { durationMs } from '../lib/duration.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { HashCounter, sha256File } from '../lib/backup/checksum.ts';
 import { MANIFEST_FORMAT, manifestPath, manifestProblems, parseManifest, type BackupManifest } from '../lib/backup/manifest.ts';

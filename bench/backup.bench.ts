@@ -10,24 +10,21 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { databaseUrl } from '../lib/db.ts';
 import { loadConfig } from '../lib/config.ts';
-import { createPool, migrate, type Pool } from '../lib/db.ts';
+import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
 import { connectClient } from '../lib/temporal.ts';
+import { benchArgs } from '../testkit/args.ts';
+import { freePort } from '../testkit/net.ts';
 import { createWorker } from '../workers/worker.ts';
 import type { DatabaseBackupResult } from '../workflows/backup.ts';
 import type { DatabaseRestoreResult } from '../workflows/restore.ts';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const ROWS = Math.min(arg('rows', 1_000_000), 5_000_000);
-const REPEAT = Math.max(1, Math.min(arg('repeat', 2), 5));
+const args = benchArgs('npm run bench:backup [-- --rows 1000000 --repeat 2]', { rows: '1000000', repeat: '2' });
+const ROWS = Math.min(args.number('rows', { min: 4, integer: true }), 5_000_000);
+const REPEAT = Math.max(1, Math.min(args.number('repeat', { min: 1, integer: true }), 5));
 const cfg = loadConfig();
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
@@ -36,12 +33,6 @@ const live = `marquee_bench_backup_${tag}`;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-bench-backup-'));
 const admin = createPool(cfg, { database: 'postgres', max: 1 });
 admin.on('error', () => undefined);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-  });
-}
 
 /** ~ROWS rows shaped like Marquee's: watches, ratings, recommendation events and served answers. */
 async function fill(pool: Pool): Promise<void> {

@@ -8,16 +8,17 @@
  */
 import { loadConfig } from '../lib/config.ts';
 import { createPool, migrate } from '../lib/db.ts';
-import { inferenceWorld, openLoop, percentiles, request, startGateway, stop } from '../tests/support/upstream.ts';
+import { benchArgs } from '../testkit/args.ts';
+import { inferenceWorld, startGateway } from '../testkit/inference.ts';
+import { openLoop, percentiles } from '../testkit/load.ts';
+import { request } from '../testkit/net.ts';
+import { stop } from '../testkit/processes.ts';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const RPS = arg('rps', 200);
-const SECONDS = arg('seconds', 20);
-const BLOCK = arg('block', 5);
-const WARMUP = arg('warmup', 3);
+const args = benchArgs('npm run bench:gateway [-- --rps 200 --seconds 20 --block 5 --warmup 3]', { rps: '200', seconds: '20', block: '5', warmup: '3' });
+const RPS = args.number('rps', { min: 1 });
+const SECONDS = args.number('seconds', { min: 1 });
+const BLOCK = args.number('block', { min: 1 });
+const WARMUP = args.number('warmup', { min: 0 });
 const cfg = loadConfig();
 
 const name = `marquee_bench_gateway_${process.pid}`;

@@ -12,13 +12,11 @@ import { parseLine } from '../lib/events/parser.ts';
 import { ensureTopic, kafkaClient, produceLines } from '../lib/kafka.ts';
 import { Ingest } from '../services/ingest/consumer.ts';
 import { generateLines } from '../services/simulator/offline.ts';
+import { benchArgs } from '../testkit/args.ts';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const N = arg('lines', 1_000_000);
-const BASELINE_N = Math.min(N, arg('baseline-lines', 50_000));
+const args = benchArgs('npm run bench:ingest [-- --lines 1000000 --baseline-lines 50000]', { lines: '1000000', 'baseline-lines': '50000' });
+const N = args.number('lines', { min: 1, integer: true });
+const BASELINE_N = Math.min(N, args.number('baseline-lines', { min: 1, integer: true }));
 const cfg = loadConfig();
 process.env.MARQUEE_KAFKA_QUIET = '1';
 

@@ -8,21 +8,21 @@
  *
  *   npm run bench:judge [-- --runs 200]
  */
-import { parseArgs } from 'node:util';
 import { DEFAULT_EVAL_SETTINGS } from '../lib/eval/settings.ts';
 import { errorRateStudy } from '../lib/eval/simulate.ts';
 import { pct, textTable } from '../lib/eval/table.ts';
+import { benchArgs } from '../testkit/args.ts';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '200' }, seed: { type: 'string', default: '1' } } });
-const runs = Number(values.runs);
-if (!Number.isInteger(runs) || runs < 1 || runs > 5000) throw new Error(`--runs must be an integer from 1 to 5000 (got ${values.runs})`);
+const args = benchArgs('npm run bench:judge [-- --runs 200 --seed 1]', { runs: '200', seed: '1' });
+const runs = args.number('runs', { min: 1, integer: true });
+if (runs > 5000) throw new Error(`--runs must be an integer from 1 to 5000 (got ${runs})`);
 
 const s = DEFAULT_EVAL_SETTINGS;
 const baseRates = [0.1, 0.3, 0.5];
 console.log(`judge error-rate study: ${runs} seeded comparisons per row, ${s.judge.minUsersPerSlot} users per slot (the minimum), ` +
   `margin ${s.judge.nonInferiorityMargin}, confidence ${s.judge.confidence}, per-user outcome "${s.userOutcome}", 1–3 exposures per user`);
 const started = performance.now();
-const rows = errorRateStudy(s, { runs, baseRates, seed: Number(values.seed) });
+const rows = errorRateStudy(s, { runs, baseRates, seed: args.number('seed', { integer: true }) });
 const seconds = (performance.now() - started) / 1000;
 
 console.log(textTable(

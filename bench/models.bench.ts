@@ -20,18 +20,18 @@ import { contentVector } from '../lib/vectors/content.ts';
 import { chooseUser, pickChance } from '../services/simulator/behaviour.ts';
 import { forEachLine } from '../services/simulator/offline.ts';
 import { createWorld, movieInfo } from '../services/simulator/world.ts';
+import { benchArgs } from '../testkit/args.ts';
 
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;
-}
-
-const seed = Number(option('seed', '11'));
-const movies = Number(option('movies', '1500'));
-const users = Number(option('users', '12000'));
-const lineCount = Number(option('lines', '600000'));
-const requests = Number(option('requests', '4000'));
-const specPaths = option('specs', 'models/seed-baseline.json,models/affinity-v1.json,models/taste-v1.json').split(',');
+const args = benchArgs('npm run bench:models [-- --seed 11 --movies 1500 --users 12000 --lines 600000 --requests 4000 --specs a.json,b.json]', {
+  seed: '11', movies: '1500', users: '12000', lines: '600000', requests: '4000',
+  specs: 'models/seed-baseline.json,models/affinity-v1.json,models/taste-v1.json',
+});
+const seed = args.number('seed', { min: 0, integer: true });
+const movies = args.number('movies', { min: 1, integer: true });
+const users = args.number('users', { min: 1, integer: true });
+const lineCount = args.number('lines', { min: 1, integer: true });
+const requests = args.number('requests', { min: 1, integer: true });
+const specPaths = args.string('specs').split(',');
 
 interface Acc { minutes: Set<number>; firstAt: number | null; lastAt: number | null; rating: number | null; ratedAt: number | null }
 

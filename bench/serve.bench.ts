@@ -14,18 +14,23 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { loadConfig, projectRoot } from '../lib/config.ts';
-import { createPool, migrate, type Pool } from '../lib/db.ts';
-import { chromaClient } from '../lib/models/collection.ts';
+import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
+import { createChromaClient } from '../lib/chroma.ts';
+import { Rng } from '../lib/random.ts';
+import { benchArgs } from '../testkit/args.ts';
+import { freePort } from '../testkit/net.ts';
 
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const opt = (name: string, def: string) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : def; };
+// Empty defaults: the real ones depend on --quick (see main).
+const args = benchArgs('npm run bench:serve [-- --model models/affinity-v1.json --movies 27000 --users 20000 --seconds 10 --quick]', {
+  model: 'models/affinity-v1.json', movies: '', users: '', seconds: '', quick: false, 'baseline-server': '',
+});
+/** A number option, or `def` when it was not given. */
+const count = (name: string, def: number) => (args.string(name) === '' ? def : args.number(name, { min: 1, integer: true }));
 
 // ---- load generation -----------------------------------------------------------------------
 
@@ -99,16 +104,8 @@ async function saturate(port: number, user: () => number, concurrency: number, s
 // ---- setup ---------------------------------------------------------------------------------
 
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => { s = (s + 0x6d2b79f5) >>> 0; let t = s; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-    s.on('error', reject);
-  });
+  const r = Rng.unhashed(seed);
+  return () => r.next();
 }
 
 async function waitHttp(url: string, ok: (body: string) => boolean, timeoutMs: number, child: ChildProcess): Promise<void> {
@@ -170,7 +167,7 @@ async function buildWorld(nMovies: number, nUsers: number): Promise<World> {
     SELECT user_id, movie_id, 1 + (abs(hashtext(movie_id || user_id)) % 5), last_at FROM watches WHERE (user_id + length(movie_id)) % 4 = 0`);
   await pool.query('ANALYZE');
 
-  const chroma = chromaClient(cfg.chroma.url);
+  const chroma = createChromaClient(cfg);
   const collection = `movies_bench_${tag}`;
   const col = await chroma.createCollection({ name: collection, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
   for (let i = 0; i < ids.length; i += 2000) {
@@ -211,11 +208,11 @@ const row = (who: string, s: Stats) =>
   `${who.padEnd(10)} ${s.label.padEnd(11)} ${String(s.n).padStart(7)} ${fmt(s.p50)} ${fmt(s.p99)} ${fmt(s.max)} ${s.rps.toFixed(0).padStart(8)} ${String(s.errors).padStart(6)} ${String(s.fallbacks).padStart(9)}`;
 
 async function main(): Promise<void> {
-  const quick = flag('quick');
-  const model = opt('model', 'models/affinity-v1.json');
-  const nMovies = Number(opt('movies', quick ? '5000' : '27000'));
-  const nUsers = Number(opt('users', quick ? '5000' : '20000'));
-  const seconds = Number(opt('seconds', quick ? '4' : '10'));
+  const quick = args.flag('quick');
+  const model = args.string('model');
+  const nMovies = count('movies', quick ? 5000 : 27000);
+  const nUsers = count('users', quick ? 5000 : 20000);
+  const seconds = count('seconds', quick ? 4 : 10);
   const satSeconds = quick ? 3 : 5;
   const levels = [1, 8, 32, 64];
   const warmShare = 0.8;
@@ -242,9 +239,7 @@ async function main(): Promise<void> {
   const results: { who: string; stats: Stats[] }[] = [];
   try {
     const sPort = await freePort();
-    const dbUrl = new URL(cfg.postgres.url);
-    dbUrl.pathname = `/${world.dbName}`;
-    service = spawnNode(['services/inference/main.ts'], { MARQUEE_POSTGRES_URL: dbUrl.toString(), INFERENCE_PORT: String(sPort), INFERENCE_MODEL: specFile, INFERENCE_SLOT: 'nightly' });
+    service = spawnNode(['services/inference/main.ts'], { MARQUEE_POSTGRES_URL: databaseUrl(cfg, world.dbName), INFERENCE_PORT: String(sPort), INFERENCE_MODEL: specFile, INFERENCE_SLOT: 'nightly' });
     const bPort = await freePort();
     baseline = spawnNode([fileURLToPath(import.meta.url), '--baseline-server', String(bPort)], {});
     await waitHttp(`http://127.0.0.1:${sPort}/healthz`, (b) => JSON.parse(b).degraded === false, 120_000, service);
@@ -287,13 +282,13 @@ async function main(): Promise<void> {
 
 // ---- entry: the bench, or the baseline server (this file run with --baseline-server <port>) ----
 
-if (flag('baseline-server')) {
+if (args.string('baseline-server') !== '') {
   const ids = Array.from({ length: 20 }, (_, i) => `baseline+movie+${i}+2001`).join(',');
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.get('/recommend/:userid', (_req, res) => { res.type('text/plain').send(ids); });
-  const server = app.listen(Number(opt('baseline-server', '0')), '127.0.0.1', () => console.log('baseline ready'));
+  const server = app.listen(args.number('baseline-server', { min: 0, integer: true }), '127.0.0.1', () => console.log('baseline ready'));
   server.keepAliveTimeout = 65_000;
   process.on('SIGTERM', () => process.exit(0));
 } else {

@@ -9,7 +9,8 @@
  * for late lines, default 60s). reproduce exits 0 when the lists match, 1 when they differ.
  */
 import { parseOptions, UsageError, withUsage, type OptionSpec } from './args.ts';
-import { durationMs, loadConfig } from '../lib/config.ts';
+import { loadConfig } from '../lib/config.ts';
+import { durationMs } from '../lib/duration.ts';
 import { createPool } from '../lib/db.ts';
 import { assertDatabaseName } from '../lib/backup/names.ts';
 import { formatReproduce, reproduce } from '../lib/provenance/reproduce.ts';

@@ -3,12 +3,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DURATION_HINT, DURATION_PATTERN } from './duration.ts';
 import { evaluationSchema } from './eval/settings.ts';
 
 /** The repository root, so paths in the config resolve the same from any working directory. */
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as 90s, 30m, 12h or 7d');
+const duration = z.string().regex(DURATION_PATTERN, DURATION_HINT);
 const port = z.number().int().min(1).max(65535);
 const hostPort = z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port');
 
@@ -136,14 +137,6 @@ let cached: Config | undefined;
 export function loadConfig(): Config {
   if (!cached) cached = loadConfigFile(process.env.MARQUEE_CONFIG ?? path.join(projectRoot, 'temporal.yaml'));
   return cached;
-}
-
-/** Parses durations such as 90s, 30m, 12h, 7d into milliseconds. */
-export function durationMs(text: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
-  if (!m) throw new Error(`bad duration "${text}": expected a number followed by ms, s, m, h or d`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
 }
 
 /** Where local state lives (.marquee/ in the repository unless MARQUEE_HOME says otherwise). */

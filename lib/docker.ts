@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import Docker from 'dockerode';
+import tar from 'tar-stream';
 import { stateDir } from './config.ts';
 
 /** The local base image every service image builds FROM (made by `docker import`, no registry needed). */
@@ -98,41 +99,18 @@ interface ProgressEntry {
 }
 
 /**
- * Reads a JSON-lines progress stream (build, import). Docker reports failures inside the stream with
- * HTTP 200, so an `error`/`errorDetail` entry is turned into a rejection here.
+ * Follows a build or import progress stream with dockerode's modem.followProgress. Docker reports
+ * failures inside the stream with HTTP 200, so the first `error`/`errorDetail` entry turns into a
+ * rejection here; followProgress alone would resolve.
  */
-export function readProgress(stream: NodeJS.ReadableStream, onEntry: (e: ProgressEntry) => void = () => {}): Promise<ProgressEntry[]> {
+export function readProgress(docker: Docker, stream: NodeJS.ReadableStream, onEntry: (e: ProgressEntry) => void = () => {}): Promise<ProgressEntry[]> {
   return new Promise((resolve, reject) => {
-    const entries: ProgressEntry[] = [];
-    let buffered = '';
-    let failed: Error | undefined;
-    const take = (line: string) => {
-      if (line.trim() === '') return;
-      let entry: ProgressEntry;
-      try {
-        entry = JSON.parse(line) as ProgressEntry;
-      } catch {
-        entry = { stream: line };
-      }
-      entries.push(entry);
-      onEntry(entry);
-      if ((entry.error || entry.errorDetail) && !failed) {
-        failed = new Error((entry.errorDetail?.message ?? entry.error ?? 'unknown error').trim());
-      }
-    };
-    stream.setEncoding?.('utf8');
-    stream.on('data', (chunk: string | Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      lines.forEach(take);
-    });
-    stream.on('error', reject);
-    stream.on('end', () => {
-      take(buffered);
-      if (failed) reject(failed);
+    docker.modem.followProgress(stream, (err: Error | null, entries: ProgressEntry[]) => {
+      if (err) return reject(err);
+      const failed = entries.find((e) => e.error || e.errorDetail);
+      if (failed) reject(new Error((failed.errorDetail?.message ?? failed.error ?? 'unknown error').trim()));
       else resolve(entries);
-    });
+    }, onEntry);
   });
 }
 
@@ -155,7 +133,7 @@ export async function buildImage(
   const output: string[] = [];
   let entries: ProgressEntry[];
   try {
-    entries = await readProgress(stream, (e) => { if (e.stream) { output.push(e.stream); opts.onOutput?.(e.stream); } });
+    entries = await readProgress(docker, stream, (e) => { if (e.stream) { output.push(e.stream); opts.onOutput?.(e.stream); } });
   } catch (err) {
     const tail = output.join('').trimEnd().split('\n').slice(-10).join('\n');
     throw new Error(`building ${tag} failed: ${(err as Error).message}${tail ? `\n${tail}` : ''}`);
@@ -167,31 +145,22 @@ export async function buildImage(
   return info.Id;
 }
 
-/** Packs files into an uncompressed tar (ustar), enough for a build context made in memory. */
-export function tarFiles(files: Record<string, string | Buffer>): Buffer {
-  const blocks: Buffer[] = [];
-  const mtime = Math.floor(Date.now() / 1000);
+/**
+ * Packs files into an uncompressed tar, for a build context made in memory. tar-stream writes
+ * PAX headers for names past ustar's 100 bytes, so deep paths are fine too.
+ */
+export async function tarFiles(files: Record<string, string | Buffer>): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  const done = new Promise<Buffer>((resolve, reject) => {
+    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
+    pack.on('end', () => resolve(Buffer.concat(chunks)));
+    pack.on('error', reject);
+  });
+  const mtime = new Date();
   for (const [name, content] of Object.entries(files)) {
-    const data = Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8');
-    if (Buffer.byteLength(name) > 100) throw new Error(`tarFiles: name too long: ${name}`);
-    const header = Buffer.alloc(512);
-    const field = (offset: number, length: number, value: string) => header.write(value, offset, length, 'utf8');
-    const octal = (offset: number, length: number, value: number) => field(offset, length, value.toString(8).padStart(length - 1, '0') + '\0');
-    field(0, 100, name);
-    octal(100, 8, 0o644);
-    octal(108, 8, 0);
-    octal(116, 8, 0);
-    octal(124, 12, data.length);
-    octal(136, 12, mtime);
-    field(148, 8, '        ');
-    field(156, 1, '0');
-    field(257, 6, 'ustar\0');
-    field(263, 2, '00');
-    let sum = 0;
-    for (const byte of header) sum += byte;
-    field(148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
-    blocks.push(header, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+    pack.entry({ name, mode: 0o644, mtime }, Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8'));
   }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
+  pack.finalize();
+  return done;
 }

@@ -1,9 +1,8 @@
 import type { Config } from './config.ts';
-import type { RoutingPatch, RoutingState as Routing } from '../services/gateway/state.ts';
+import type { RoutingPatch, RoutingState as Routing } from './routing.ts';
 
-// The admin API's shapes are the gateway's own (GET answers the full state, PUT takes a patch).
-export type { RoutingPatch } from '../services/gateway/state.ts';
-export type { RoutingState as Routing } from '../services/gateway/state.ts';
+// The admin API's shapes (GET answers the full state, PUT takes a patch).
+export type { RoutingPatch, RoutingState as Routing } from './routing.ts';
 
 /** The gateway's admin API, as workflows' activities and the CLI use it. */
 export function gatewayAdmin(cfg: Config, base = `http://127.0.0.1:${cfg.services.gateway.port}`) {

@@ -14,8 +14,12 @@ export function serviceApp(opts: { registry: Registry; health: () => Promise<Rec
       res.status(503).json({ status: 'error', error: (err as Error).message });
     }
   });
-  app.get('/metrics', (_req, res) => {
-    res.type('text/plain; version=0.0.4').send(opts.registry.render());
+  app.get('/metrics', async (_req, res) => {
+    try {
+      res.type(opts.registry.contentType).send(await opts.registry.render());
+    } catch (err) {
+      res.status(500).type('text/plain').send(`metrics: ${(err as Error).message}\n`);
+    }
   });
   return app;
 }

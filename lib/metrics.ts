@@ -1,70 +1,75 @@
 /**
- * A small Prometheus text-format registry: counters, gauges and histograms with labels.
- * Enough for /metrics on every service without another dependency.
+ * Prometheus metrics for every service, on prom-client: one Registry per service (so in-process
+ * tests with several services never mix their series), the default process metrics (CPU, memory,
+ * event loop, GC) in each, and histograms with explicit buckets.
+ *
+ * The wrappers keep two things prom-client does not give: `inc(undefined, n)` adds n to an
+ * unlabelled metric (prom-client would read undefined as "no value" and add 1), and `get` reads a
+ * current value synchronously (services use it in /healthz and in log throttling).
  */
-type Labels = Record<string, string | number>;
+import client from 'prom-client';
 
-const labelKey = (labels: Labels = {}): string =>
-  Object.keys(labels).sort().map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',');
+export type Labels = Record<string, string | number>;
 
-abstract class Metric {
-  constructor(readonly name: string, readonly help: string, readonly type: string) {}
-  abstract lines(): string[];
-}
+/** The key of one series for the synchronous reads: its label values in declared order. */
+const seriesKey = (names: readonly string[], labels: Labels = {}): string => names.map((n) => String(labels[n] ?? '')).join('\u0000');
 
-export class Counter extends Metric {
-  private values = new Map<string, number>();
-  constructor(name: string, help: string) { super(name, help, 'counter'); }
+export class Counter {
+  private readonly values = new Map<string, number>();
+  constructor(private readonly metric: client.Counter<string>, private readonly labelNames: readonly string[]) {}
   inc(labels?: Labels, by = 1): void {
-    const k = labelKey(labels);
+    if (labels) this.metric.inc(labels, by);
+    else this.metric.inc(by);
+    const k = seriesKey(this.labelNames, labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
-  get(labels?: Labels): number { return this.values.get(labelKey(labels)) ?? 0; }
-  lines(): string[] { return [...this.values].map(([k, v]) => `${this.name}${k ? `{${k}}` : ''} ${v}`); }
+  get(labels?: Labels): number { return this.values.get(seriesKey(this.labelNames, labels)) ?? 0; }
 }
 
-export class Gauge extends Metric {
-  private values = new Map<string, number>();
-  constructor(name: string, help: string) { super(name, help, 'gauge'); }
-  set(labels: Labels | undefined, value: number): void { this.values.set(labelKey(labels), value); }
-  get(labels?: Labels): number | undefined { return this.values.get(labelKey(labels)); }
-  lines(): string[] { return [...this.values].map(([k, v]) => `${this.name}${k ? `{${k}}` : ''} ${v}`); }
-}
-
-export class Histogram extends Metric {
-  private series = new Map<string, { counts: number[]; sum: number; count: number }>();
-  constructor(name: string, help: string, readonly buckets: number[]) { super(name, help, 'histogram'); }
-  observe(labels: Labels | undefined, value: number): void {
-    const k = labelKey(labels);
-    let s = this.series.get(k);
-    if (!s) this.series.set(k, (s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 }));
-    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]) s.counts[i]++;
-    s.sum += value;
-    s.count++;
+export class Gauge {
+  private readonly values = new Map<string, number>();
+  constructor(private readonly metric: client.Gauge<string>, private readonly labelNames: readonly string[]) {}
+  set(labels: Labels | undefined, value: number): void {
+    if (labels) this.metric.set(labels, value);
+    else this.metric.set(value);
+    this.values.set(seriesKey(this.labelNames, labels), value);
   }
-  lines(): string[] {
-    const out: string[] = [];
-    for (const [k, s] of this.series) {
-      const sep = k ? `${k},` : '';
-      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket{${sep}le="${b}"} ${s.counts[i]}`));
-      out.push(`${this.name}_bucket{${sep}le="+Inf"} ${s.count}`);
-      out.push(`${this.name}_sum${k ? `{${k}}` : ''} ${s.sum}`);
-      out.push(`${this.name}_count${k ? `{${k}}` : ''} ${s.count}`);
-    }
-    return out;
+  get(labels?: Labels): number | undefined { return this.values.get(seriesKey(this.labelNames, labels)); }
+}
+
+export class Histogram {
+  constructor(private readonly metric: client.Histogram<string>) {}
+  observe(labels: Labels | undefined, value: number): void {
+    if (labels) this.metric.observe(labels, value);
+    else this.metric.observe(value);
   }
 }
 
 export class Registry {
-  private metrics: Metric[] = [];
-  counter(name: string, help: string): Counter { return this.add(new Counter(name, help)); }
-  gauge(name: string, help: string): Gauge { return this.add(new Gauge(name, help)); }
-  histogram(name: string, help: string, buckets: number[]): Histogram { return this.add(new Histogram(name, help, buckets)); }
-  private add<T extends Metric>(m: T): T { this.metrics.push(m); return m; }
-  render(): string {
-    return this.metrics.flatMap((m) => [`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`, ...m.lines()]).join('\n') + '\n';
+  readonly prom = new client.Registry();
+
+  /** `processMetrics: false` leaves out the default process metrics (for registries that are not a service's). */
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics !== false) client.collectDefaultMetrics({ register: this.prom });
   }
+
+  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
+    return new Counter(new client.Counter({ name, help, labelNames, registers: [this.prom] }), labelNames);
+  }
+
+  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
+    return new Gauge(new client.Gauge({ name, help, labelNames, registers: [this.prom] }), labelNames);
+  }
+
+  histogram(name: string, help: string, buckets: number[], labelNames: readonly string[] = []): Histogram {
+    return new Histogram(new client.Histogram({ name, help, buckets, labelNames, registers: [this.prom] }));
+  }
+
+  get contentType(): string { return this.prom.contentType; }
+
+  /** The exposition text for GET /metrics. */
+  render(): Promise<string> { return this.prom.metrics(); }
 }
 
-/** Latency buckets in seconds, from 1 ms to 2.5 s. */
+/** Latency buckets in seconds, from 1 ms to 2.5 s (0.6 s is the course's answer budget). */
 export const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.6, 1, 2.5];

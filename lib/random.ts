@@ -35,6 +35,16 @@ export class Rng {
     this.state = hash32(seed) | 0;
   }
 
+  /**
+   * Plain mulberry32 started at the seed itself, without hashing it first: the sequence the vector
+   * build's randomized eigensolver was written against, so its output stays the same.
+   */
+  static unhashed(seed: number): Rng {
+    const rng = new Rng(0);
+    rng.state = seed | 0;
+    return rng;
+  }
+
   /** Uniform in [0, 1). */
   next(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) | 0);

@@ -6,6 +6,25 @@ import { createHash } from 'node:crypto';
 
 export type Slot = 'main' | 'nightly';
 
+/**
+ * Where main and nightly live, their versions, the nightly percent and the release: the gateway
+ * keeps it (services/gateway/state.ts), its admin API answers it and takes RoutingPatch changes.
+ */
+export interface RoutingState {
+  mainUrl: string;
+  mainVersion: string;
+  nightlyUrl: string | null;
+  nightlyVersion: string | null;
+  nightlyPercent: number;
+  releaseId: string | null;
+  updatedAt: string;
+  updatedBy: string;
+}
+
+/** The fields an admin may set; everything else in a PUT body is an error. */
+export type RoutingPatch = Partial<Pick<RoutingState, 'mainUrl' | 'mainVersion' | 'nightlyUrl' | 'nightlyVersion' | 'nightlyPercent' | 'releaseId'>>;
+
+
 /** Buckets per percent point: the percent is compared with the bucket at 0.01-point resolution. */
 const BUCKETS = 10_000;
 

@@ -31,7 +31,8 @@ import { scratchDatabase } from './support/db.ts';
 import { actualRows, deleteTopic, expectedRows, ingestedCount, waitForIngested } from './support/ingest.ts';
 import { committedHistory, recordHistory } from './support/histories.ts';
 import { requireServer } from './support/servers.ts';
-import { alive, freePort, spawnTs, stop, type Proc } from './support/upstream.ts';
+import { freePort } from '../testkit/net.ts';
+import { alive, spawnTs, stop, type Proc } from '../testkit/processes.ts';
 
 Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
 

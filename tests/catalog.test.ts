@@ -1,14 +1,14 @@
 import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
-import net from 'node:net';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, projectRoot } from '../lib/config.ts';
-import type { Pool } from '../lib/db.ts';
+import { databaseUrl, type Pool } from '../lib/db.ts';
 import { fillOnce } from '../services/catalog/fill.ts';
 import { TokenBucket } from '../services/catalog/ratelimit.ts';
+import { freePort } from '../testkit/net.ts';
 import { scratchDatabase } from './support/db.ts';
 
 // A small stand-in for the movie/user info API: known answers, 404s, a flaky id and one that hangs.
@@ -162,24 +162,14 @@ describe('catalog fillOnce', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)); });
-    s.once('error', reject);
-  });
-}
-
 describe('catalog service', () => {
   it('fills new rows by polling, serves /healthz and /metrics, and stops on SIGTERM', async () => {
     await insertIds([], [2001]);
     users[2001] = { user_id: 2001, age: 50, occupation: 'writer', gender: 'M' };
     const port = await freePort();
-    const url = new URL(loadConfig().postgres.url);
-    url.pathname = `/${db.name}`;
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'services/catalog/main.ts')], {
       cwd: projectRoot,
-      env: { ...process.env, MARQUEE_POSTGRES_URL: url.toString(), CATALOG_API: base, CATALOG_PORT: String(port), CATALOG_POLL_MS: '200', CATALOG_VECTORS: '0', CATALOG_RATE: '200' },
+      env: { ...process.env, MARQUEE_POSTGRES_URL: databaseUrl(loadConfig(), db.name), CATALOG_API: base, CATALOG_PORT: String(port), CATALOG_POLL_MS: '200', CATALOG_VECTORS: '0', CATALOG_RATE: '200' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';

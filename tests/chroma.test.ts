@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChromaClient } from 'chromadb';
+import { createChromaClient } from '../lib/chroma.ts';
 import { loadConfig } from '../lib/config.ts';
 import { requireServer } from './support/servers.ts';
 
 const cfg = loadConfig();
 const url = new URL(cfg.chroma.url);
-const client = new ChromaClient({ host: url.hostname, port: Number(url.port), ssl: url.protocol === 'https:' });
+const client = createChromaClient(cfg);
 // Unique per run so parallel or aborted runs never see each other's vectors.
 const name = `test-nn-${process.pid}-${Date.now()}`;
 

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { durationMs, loadConfigFile, projectRoot } from '../lib/config.ts';
+import { loadConfigFile, projectRoot } from '../lib/config.ts';
+import { durationMs } from '../lib/duration.ts';
 
 const shipped = path.join(projectRoot, 'temporal.yaml');
 const base = () => parse(readFileSync(shipped, 'utf8'));

@@ -1,19 +1,7 @@
-import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BASE_IMAGE, LABELS, buildImage, dockerClient, dockerDisabled, engineAvailable, tarFiles } from '../lib/docker.ts';
 import { docker as dockerComponent } from '../stack/components/docker.ts';
-
-/** A port nobody listens on right now, for the container to take on the host network. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../testkit/net.ts';
 
 async function fetchWithRetry(url: string, timeoutMs: number): Promise<Response> {
   const deadline = Date.now() + timeoutMs;
@@ -75,7 +63,7 @@ else describe('docker engine', () => {
   });
 
   it('builds an image FROM the local base and serves from it on the host network', async () => {
-    const context = tarFiles({
+    const context = await tarFiles({
       Dockerfile: [
         `FROM ${BASE_IMAGE}`,
         'WORKDIR /app',
@@ -117,14 +105,14 @@ else describe('docker engine', () => {
   }, 120_000);
 
   it('rejects with the build error when a RUN step fails', async () => {
-    const context = tarFiles({ Dockerfile: `FROM ${BASE_IMAGE}\nRUN echo about-to-fail && exit 7\n` });
+    const context = await tarFiles({ Dockerfile: `FROM ${BASE_IMAGE}\nRUN echo about-to-fail && exit 7\n` });
     const built = buildImage(context, `${tag}-broken`, docker);
     await expect(built).rejects.toThrow(/returned a non-zero code: 7/);
     await expect(built).rejects.toThrow(/about-to-fail/);
   }, 60_000);
 
   it('rejects with the build error when the Dockerfile is malformed', async () => {
-    const context = tarFiles({ Dockerfile: `FROM ${BASE_IMAGE}\nNOTANINSTRUCTION foo\n` });
+    const context = await tarFiles({ Dockerfile: `FROM ${BASE_IMAGE}\nNOTANINSTRUCTION foo\n` });
     await expect(buildImage(context, `${tag}-broken`, docker)).rejects.toThrow(/unknown instruction: NOTANINSTRUCTION/i);
   }, 60_000);
 });

@@ -18,7 +18,9 @@ import { hash32, Rng } from '../lib/random.ts';
 import { buildVectors } from '../lib/vectors/build.ts';
 import { scratchDatabase } from './support/db.ts';
 import { requireServer } from './support/servers.ts';
-import { alive, databaseUrl, freePort, request, spawnTs, stop, waitForHttp } from './support/upstream.ts';
+import { databaseUrl } from '../lib/db.ts';
+import { freePort, request, waitForHttp } from '../testkit/net.ts';
+import { alive, spawnTs, stop } from '../testkit/processes.ts';
 
 const cfg = loadConfig();
 const tag = `evaltest${Math.random().toString(16).slice(2, 8)}`;

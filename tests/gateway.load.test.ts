@@ -8,7 +8,11 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
-import { gatewayRig, openLoop, percentiles, request, stop, type GatewayProc, type GatewayRig, type InferenceSlot } from './support/upstream.ts';
+import type { GatewayProc, InferenceSlot } from '../testkit/inference.ts';
+import { openLoop, percentiles } from '../testkit/load.ts';
+import { request } from '../testkit/net.ts';
+import { stop } from '../testkit/processes.ts';
+import { gatewayRig, type GatewayRig } from './support/upstream.ts';
 
 const cfg = loadConfig();
 const SECONDS = Number(process.env.GATEWAY_LOAD_SECONDS ?? 60);

@@ -8,10 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
 import { slotFor } from '../lib/routing.ts';
-import {
-  alive, freePort, gatewayRig, request, startGateway, startStub, stop, stubAnswer, waitForHttp,
-  type GatewayProc, type GatewayRig, type InferenceSlot, type Reply,
-} from './support/upstream.ts';
+import { startGateway, type GatewayProc, type InferenceSlot } from '../testkit/inference.ts';
+import { freePort, request, waitForHttp, type Reply } from '../testkit/net.ts';
+import { alive, stop } from '../testkit/processes.ts';
+import { gatewayRig, startStub, stubAnswer, type GatewayRig } from './support/upstream.ts';
 
 const cfg = loadConfig();
 const token = cfg.services.gateway.adminToken;

@@ -11,11 +11,13 @@ import path from 'node:path';
 import { ChromaClient } from 'chromadb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, projectRoot } from '../lib/config.ts';
-import { chromaClient } from '../lib/models/collection.ts';
+import { databaseUrl } from '../lib/db.ts';
+import { chromaClientAt } from '../lib/chroma.ts';
 import { chromaBinary } from '../stack/components/venv.ts';
 import { scratchDatabase } from './support/db.ts';
 import { requireServer } from './support/servers.ts';
-import { alive, databaseUrl, freePort, request, spawnTs, stop, waitForHttp, type Proc } from './support/upstream.ts';
+import { freePort, request, waitForHttp } from '../testkit/net.ts';
+import { alive, spawnTs, stop, type Proc } from '../testkit/processes.ts';
 
 const cfg = loadConfig();
 const HOUR = 3_600_000;
@@ -107,7 +109,7 @@ const ids = async (url: string): Promise<string[]> => {
 
 describe('inference service on real Postgres and ChromaDB', () => {
   let db: Awaited<ReturnType<typeof scratchDatabase>>;
-  const chroma = chromaClient(cfg.chroma.url);
+  const chroma = chromaClientAt(cfg.chroma.url);
   const collection = `movies_test_${process.pid}_${Date.now().toString(36)}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-inference-'));
   let seed: Service;
@@ -323,7 +325,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
     }
     const metrics = (await request(`${affinity.url}/metrics`)).body;
     expect(metrics).toMatch(/inference_fallbacks_total\{reason="deadline"\} [5-9]/);
-    expect(metrics).toMatch(/inference_request_duration_seconds_bucket\{outcome="model",le="0.025"\} \d+/);
+    expect(metrics).toMatch(/inference_request_duration_seconds_bucket\{(?=[^}]*outcome="model")(?=[^}]*le="0.025")[^}]*\} \d+/);
     expect(metrics).toMatch(/inference_bad_requests_total \d+/);
     // And back to model answers once the lock is gone.
     expect((await request(`${affinity.url}/recommend/1`)).headers['x-marquee-outcome']).toBe('model');
@@ -352,7 +354,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
         env: { ...process.env, ANONYMIZED_TELEMETRY: 'False' }, stdio: 'ignore',
       });
       await waitForHttp(`${own}/api/v2/heartbeat`, 60_000, (r) => r.status === 200);
-      await createCollection(chromaClient(own), collection);
+      await createCollection(chromaClientAt(own), collection);
       await waitForHttp(`${svc.url}/healthz`, 20_000, (r) => JSON.parse(r.body).degraded === false);
       const warm = await ids(`${svc.url}/recommend/1`);
       expect(warm.slice(0, 2)).toEqual(['d2', 'd3']);

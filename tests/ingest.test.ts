@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
+import { databaseUrl } from '../lib/db.ts';
 import { ensureTopic, produceLines } from '../lib/kafka.ts';
 import { Ingest } from '../services/ingest/consumer.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { scratchDatabase } from './support/db.ts';
-import { actualRows, databaseUrl, deleteTopic, exited, expectedRows, ingestedCount, spawnIngest, waitForIngested } from './support/ingest.ts';
+import { actualRows, deleteTopic, exited, expectedRows, ingestedCount, spawnIngest, waitForIngested } from './support/ingest.ts';
 import { requireServer } from './support/servers.ts';
 
 const cfg = loadConfig();

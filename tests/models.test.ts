@@ -8,6 +8,7 @@ import { CoWatchIndex } from '../lib/models/cowatch.ts';
 import { coWatchPrior } from '../lib/models/lists.ts';
 import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type CoWatchSpec, type SeedSpec, type TasteSpec } from '../lib/models/spec.ts';
 import { VectorIndex } from '../lib/models/vectors.ts';
+import { Rng } from '../lib/random.ts';
 
 const seed = loadSpec('models/seed-baseline.json').spec as SeedSpec;
 const affinity = loadSpec('models/affinity-v1.json').spec as AffinitySpec;
@@ -239,8 +240,8 @@ describe('taste profile', () => {
   });
 
   it('stops scanning early without changing the answer: the same list as scoring every movie', () => {
-    let x = 12345;
-    const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rng = new Rng(12345);
+    const rnd = () => rng.next();
     const records = Array.from({ length: 600 }, (_, i) => ({
       id: `r${i}`, embedding: Array.from({ length: 8 }, () => rnd() - 0.5), popularity: rnd() < 0.1 ? null : 100 * rnd() ** 3,
       voteAverage: rnd() < 0.2 ? null : 1 + 9 * rnd(), voteCount: Math.floor(200 * rnd()),

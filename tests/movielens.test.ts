@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChromaClient } from '../lib/chroma.ts';
 import { loadConfig } from '../lib/config.ts';
 import { DATASETS, fetchDataset, pythonExecutable } from '../lib/datasets/fetch.ts';
+import { databaseUrl } from '../lib/db.ts';
 import { offlineGateWith } from '../lib/eval/release.ts';
 import { DEFAULT_EVAL_SETTINGS } from '../lib/eval/settings.ts';
 import { parseLine } from '../lib/events/parser.ts';
@@ -21,7 +22,7 @@ import { GENRES_100K, parseTitle, readMovieLens } from '../lib/movielens/read.ts
 import { hash32, Rng } from '../lib/random.ts';
 import { buildVectors } from '../lib/vectors/build.ts';
 import { scratchDatabase } from './support/db.ts';
-import { databaseUrl, deleteTopic, exited, spawnIngest, waitForIngested } from './support/ingest.ts';
+import { deleteTopic, exited, spawnIngest, waitForIngested } from './support/ingest.ts';
 import { requireServer } from './support/servers.ts';
 
 interface FixMovie { id: number; title: string; genres: string[] }

@@ -3,20 +3,12 @@
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseLine } from '../lib/events/parser.ts';
+import { Rng } from '../lib/random.ts';
 import { formatEvent } from '../lib/events/format.ts';
 import type { LogEvent, ParseResult } from '../lib/events/types.ts';
 
 const MAX_INT4 = 2147483647;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reference: the contract written as regular expressions, slow and obvious. If it and the parser
@@ -130,7 +122,8 @@ const REASONS = new Set([
 
 // ---------------------------------------------------------------------------------------------
 // Line generators: valid lines of every kind, then mutations aimed at the grammar's joints.
-const rnd = mulberry32(20250102);
+const rng = Rng.unhashed(20250102);
+const rnd = () => rng.next();
 const int = (n: number) => Math.floor(rnd() * n);
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
 const pad = (n: number, w: number) => String(n).padStart(w, '0');

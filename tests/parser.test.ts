@@ -1,6 +1,7 @@
 // Pure domain code: no servers needed.
 import { describe, expect, it } from 'vitest';
 import { parseLine } from '../lib/events/parser.ts';
+import { Rng } from '../lib/random.ts';
 import { atFromMs, formatEvent } from '../lib/events/format.ts';
 import { isValidSlug, makeSlug, makeUniqueSlug } from '../lib/events/slug.ts';
 import type { LogEvent, RecommendationEvent } from '../lib/events/types.ts';
@@ -348,13 +349,8 @@ describe('format', () => {
   });
 
   it('round-trips randomly built events: parse(format(e)) equals e', () => {
-    let seed = 0x9e3779b9;
-    const rnd = () => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const rng = Rng.unhashed(0x9e3779b9);
+    const rnd = () => rng.next();
     const int = (n: number) => Math.floor(rnd() * n);
     const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
     const slugChars = "abcdefghijklmnopqrstuvwxyz0123456789+-._'&:!%";

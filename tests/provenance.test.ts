@@ -23,7 +23,7 @@ import { projectRoot, loadConfig } from '../lib/config.ts';
 import { createPool, type Pool } from '../lib/db.ts';
 import { parseLine } from '../lib/events/parser.ts';
 import { ensureTopic, produceLines } from '../lib/kafka.ts';
-import { chromaClient } from '../lib/models/collection.ts';
+import { createChromaClient } from '../lib/chroma.ts';
 import { loadSpec, type LoadedSpec } from '../lib/models/spec.ts';
 import { hash32 } from '../lib/random.ts';
 import { provenanceCommand, reproduceCommand } from '../cli/provenance.ts';
@@ -210,7 +210,7 @@ describe('reproduce', () => {
     engine?.stop();
     await ingest?.stop().catch(() => undefined);
     await deleteTopic(cfg, topic);
-    await chromaClient(cfg.chroma.url).deleteCollection({ name: collection }).catch(() => undefined);
+    await createChromaClient(cfg).deleteCollection({ name: collection }).catch(() => undefined);
     await admin?.query(`DROP DATABASE IF EXISTS "${scratch}" WITH (FORCE)`).catch(() => undefined);
     await admin?.end();
     await live?.drop();
@@ -244,7 +244,7 @@ describe('reproduce', () => {
       ...genres.map((g) => (m.genres.includes(g) ? 1 : 0)),
       ...[0, 1, 2, 3].map((d) => (hash32(m.index, d) % 1000) / 4000),
     ];
-    const chroma = chromaClient(cfg.chroma.url);
+    const chroma = createChromaClient(cfg);
     const col = await chroma.createCollection({ name: collection, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
     await col.add({ ids: world.movies.map((m) => m.id), embeddings: world.movies.map(vector), metadatas: world.movies.map((m) => ({ popularity: m.popularity })) });
 

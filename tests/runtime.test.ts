@@ -8,18 +8,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../lib/config.ts';
+import { databaseUrl } from '../lib/db.ts';
 import { processRuntime } from '../lib/runtime/process.ts';
 import { slotFingerprint, type SlotDeployment } from '../lib/runtime/slots.ts';
-import { freePort } from './support/upstream.ts';
+import { freePort } from '../testkit/net.ts';
 
 const home = mkdtempSync(path.join(os.tmpdir(), 'marquee-runtime-'));
 process.env.MARQUEE_HOME = home;
 const base = loadConfig();
-const withDb = (cfg: Config, db: string): Config => {
-  const url = new URL(cfg.postgres.url);
-  url.pathname = `/${db}`;
-  return { ...cfg, postgres: { ...cfg.postgres, url: url.toString() } };
-};
+const withDb = (cfg: Config, db: string): Config => ({ ...cfg, postgres: { ...cfg.postgres, url: databaseUrl(cfg, db) } });
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 describe('slot runtime (local processes)', () => {

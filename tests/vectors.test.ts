@@ -4,7 +4,8 @@ import { loadConfig } from '../lib/config.ts';
 import type { Pool } from '../lib/db.ts';
 import { buildVectors } from '../lib/vectors/build.ts';
 import { CONTENT_DIM } from '../lib/vectors/content.ts';
-import { Rng, symmetricEigen, topEigenpairs } from '../lib/vectors/linalg.ts';
+import { Rng } from '../lib/random.ts';
+import { symmetricEigen, topEigenpairs } from '../lib/vectors/linalg.ts';
 import { readCollection } from '../lib/vectors/store.ts';
 import { scratchDatabase } from './support/db.ts';
 import { requireServer } from './support/servers.ts';
@@ -48,9 +49,9 @@ describe('linear algebra', () => {
   it('finds the top eigenpairs of a known symmetric matrix', () => {
     // G = Q diag(9, 4, 1, 0.5, 0.1, …) Qᵀ with a random orthogonal Q.
     const n = 30;
-    const rng = new Rng(7);
+    const rng = Rng.unhashed(7);
     const M = new Float64Array(n * n);
-    for (let i = 0; i < M.length; i++) M[i] = rng.gaussian();
+    for (let i = 0; i < M.length; i++) M[i] = rng.normal();
     const S = new Float64Array(n * n);
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) S[i * n + j] = M[i * n + j] + M[j * n + i];
     const Q = symmetricEigen(S, n).vectors;
@@ -131,15 +132,15 @@ describe('behaviour vectors', () => {
   }
 
   it('puts co-watched movies nearer than unrelated ones and folds new movies in without touching the others', async () => {
-    const rng = new Rng(3);
+    const rng = Rng.unhashed(3);
     const rows: [number, string, number][] = [];
     for (let u = 0; u < 160; u++) {
       const own = u < 80 ? clusters.a : clusters.b;
       const other = u < 80 ? clusters.b : clusters.a;
       const picks = new Set<string>();
-      while (picks.size < 8) picks.add(own[Math.floor(rng.uniform() * own.length)]);
-      if (rng.uniform() < 0.3) picks.add(other[Math.floor(rng.uniform() * other.length)]);
-      for (const m of picks) rows.push([u, m, 1 + Math.floor(rng.uniform() * 100)]);
+      while (picks.size < 8) picks.add(own[Math.floor(rng.next() * own.length)]);
+      if (rng.next() < 0.3) picks.add(other[Math.floor(rng.next() * other.length)]);
+      for (const m of picks) rows.push([u, m, 1 + Math.floor(rng.next() * 100)]);
     }
     rows.push([0, 'rare+movie', 50], [1, 'rare+movie', 50]);
     await insertWatches(rows);

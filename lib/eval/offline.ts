@@ -10,7 +10,8 @@
  */
 import type { Config } from '../config.ts';
 import type { Pool } from '../db.ts';
-import { chromaClient, fetchAllVectors, openCollection } from '../models/collection.ts';
+import { chromaClientAt } from '../chroma.ts';
+import { fetchAllVectors, openCollection } from '../models/collection.ts';
 import { readHistory } from '../models/history.ts';
 import { listsAsOf, rankWithLists } from '../models/lists.ts';
 import { LIST_SIZE, neighbourCount, selectSources, usesVectors, type HistoryEntry } from '../models/rank.ts';
@@ -33,7 +34,7 @@ export type VectorLoader = (collection: string) => Promise<VectorRecord[]>;
 /** Reads a whole collection from ChromaDB; a missing collection is a MissingVectorsError. */
 export function chromaVectors(cfg: Pick<Config, 'chroma'>): VectorLoader {
   return async (name) => {
-    const client = chromaClient(cfg.chroma.url);
+    const client = chromaClientAt(cfg.chroma.url);
     let collection;
     try {
       collection = await openCollection(client, name);

@@ -4,15 +4,11 @@
  * section exists (or when a key is left out) the defaults below apply, so the code works either way.
  */
 import { z } from 'zod';
+import { DURATION_HINT, DURATION_PATTERN, durationMs } from '../duration.ts';
 
-const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as 90s, 30m, 12h or 7d');
+const duration = z.string().regex(DURATION_PATTERN, DURATION_HINT);
 const share = z.number().min(0).max(1);
 
-// Not lib/config.ts's durationMs: config.ts may import this file for the schema, and a cycle is not worth it.
-function durationMs(text: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim())!;
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-}
 
 /** The schema of the `evaluation:` block (every key optional: missing keys take the defaults). */
 export const evaluationSchema = z.strictObject({

@@ -2,13 +2,8 @@
  * Reading a vector collection from ChromaDB into memory: all of it, or only the ids not held yet
  * (new movies get vectors incrementally, so the index grows without a full reload).
  */
-import { ChromaClient, type Collection } from 'chromadb';
+import type { ChromaClient, Collection } from 'chromadb';
 import type { VectorRecord } from './vectors.ts';
-
-export function chromaClient(url: string): ChromaClient {
-  const u = new URL(url);
-  return new ChromaClient({ host: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), ssl: u.protocol === 'https:' });
-}
 
 const PAGE = 2000;
 

@@ -13,8 +13,8 @@ import type { Config } from '../config.ts';
 import type { Pool } from '../db.ts';
 import { parseLine } from '../events/parser.ts';
 import { kafkaClient } from '../kafka.ts';
-import type { RawMessage } from '../../services/ingest/batch.ts';
-import { writeBatch } from '../../services/ingest/writer.ts';
+import type { RawMessage } from '../ingest/batch.ts';
+import { writeBatch } from '../ingest/writer.ts';
 import { ProvenanceError } from './trace.ts';
 
 export interface ReplayOptions {

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import type { Config } from '../config.ts';
-import { createPool, migrate, type Pool } from '../db.ts';
+import { createPool, databaseUrl, migrate, type Pool } from '../db.ts';
 import { sha256File } from '../backup/checksum.ts';
 import { manifestPath, manifestProblems, parseManifest, rowCountProblems, type BackupManifest } from '../backup/manifest.ts';
 import { assertDatabaseName, quoteIdent } from '../backup/names.ts';
@@ -23,12 +23,6 @@ function assertScratch(name: string): string {
   assertDatabaseName(name);
   if (!name.startsWith(SCRATCH_PREFIX)) throw new ProvenanceError(`refusing to use ${name} as a scratch database: its name must start with ${SCRATCH_PREFIX}`);
   return name;
-}
-
-export function databaseUrl(cfg: Config, database: string): string {
-  const u = new URL(cfg.postgres.url);
-  u.pathname = `/${database}`;
-  return u.toString();
 }
 
 async function withAdmin<T>(cfg: Config, fn: (admin: Pool) => Promise<T>): Promise<T> {

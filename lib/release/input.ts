@@ -1,7 +1,10 @@
 /**
- * The CanaryRelease input and its validation. Pure code with no imports, so the workflow (which
- * runs in Temporal's deterministic sandbox) and the CLI share one set of rules and messages.
+ * The CanaryRelease input and its validation (a zod schema). Pure and deterministic (zod and
+ * lib/duration.ts only), so the workflow, which runs in Temporal's sandbox, and the CLI share one
+ * set of rules and messages.
  */
+import { z } from 'zod';
+import { parseDuration } from '../duration.ts';
 
 export interface ReleaseInput {
   /** `^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$`; the workflow id is `release-<version>`. */
@@ -35,40 +38,45 @@ export type ResolvedReleaseInput = Required<ReleaseInput> & {
 };
 
 export const VERSION_PATTERN = /^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$/;
-const DURATION_PATTERN = /^(\d+)(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-const KNOWN_FIELDS = ['version', 'model', 'percent', 'bake', 'interval', 'notify'];
+const KNOWN_FIELDS = ['version', 'model', 'percent', 'bake', 'interval', 'notify'] as const;
 
-export function parseDuration(text: string): number | undefined {
-  const m = DURATION_PATTERN.exec(text);
-  return m ? Number(m[1]) * UNIT_MS[m[2]] : undefined;
-}
+const positiveDuration = z.string().refine((v) => (parseDuration(v) ?? 0) > 0);
+
+export const releaseInputSchema = z.strictObject({
+  version: z.string().regex(VERSION_PATTERN),
+  model: z.string().regex(/^models\/[\w.-]+\.json$/),
+  percent: z.number().int().min(1).max(50).optional(),
+  bake: positiveDuration.optional(),
+  interval: positiveDuration.optional(),
+  notify: z.array(z.string().regex(/^[^@\s]+@[^@\s]+$/)).optional(),
+});
+
+/** What each field must be, said the same way by the CLI and by the workflow's failure. */
+const RULES: Record<(typeof KNOWN_FIELDS)[number], string> = {
+  version: `must match ${VERSION_PATTERN.source}`,
+  model: 'must be a spec path such as models/x.json',
+  percent: 'must be an integer from 1 to 50',
+  bake: 'must be a duration such as 90s, 30m or 12h',
+  interval: 'must be a duration such as 90s, 30m or 12h',
+  notify: 'must be a list of e-mail addresses',
+};
 
 /** Returns the problems with an input, each naming its field; empty when the input is valid. */
 export function releaseInputProblems(input: unknown): string[] {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) return ['input: expected one JSON object such as {"version":"v2","model":"models/x.json"}'];
+  const r = releaseInputSchema.safeParse(input);
+  if (r.success) return [];
   const o = input as Record<string, unknown>;
-  const problems: string[] = [];
-  for (const k of Object.keys(o)) if (!KNOWN_FIELDS.includes(k)) problems.push(`${k}: unknown field (known: ${KNOWN_FIELDS.join(', ')})`);
-  if (typeof o.version !== 'string' || !VERSION_PATTERN.test(o.version)) {
-    problems.push(`version: must match ${VERSION_PATTERN.source} (got ${JSON.stringify(o.version)})`);
+  const unknown: string[] = [];
+  const bad = new Set<string>();
+  for (const issue of r.error.issues) {
+    if (issue.code === 'unrecognized_keys') unknown.push(...issue.keys);
+    else bad.add(String(issue.path[0]));
   }
-  if (typeof o.model !== 'string' || !/^models\/[\w.-]+\.json$/.test(o.model)) {
-    problems.push(`model: must be a spec path such as models/x.json (got ${JSON.stringify(o.model)})`);
-  }
-  if (o.percent !== undefined && (typeof o.percent !== 'number' || !Number.isInteger(o.percent) || o.percent < 1 || o.percent > 50)) {
-    problems.push(`percent: must be an integer from 1 to 50 (got ${JSON.stringify(o.percent)})`);
-  }
-  for (const k of ['bake', 'interval'] as const) {
-    const v = o[k];
-    if (v !== undefined && (typeof v !== 'string' || parseDuration(v) === undefined || parseDuration(v)! <= 0)) {
-      problems.push(`${k}: must be a duration such as 90s, 30m or 12h (got ${JSON.stringify(v)})`);
-    }
-  }
-  if (o.notify !== undefined && (!Array.isArray(o.notify) || o.notify.some((a) => typeof a !== 'string' || !/^[^@\s]+@[^@\s]+$/.test(a)))) {
-    problems.push(`notify: must be a list of e-mail addresses (got ${JSON.stringify(o.notify)})`);
-  }
-  return problems;
+  return [
+    ...unknown.map((k) => `${k}: unknown field (known: ${KNOWN_FIELDS.join(', ')})`),
+    ...KNOWN_FIELDS.filter((k) => bad.has(k)).map((k) => `${k}: ${RULES[k]} (got ${JSON.stringify(o[k])})`),
+  ];
 }
 
 /** Fills omitted fields from the deployment defaults; call only on a valid input. */

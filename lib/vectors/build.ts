@@ -13,7 +13,7 @@ import type { Config } from '../config.ts';
 import type { Pool } from '../db.ts';
 import { factorize, foldIn, loadWatchMatrix } from './behaviour.ts';
 import { CONTENT_DIM, contentMetadata, contentVector, movieYear, type MovieMeta } from './content.ts';
-import { collectionName, createVectorCollection, getCollectionOrNull, readCollection, swapIn, upsertRecords, type VectorKind, type VectorRecord } from './store.ts';
+import { collectionName, createVectorCollection, getCollectionOrNull, readCollection, swapIn, upsertRecords, type VectorKind, type CollectionRecord } from './store.ts';
 
 export interface BuildOptions {
   kind: VectorKind;
@@ -117,7 +117,7 @@ class Run {
   async incremental(collection: Collection): Promise<BuildReport> {
     const meta = collection.metadata ?? {};
     if (meta.kind !== undefined && meta.kind !== this.opts.kind) throw new Error(`collection ${this.name} holds ${String(meta.kind)} vectors, not ${this.opts.kind}`);
-    let built: { records: VectorRecord[]; dim: number; skipped: Record<string, number>; sample: string[] };
+    let built: { records: CollectionRecord[]; dim: number; skipped: Record<string, number>; sample: string[] };
     if (this.opts.kind === 'content') {
       if (meta.dim !== undefined && meta.dim !== CONTENT_DIM) throw new Error(`collection ${this.name} has dimension ${String(meta.dim)} but content vectors now have ${CONTENT_DIM}; run a full build into a new version`);
       const have = new Set((await readCollection(collection)).ids);
@@ -136,10 +136,10 @@ class Run {
     return { kind: this.opts.kind, version: this.version, dim, built_at: new Date().toISOString(), ...extra };
   }
 
-  private async contentRecords(have: Set<string> | null): Promise<{ records: VectorRecord[]; dim: number; skipped: Record<string, number>; sample: string[]; metadata: Metadata }> {
+  private async contentRecords(have: Set<string> | null): Promise<{ records: CollectionRecord[]; dim: number; skipped: Record<string, number>; sample: string[]; metadata: Metadata }> {
     const { rows } = await this.pool.query<MovieRow>(`SELECT ${MOVIE_COLUMNS} FROM movies ORDER BY id`);
     this.lap('read movies');
-    const records: VectorRecord[] = [];
+    const records: CollectionRecord[] = [];
     const sample: string[] = [];
     let pending = 0;
     for (const m of rows) {
@@ -157,14 +157,14 @@ class Run {
     return new Map(rows.map((m) => [m.id, { popularity: m.popularity ?? 0, year: movieYear(m) ?? -1 }]));
   }
 
-  private async behaviourRecords(): Promise<{ records: VectorRecord[]; dim: number; skipped: Record<string, number>; sample: string[]; metadata: Metadata }> {
+  private async behaviourRecords(): Promise<{ records: CollectionRecord[]; dim: number; skipped: Record<string, number>; sample: string[]; metadata: Metadata }> {
     const matrix = await loadWatchMatrix(this.pool);
     this.lap('load watches');
     const watches = matrix.nnz;
     const res = factorize(matrix, { dim: this.opts.dim, minWatches: this.opts.minWatches, iterations: this.opts.iterations, seed: this.opts.seed });
     this.lap('factorize');
     const facts = await this.movieFacts(res.ids);
-    const records: VectorRecord[] = res.ids.map((id, i) => ({
+    const records: CollectionRecord[] = res.ids.map((id, i) => ({
       id,
       embedding: res.vectors.subarray(i * res.dim, (i + 1) * res.dim),
       metadata: { popularity: facts.get(id)?.popularity ?? 0, year: facts.get(id)?.year ?? -1, watchers: res.watchers[i], norm: res.norms[i], colscale: res.colscale[i] },
@@ -182,7 +182,7 @@ class Run {
     return { records, dim: res.dim, skipped: skipped ? { too_few_watchers: skipped } : {}, sample: [...res.skipped.map((s) => s.id), ...unwatched], metadata };
   }
 
-  private async behaviourFoldIn(collection: Collection): Promise<{ records: VectorRecord[]; dim: number; skipped: Record<string, number>; sample: string[] }> {
+  private async behaviourFoldIn(collection: Collection): Promise<{ records: CollectionRecord[]; dim: number; skipped: Record<string, number>; sample: string[] }> {
     const meta = collection.metadata ?? {};
     if (typeof meta.lambdas !== 'string') throw new Error(`collection ${this.name} has no lambdas in its metadata (not built by this job?); run a full build`);
     const lambdas = Float64Array.from(meta.lambdas.split(','), Number);
@@ -200,7 +200,7 @@ class Run {
     const folded = await foldIn(this.pool, candidates, { get: (id) => stored.get(id), lambdas }, { minWatches, maxWatchers: this.opts.maxWatchers });
     this.lap('fold in');
     const facts = await this.movieFacts(folded.movies.map((m) => m.id));
-    const records: VectorRecord[] = folded.movies.map((m) => ({
+    const records: CollectionRecord[] = folded.movies.map((m) => ({
       id: m.id,
       embedding: m.vector,
       metadata: { popularity: facts.get(m.id)?.popularity ?? 0, year: facts.get(m.id)?.year ?? -1, watchers: m.watchers, norm: m.norm, colscale: m.colscale },

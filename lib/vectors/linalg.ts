@@ -1,34 +1,13 @@
 /**
- * The little dense linear algebra the vector job needs, in plain TypeScript: a seeded Gaussian
- * source, orthonormalisation of a tall block, a symmetric eigensolver for small matrices, and a
+ * The little dense linear algebra the vector job needs, in plain TypeScript (the seeded Gaussian
+ * source is lib/random.ts): orthonormalisation of a tall block, a symmetric eigensolver for small matrices, and a
  * randomized subspace iteration for the top eigenpairs of a large symmetric operator that is only
  * available as a block product (so the operator itself is never formed).
  *
  * Tall blocks are row-major Float64Arrays of n rows × l columns (row i = movie i): at 27k movies
  * and l ≈ 48 that is 10 MB, so double precision costs nothing and keeps the iteration stable.
  */
-
-/** mulberry32 with a Box-Muller Gaussian: deterministic per seed, so builds are reproducible. */
-export class Rng {
-  private s: number;
-  private spare: number | null = null;
-  constructor(seed: number) { this.s = seed >>> 0; }
-  uniform(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  gaussian(): number {
-    if (this.spare !== null) { const v = this.spare; this.spare = null; return v; }
-    let u = 0;
-    while (u === 0) u = this.uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    const a = 2 * Math.PI * this.uniform();
-    this.spare = r * Math.sin(a);
-    return r * Math.cos(a);
-  }
-}
+import { Rng } from '../random.ts';
 
 /**
  * Orthonormalises the columns of the row-major n×l block X in place (modified Gram-Schmidt, run
@@ -60,7 +39,7 @@ export function orthonormalize(X: Float64Array, n: number, l: number, rng: Rng):
         break;
       }
       if (tries > 5) throw new Error('orthonormalisation failed: block is rank deficient');
-      for (let i = 0; i < n; i++) c[i] = rng.gaussian();
+      for (let i = 0; i < n; i++) c[i] = rng.normal();
     }
   }
   for (let j = 0; j < l; j++) {
@@ -136,9 +115,9 @@ export type BlockProduct = (X: Float64Array, Z: Float64Array, l: number) => void
 export function topEigenpairs(product: BlockProduct, n: number, k: number, opts: { oversample?: number; iterations?: number; seed?: number } = {}): { values: Float64Array; vectors: Float64Array; k: number } {
   k = Math.max(1, Math.min(k, n));
   const l = Math.min(n, k + (opts.oversample ?? 16));
-  const rng = new Rng(opts.seed ?? 42);
+  const rng = Rng.unhashed(opts.seed ?? 42);
   let X = new Float64Array(n * l);
-  for (let i = 0; i < X.length; i++) X[i] = rng.gaussian();
+  for (let i = 0; i < X.length; i++) X[i] = rng.normal();
   orthonormalize(X, n, l, rng);
   let Z = new Float64Array(n * l);
   for (let it = 0; it < (opts.iterations ?? 5); it++) {

@@ -11,7 +11,12 @@ export const VECTOR_KINDS: readonly VectorKind[] = ['content', 'behaviour'];
 
 export const collectionName = (kind: VectorKind, version: number): string => `movies_${kind}_v${version}`;
 
-export interface VectorRecord {
+/**
+ * One movie as the vector job writes it: the embedding and Chroma metadata as stored. Not the
+ * serving side's VectorRecord (lib/models/vectors.ts), which is read back with the metadata
+ * decoded into popularity and votes.
+ */
+export interface CollectionRecord {
   id: string;
   embedding: ArrayLike<number>;
   metadata: Metadata;
@@ -33,7 +38,7 @@ export function createVectorCollection(client: ChromaClient, name: string, metad
   return client.createCollection({ name, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } }, metadata });
 }
 
-export async function upsertRecords(collection: Collection, records: VectorRecord[], batch = UPSERT_BATCH): Promise<void> {
+export async function upsertRecords(collection: Collection, records: CollectionRecord[], batch = UPSERT_BATCH): Promise<void> {
   for (let i = 0; i < records.length; i += batch) {
     const part = records.slice(i, i + batch);
     await collection.upsert({

@@ -65,11 +65,11 @@ export interface CatalogMetrics {
 
 export function catalogMetrics(registry: Registry): CatalogMetrics {
   return {
-    fetched: registry.counter('catalog_fetched_total', 'Rows whose metadata the catalog filled, by kind'),
-    failed: registry.counter('catalog_failed_total', 'Rows whose fetch failed (after in-pass retries), by kind and reason'),
-    requests: registry.counter('catalog_requests_total', 'Requests to the info API, by kind and outcome'),
-    pending: registry.gauge('catalog_pending', 'Rows still without metadata, by kind'),
-    latency: registry.histogram('catalog_request_seconds', 'Latency of info API requests', latencyBuckets),
+    fetched: registry.counter('catalog_fetched_total', 'Rows whose metadata the catalog filled, by kind', ['kind']),
+    failed: registry.counter('catalog_failed_total', 'Rows whose fetch failed (after in-pass retries), by kind and reason', ['kind', 'reason']),
+    requests: registry.counter('catalog_requests_total', 'Requests to the info API, by kind and outcome', ['kind', 'outcome']),
+    pending: registry.gauge('catalog_pending', 'Rows still without metadata, by kind', ['kind']),
+    latency: registry.histogram('catalog_request_seconds', 'Latency of info API requests', latencyBuckets, ['kind']),
   };
 }
 

@@ -32,7 +32,7 @@ const pool = createPool(cfg, { max: 4, applicationName: 'marquee-catalog' });
 const registry = new Registry();
 const metrics = catalogMetrics(registry);
 const passErrors = registry.counter('catalog_pass_errors_total', 'Catalog passes that failed (database or other unexpected errors)');
-const vectorRuns = registry.counter('catalog_vector_runs_total', 'Incremental content-vector runs started by the catalog, by outcome');
+const vectorRuns = registry.counter('catalog_vector_runs_total', 'Incremental content-vector runs started by the catalog, by outcome', ['outcome']);
 const limiter = new TokenBucket(rate);
 const stop = new AbortController();
 

@@ -14,7 +14,8 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import type { Gateway, GatewayOptions } from './gateway.ts';
 import { probe } from './health.ts';
-import { applyChange, parsePatch, recentChanges, routingFields, type RoutingState } from './state.ts';
+import type { RoutingState } from '../../lib/routing.ts';
+import { applyChange, parsePatch, recentChanges, routingFields } from './state.ts';
 import type { Upstreams } from './upstream.ts';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();

@@ -13,14 +13,14 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import { serviceApp } from '../../lib/http.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { parseUserId, slotFor, type Slot } from '../../lib/routing.ts';
+import { parseUserId, slotFor, type RoutingState, type Slot } from '../../lib/routing.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
 import { adminRouter } from './admin.ts';
 import { BatchWriter } from './batch.ts';
 import { HealthChecker, probe } from './health.ts';
 import { writeAssignments, writeServed, type AssignmentRow, type ServedRow } from './history.ts';
 import { PopularList } from './popular.ts';
-import { initState, loadState, routingFields, type RoutingState } from './state.ts';
+import { initState, loadState, routingFields } from './state.ts';
 import { parseAnswer, UpstreamError, Upstreams } from './upstream.ts';
 
 export interface GatewayOptions {
@@ -60,21 +60,21 @@ const MAX_SEEN = 2_000_000;
 export class Gateway {
   readonly registry = new Registry();
   private readonly m = {
-    requests: this.registry.counter('gateway_requests_total', 'Valid recommendation requests, by the slot the user is assigned to'),
-    answers: this.registry.counter('gateway_answers_total', 'Answers served, by who produced them (main, nightly, popular)'),
+    requests: this.registry.counter('gateway_requests_total', 'Valid recommendation requests, by the slot the user is assigned to', ['slot']),
+    answers: this.registry.counter('gateway_answers_total', 'Answers served, by who produced them (main, nightly, popular)', ['slot']),
     badRequests: this.registry.counter('gateway_bad_requests_total', 'Requests refused with 400 (invalid user id)'),
-    errors: this.registry.counter('gateway_upstream_errors_total', 'Failed upstream calls, by slot and kind (timeout, refused, error, status, bad_answer, down)'),
-    fallbacks: this.registry.counter('gateway_fallbacks_total', 'Answers not served by the assigned slot, by from, to and reason'),
-    latency: this.registry.histogram('gateway_request_duration_seconds', 'Time to answer, by who produced the answer', latencyBuckets),
-    upstreamLatency: this.registry.histogram('gateway_upstream_duration_seconds', 'Upstream call time, by slot (successful calls)', latencyBuckets),
-    assigned: this.registry.gauge('gateway_assigned_users', 'Distinct users this process has assigned in the current release, by slot'),
-    written: this.registry.counter('gateway_rows_written_total', 'Rows written in batches, by table (user_assignments counts rows sent; repeats are ignored there)'),
-    pending: this.registry.gauge('gateway_write_pending', 'Rows waiting to be written, by table'),
-    dropped: this.registry.gauge('gateway_write_dropped', 'Rows dropped after the buffer overflowed during a database outage, by table'),
-    writeFailures: this.registry.counter('gateway_write_failures_total', 'Failed batch writes (retried), by table'),
-    slotUp: this.registry.gauge('gateway_slot_up', '1 when the slot passes its health checks, by slot'),
+    errors: this.registry.counter('gateway_upstream_errors_total', 'Failed upstream calls, by slot and kind (timeout, refused, error, status, bad_answer, down)', ['slot', 'kind']),
+    fallbacks: this.registry.counter('gateway_fallbacks_total', 'Answers not served by the assigned slot, by from, to and reason', ['from', 'to', 'reason']),
+    latency: this.registry.histogram('gateway_request_duration_seconds', 'Time to answer, by who produced the answer', latencyBuckets, ['slot']),
+    upstreamLatency: this.registry.histogram('gateway_upstream_duration_seconds', 'Upstream call time, by slot (successful calls)', latencyBuckets, ['slot']),
+    assigned: this.registry.gauge('gateway_assigned_users', 'Distinct users this process has assigned in the current release, by slot', ['slot']),
+    written: this.registry.counter('gateway_rows_written_total', 'Rows written in batches, by table (user_assignments counts rows sent; repeats are ignored there)', ['table']),
+    pending: this.registry.gauge('gateway_write_pending', 'Rows waiting to be written, by table', ['table']),
+    dropped: this.registry.gauge('gateway_write_dropped', 'Rows dropped after the buffer overflowed during a database outage, by table', ['table']),
+    writeFailures: this.registry.counter('gateway_write_failures_total', 'Failed batch writes (retried), by table', ['table']),
+    slotUp: this.registry.gauge('gateway_slot_up', '1 when the slot passes its health checks, by slot', ['slot']),
     percent: this.registry.gauge('gateway_nightly_percent', 'Configured share of users in nightly'),
-    loopDelay: this.registry.gauge('gateway_event_loop_delay_seconds', 'Event-loop delay over the last second (p99 and max): time requests wait before the gateway sees them'),
+    loopDelay: this.registry.gauge('gateway_event_loop_delay_seconds', 'Event-loop delay over the last second (p99 and max): time requests wait before the gateway sees them', ['quantile']),
     routingChanges: this.registry.counter('gateway_routing_changes_total', 'Routing changes applied through this process or picked up from Postgres'),
   };
 

@@ -5,20 +5,7 @@
  */
 import { z } from 'zod';
 import { withTransaction, type Pool } from '../../lib/db.ts';
-
-export interface RoutingState {
-  mainUrl: string;
-  mainVersion: string;
-  nightlyUrl: string | null;
-  nightlyVersion: string | null;
-  nightlyPercent: number;
-  releaseId: string | null;
-  updatedAt: string;
-  updatedBy: string;
-}
-
-/** The fields an admin may set; everything else in a PUT body is an error. */
-export type RoutingPatch = Partial<Pick<RoutingState, 'mainUrl' | 'mainVersion' | 'nightlyUrl' | 'nightlyVersion' | 'nightlyPercent' | 'releaseId'>>;
+import type { RoutingPatch, RoutingState } from '../../lib/routing.ts';
 
 const url = z.string().max(500).refine((s) => {
   try {

@@ -7,7 +7,8 @@
 import type { ChromaClient, Collection } from 'chromadb';
 import type { Pool } from '../../lib/db.ts';
 import { Registry, latencyBuckets } from '../../lib/metrics.ts';
-import { chromaClient, fetchAllVectors, fetchIds, fetchVectors, openCollection } from '../../lib/models/collection.ts';
+import { chromaClientAt } from '../../lib/chroma.ts';
+import { fetchAllVectors, fetchIds, fetchVectors, openCollection } from '../../lib/models/collection.ts';
 import { catalogPopularity, mostWatched, readHistory, recentWatchCounts } from '../../lib/models/history.ts';
 import { coWatchLists, coWatchPrior, listsAsOf, rankWithLists, recentStarts, type CoWatchLists, type ServingLists } from '../../lib/models/lists.ts';
 import { coldStartList, LIST_SIZE, mergePopularity, neighbourCount, padPopular, popularityTable, selectSources, usesVectors, type PopularityTable } from '../../lib/models/rank.ts';
@@ -59,11 +60,11 @@ const message = (err: unknown): string => (err instanceof Error ? `${err.name}: 
 
 export class Engine {
   readonly registry = new Registry();
-  private readonly latency = this.registry.histogram('inference_request_duration_seconds', 'Time to answer GET /recommend, by outcome', latencyBuckets);
-  private readonly fallbacks = this.registry.counter('inference_fallbacks_total', 'Answers served from the cached popular list, by reason');
-  private readonly errors = this.registry.counter('inference_errors_total', 'Errors by kind (postgres, chroma, internal)');
+  private readonly latency = this.registry.histogram('inference_request_duration_seconds', 'Time to answer GET /recommend, by outcome', latencyBuckets, ['outcome']);
+  private readonly fallbacks = this.registry.counter('inference_fallbacks_total', 'Answers served from the cached popular list, by reason', ['reason']);
+  private readonly errors = this.registry.counter('inference_errors_total', 'Errors by kind (postgres, chroma, internal)', ['kind']);
   private readonly badRequests = this.registry.counter('inference_bad_requests_total', 'Requests answered 400');
-  private readonly vectorsGauge = this.registry.gauge('inference_vectors', 'Movie vectors held in memory');
+  private readonly vectorsGauge = this.registry.gauge('inference_vectors', 'Movie vectors held in memory', ['collection']);
   private readonly vectorsLoaded = this.registry.gauge('inference_vectors_loaded_timestamp_seconds', 'When the vectors were last read from ChromaDB');
   private readonly listsGauge = this.registry.gauge('inference_lists_refreshed_timestamp_seconds', 'When the cold-start list was last refreshed');
 
@@ -87,7 +88,7 @@ export class Engine {
   private neighbourState: { state: 'idle' | 'computing' | 'ready' | 'failed'; seconds: number | null } = { state: 'idle', seconds: null };
 
   constructor(readonly model: LoadedSpec, private readonly pool: Pool, chromaUrl: string, readonly opts: EngineOptions) {
-    this.chroma = chromaClient(chromaUrl);
+    this.chroma = chromaClientAt(chromaUrl);
   }
 
   /** Starts the background loops; returns at once (serving works before vectors arrive). */

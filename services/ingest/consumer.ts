@@ -3,7 +3,7 @@ import type { Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
 import { ensureTopic, kafkaClient } from '../../lib/kafka.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { writeBatch } from './writer.ts';
+import { writeBatch } from '../../lib/ingest/writer.ts';
 
 export interface IngestOptions {
   groupId?: string;
@@ -20,15 +20,15 @@ export interface IngestOptions {
  */
 export class Ingest {
   readonly registry = new Registry();
-  readonly messages = this.registry.counter('ingest_messages_total', 'Kafka messages written to Postgres');
-  readonly skippedMessages = this.registry.counter('ingest_skipped_messages_total', 'Kafka messages skipped because Postgres already had them');
+  readonly messages = this.registry.counter('ingest_messages_total', 'Kafka messages written to Postgres', ['partition']);
+  readonly skippedMessages = this.registry.counter('ingest_skipped_messages_total', 'Kafka messages skipped because Postgres already had them', ['partition']);
   readonly events = this.registry.counter('ingest_events_total', 'Parsed events by kind');
-  readonly rows = this.registry.counter('ingest_rows_total', 'Rows upserted per table');
-  readonly deadLetters = this.registry.counter('ingest_dead_letters_total', 'Lines that could not be parsed');
+  readonly rows = this.registry.counter('ingest_rows_total', 'Rows upserted per table', ['table']);
+  readonly deadLetters = this.registry.counter('ingest_dead_letters_total', 'Lines that could not be parsed', ['partition']);
   readonly batchSeconds = this.registry.histogram('ingest_batch_seconds', 'Time to write one batch', latencyBuckets);
-  readonly lag = this.registry.gauge('ingest_consumer_lag', 'Messages behind the high watermark per partition');
-  readonly seeks = this.registry.counter('ingest_seeks_total', 'Seeks back to the offset stored in Postgres');
-  readonly errors = this.registry.counter('ingest_batch_errors_total', 'Batches that failed and will be retried');
+  readonly lag = this.registry.gauge('ingest_consumer_lag', 'Messages behind the high watermark per partition', ['partition']);
+  readonly seeks = this.registry.counter('ingest_seeks_total', 'Seeks back to the offset stored in Postgres', ['partition']);
+  readonly errors = this.registry.counter('ingest_batch_errors_total', 'Batches that failed and will be retried', ['partition']);
 
   private consumer: Consumer | undefined;
   private readonly topic: string;

@@ -17,7 +17,7 @@ export interface ApiOptions {
 
 export function createApi(world: World, opts: ApiOptions = {}): express.Express {
   const registry = opts.registry ?? new Registry();
-  const requests = registry.counter('simulator_api_requests_total', 'Info API requests by endpoint and status');
+  const requests = registry.counter('simulator_api_requests_total', 'Info API requests by endpoint and status', ['endpoint', 'status']);
   const app = serviceApp({
     registry,
     health: () => ({

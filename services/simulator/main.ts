@@ -13,7 +13,9 @@
  * the command line wins. --rate 0 serves the API only. Without --duration it runs until
  * SIGTERM/SIGINT, then stops starting activities, flushes what it wrote to Kafka and exits.
  */
-import { durationMs, loadConfig } from '../../lib/config.ts';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../../lib/config.ts';
+import { durationMs } from '../../lib/duration.ts';
 import { listen } from '../../lib/http.ts';
 import { ensureTopic, produceLines } from '../../lib/kafka.ts';
 import { Registry } from '../../lib/metrics.ts';
@@ -26,20 +28,23 @@ import { createWorld } from './world.ts';
 const NAMES = ['seed', 'movies', 'users', 'rate', 'speed', 'duration', 'malformed', 'gateway', 'port', 'topic', 'history'] as const;
 type Name = (typeof NAMES)[number];
 
-/** --name value, --name=value, or SIMULATOR_NAME; unknown flags are an error, not a silent default. */
+/**
+ * --name value, --name=value (node's parseArgs, strict), or SIMULATOR_NAME; the command line wins.
+ * An unknown or misspelt flag is an error, not a silent default.
+ */
 function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Partial<Record<Name, string>> {
   const out: Partial<Record<Name, string>> = {};
   for (const n of NAMES) {
     const v = env[`SIMULATOR_${n.toUpperCase()}`];
     if (v !== undefined && v !== '') out[n] = v;
   }
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z]+)(?:=(.*))?$/.exec(argv[i]);
-    if (!m || !(NAMES as readonly string[]).includes(m[1])) throw new Error(`unknown option ${argv[i]} (options: ${NAMES.map((n) => `--${n}`).join(' ')})`);
-    const value = m[2] ?? argv[++i];
-    if (value === undefined) throw new Error(`option --${m[1]} needs a value`);
-    out[m[1] as Name] = value;
+  let values: Partial<Record<Name, string>>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: Object.fromEntries(NAMES.map((n) => [n, { type: 'string' }])) as Record<Name, { type: 'string' }>, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (options: ${NAMES.map((n) => `--${n}`).join(' ')})`);
   }
+  for (const n of NAMES) if (values[n] !== undefined) out[n] = values[n];
   return out;
 }
 

@@ -148,10 +148,10 @@ export class Traffic {
     this.registry = opts.registry ?? new Registry();
     const r = this.registry;
     this.m = {
-      lines: r.counter('simulator_lines_total', 'Lines written to Kafka by kind (malformed = injected bad lines)'),
-      requests: r.counter('simulator_recommendation_requests_total', 'Recommendation requests by outcome'),
+      lines: r.counter('simulator_lines_total', 'Lines written to Kafka by kind (malformed = injected bad lines)', ['kind']),
+      requests: r.counter('simulator_recommendation_requests_total', 'Recommendation requests by outcome', ['outcome']),
       latency: r.histogram('simulator_recommendation_latency_seconds', 'Recommendation request latency seen by the platform', latencyBuckets),
-      sessions: r.gauge('simulator_sessions', 'Watch sessions started, by how the movie was found'),
+      sessions: r.gauge('simulator_sessions', 'Watch sessions started, by how the movie was found', ['source']),
       active: r.gauge('simulator_active_users', 'Users with an activity in progress'),
       backlog: r.gauge('simulator_sink_backlog', 'Lines written but not yet acknowledged by Kafka'),
       acked: r.gauge('simulator_lines_acked', 'Lines acknowledged by Kafka'),

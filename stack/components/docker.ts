@@ -160,7 +160,7 @@ async function ensureBaseImage(docker: Docker): Promise<void> {
         'CMD ["node"]',
       ],
     } as Record<string, unknown>);
-    await readProgress(stream);
+    await readProgress(docker, stream);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

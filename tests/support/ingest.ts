@@ -103,9 +103,3 @@ export async function deleteTopic(cfg: Config, topic: string): Promise<void> {
   await admin.connect();
   try { await admin.deleteTopics({ topics: [topic] }); } catch { /* already gone */ } finally { await admin.disconnect(); }
 }
-
-export function databaseUrl(cfg: Config, name: string): string {
-  const u = new URL(cfg.postgres.url);
-  u.pathname = `/${name}`;
-  return u.toString();
-}

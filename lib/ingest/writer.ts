@@ -1,5 +1,10 @@
+/**
+ * The exactly-once batch writer: one Kafka partition batch and its next offset in one Postgres
+ * transaction. In lib/ because both the ingest service and provenance replay (lib/provenance)
+ * write batches the same way.
+ */
 import type pg from 'pg';
-import { copyRows, textArrayLiteral } from '../../lib/copy.ts';
+import { copyRows, textArrayLiteral } from '../copy.ts';
 import { buildBatch, minuteBits, type RawMessage } from './batch.ts';
 
 export interface BatchResult {

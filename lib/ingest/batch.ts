@@ -1,5 +1,5 @@
-import type { LogEvent } from '../../lib/events/types.ts';
-import { parseLine } from '../../lib/events/parser.ts';
+import type { LogEvent } from '../events/types.ts';
+import { parseLine } from '../events/parser.ts';
 
 /** One Kafka message as the batch writer needs it. */
 export interface RawMessage {
