@@ -47,4 +47,21 @@ describe('slot runtime (local processes)', () => {
     expect(respec.id).not.toBe(moved.id);
     expect((await processRuntime(cfg).describe('main'))?.model).toBe('models/taste-v1.json');
   }, 60_000);
+
+  it('a deployment on other ports (a test world beside the stack) neither sees nor replaces the slot', async () => {
+    const other: Config = { ...cfg, services: { ...cfg.services, inferenceMain: { port: await freePort() } } };
+    const before = await processRuntime(cfg).describe('main');
+    expect(before?.running).toBe(true);
+    expect(await processRuntime(other).describe('main')).toBeUndefined();
+    expect(await processRuntime(other).remove('main')).toBe(false);
+    const d: SlotDeployment = { slot: 'main', version: 'rt-other', model: 'models/seed-baseline.json', image: null };
+    const beside = await processRuntime(other).deploy(d);
+    try {
+      expect(beside.id).not.toBe(before!.id);
+      expect(await processRuntime(cfg).describe('main')).toMatchObject({ id: before!.id, running: true });
+    } finally {
+      await processRuntime(other).remove('main');
+    }
+    expect(alive(Number(before!.id))).toBe(true);
+  }, 60_000);
 });

@@ -3,17 +3,29 @@ import type { Config } from '../config.ts';
 import { dockerClient, LABELS } from '../docker.ts';
 import { slotEnv, slotFingerprint, slotPort, slotUrl, type Slot, type SlotRuntime, type SlotState } from './slots.ts';
 
-const containerName = (slot: Slot) => `marquee-inference-${slot}`;
+/**
+ * One container per slot and port: two deployments on one engine (a test world beside the local
+ * stack) never replace each other's slots. Containers made before the port was in the name are
+ * still found when they serve the same port.
+ */
+const containerName = (cfg: Config, slot: Slot) => `marquee-inference-${slot}-${slotPort(cfg, slot)}`;
+const legacyName = (slot: Slot) => `marquee-inference-${slot}`;
 
 /** Inference slots as Docker containers on the host network, labelled as Marquee's. */
 export function dockerRuntime(cfg: Config, docker: Docker = dockerClient()): SlotRuntime {
-  async function inspect(slot: Slot): Promise<Docker.ContainerInspectInfo | undefined> {
+  async function inspectName(name: string): Promise<Docker.ContainerInspectInfo | undefined> {
     try {
-      return await docker.getContainer(containerName(slot)).inspect();
+      return await docker.getContainer(name).inspect();
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) return undefined;
       throw err;
     }
+  }
+  async function inspect(slot: Slot): Promise<Docker.ContainerInspectInfo | undefined> {
+    const current = await inspectName(containerName(cfg, slot));
+    if (current) return current;
+    const legacy = await inspectName(legacyName(slot));
+    return legacy?.Config.Labels?.['marquee.port'] === String(slotPort(cfg, slot)) ? legacy : undefined;
   }
 
   const runtime: SlotRuntime = {
@@ -39,7 +51,7 @@ export function dockerRuntime(cfg: Config, docker: Docker = dockerClient()): Slo
       await runtime.remove(d.slot);
       const env = { ...slotEnv(cfg, d) };
       const container = await docker.createContainer({
-        name: containerName(d.slot),
+        name: containerName(cfg, d.slot),
         Image: d.image,
         Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
         Labels: {

@@ -8,14 +8,28 @@ import { slotEnv, slotFingerprint, slotPort, slotUrl, type Slot, type SlotDeploy
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Inference slots as detached local processes, tracked by a state file per slot under .marquee/run. */
+type SlotFile = SlotDeployment & { pid: number; port?: number; fingerprint?: string };
+
+/**
+ * Inference slots as detached local processes, tracked by a state file per slot and port under
+ * .marquee/run (so a test world on other ports never replaces the local stack's slots). A file
+ * from before the port was in its name still counts when it names the same port.
+ */
 export function processRuntime(cfg: Config): SlotRuntime {
   const runDir = path.join(stateDir(), 'run');
-  const stateFile = (slot: Slot) => path.join(runDir, `inference-${slot}.json`);
-  const read = (slot: Slot): (SlotDeployment & { pid: number; port?: number; fingerprint?: string }) | undefined => {
-    if (!existsSync(stateFile(slot))) return undefined;
-    try { return JSON.parse(readFileSync(stateFile(slot), 'utf8')); } catch { return undefined; }
+  const stateFile = (slot: Slot) => path.join(runDir, `inference-${slot}-${slotPort(cfg, slot)}.json`);
+  const parse = (file: string): SlotFile | undefined => {
+    if (!existsSync(file)) return undefined;
+    try { return JSON.parse(readFileSync(file, 'utf8')); } catch { return undefined; }
   };
+  const found = (slot: Slot): { file: string; state: SlotFile } | undefined => {
+    const state = parse(stateFile(slot));
+    if (state) return { file: stateFile(slot), state };
+    const legacyFile = path.join(runDir, `inference-${slot}.json`);
+    const legacy = parse(legacyFile);
+    return legacy && legacy.port === slotPort(cfg, slot) ? { file: legacyFile, state: legacy } : undefined;
+  };
+  const read = (slot: Slot): SlotFile | undefined => found(slot)?.state;
 
   const runtime: SlotRuntime = {
     kind: 'process',
@@ -32,7 +46,7 @@ export function processRuntime(cfg: Config): SlotRuntime {
       await runtime.remove(d.slot);
       mkdirSync(runDir, { recursive: true });
       mkdirSync(path.join(stateDir(), 'logs'), { recursive: true });
-      const fd = openSync(path.join(stateDir(), 'logs', `inference-${d.slot}.log`), 'a');
+      const fd = openSync(path.join(stateDir(), 'logs', `inference-${d.slot}-${slotPort(cfg, d.slot)}.log`), 'a');
       const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'services/inference/main.ts')], {
         cwd: projectRoot,
         env: { ...process.env, ...slotEnv(cfg, d), INFERENCE_MODEL: d.model, MARQUEE_GIT_COMMIT: gitCommit() },
@@ -45,14 +59,15 @@ export function processRuntime(cfg: Config): SlotRuntime {
       return { ...d, running: true, url: slotUrl(cfg, d.slot), id: String(child.pid), fingerprint };
     },
     async remove(slot) {
-      const s = read(slot);
-      if (!s) return false;
+      const f = found(slot);
+      if (!f) return false;
+      const s = f.state;
       if (alive(s.pid)) {
         try { process.kill(-s.pid, 'SIGTERM'); } catch { try { process.kill(s.pid, 'SIGTERM'); } catch { /* gone */ } }
         for (let i = 0; i < 100 && alive(s.pid); i++) await sleep(100);
         if (alive(s.pid)) { try { process.kill(-s.pid, 'SIGKILL'); } catch { /* gone */ } }
       }
-      rmSync(stateFile(slot), { force: true });
+      rmSync(f.file, { force: true });
       return true;
     },
   };
