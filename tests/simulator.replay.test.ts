@@ -155,13 +155,14 @@ describe('replay world', () => {
     expect(rated(1002)).toEqual([[slug.heat, 3], [slug.babe, 1]]);
     expect(of(1002)[0].kind).toBe('account');
     expect(of(1001).some((e) => e.kind === 'account')).toBe(false);
-    expect(engine.stats).toMatchObject({ recRequests: 5, recommendedSessions: 2, discoveredSessions: 3, ratings: 5, accounts: 1 });
+    // One request per visit: after taking Alien, user 1 goes on with Toy Story without asking again.
+    expect(engine.stats).toMatchObject({ recRequests: 4, recommendedSessions: 2, discoveredSessions: 3, ratings: 5, accounts: 1 });
     // Each user's lines in time order; each activity = request, watch, rating.
     for (const user of [1001, 1002]) {
       const times = of(user).map((e) => e.atMs);
       expect(times).toEqual([...times].sort((a, b) => a - b));
     }
-    expect(of(1001).map((e) => e.kind)).toEqual(['recommendation', 'watch', 'rate', 'recommendation', 'watch', 'rate', 'recommendation', 'watch', 'rate']);
+    expect(of(1001).map((e) => e.kind)).toEqual(['recommendation', 'watch', 'rate', 'watch', 'rate', 'recommendation', 'watch', 'rate']);
     // Requests come at the users' real activity times (a session's start before the rating), mapped.
     expect(requests.find((r) => r.user === 1002)!.t).toBe(clock.toLog(T + 6 * DAY - 60_000));
     expect(requests.filter((r) => r.user === 1001).at(-1)!.t).toBe(clock.toLog(T + 20 * DAY - 60_000));
@@ -182,6 +183,17 @@ describe('replay world', () => {
     const recs = failed.events.filter((e) => e.kind === 'recommendation');
     expect(recs.length).toBe(5);
     expect(recs.every((e) => e.kind === 'recommendation' && e.status === 0 && e.error === 'java.net.SocketTimeoutException: Read timed out')).toBe(true);
+  });
+});
+
+describe('replay visits', () => {
+  it('asks for recommendations when a user comes back after an hour away, not within a sitting', () => {
+    // User 1 rates three movies ten minutes apart, then one two days later.
+    const world = tinyDataSet([[1, 1, 5, 1], [1, 2, 4, 1 + 10 / 1440], [1, 3, 3, 1 + 20 / 1440], [1, 4, 2, 3]]);
+    const clock = new ReplayClock(T, Date.UTC(2026, 5, 1), 10_000);
+    const { events, requests } = replay(world, clock, 0, () => []);
+    expect(requests.map((r) => r.t)).toEqual([clock.toLog(T + DAY - 60_000), clock.toLog(T + 3 * DAY - 60_000)]);
+    expect(events.map((e) => e.kind)).toEqual(['account', 'recommendation', 'watch', 'rate', 'watch', 'rate', 'watch', 'rate', 'recommendation', 'watch', 'rate']);
   });
 });
 

@@ -7,8 +7,11 @@
  * says the user would have taken it, so what a model earns is real behaviour, not a simulated
  * taste. A movie taken early is not watched again at its real time.
  *
- * Every rating becomes one activity: a recommendation request (when the platform asks), `minutes`
- * watch lines and the rating line with the real rating. A user does one thing at a time, so a
+ * Every rating becomes one activity: `minutes` watch lines and the rating line with the real
+ * rating. A user asks for recommendations when they come back to the platform: at an activity
+ * whose real time is at least `visitGapMs` after their previous rating (the first of a visit;
+ * MovieLens users rate dozens of movies in one sitting, and one request per sitting is what a
+ * person opening the site does). A user does one thing at a time, so a
  * burst of ratings (MovieLens users rate dozens in minutes) comes out one after the other: a
  * user's lines are in time order and may trail the data set's clock a little during a burst.
  * The engine owns no clock: the live loop runs it up to the wall clock, a test jumps from event
@@ -24,8 +27,17 @@ export interface ReplayOptions {
   windowMs: number;
   /** Watch minutes written per rating (as `import movielens --minutes`), default 1. */
   minutes?: number;
-  /** Share of activities that start with a recommendation request (default 1: every one). */
+  /** Data-set time away after which a user's next activity is a new visit, which asks for recommendations (default 1 h; 0: every activity asks). */
+  visitGapMs?: number;
+  /** Share of visits that start with a recommendation request (default 1: every one). */
   recommendFraction?: number;
+}
+
+export const DEFAULT_VISIT_GAP_MS = 3_600_000;
+
+/** Whether the rating at `i` of a user's time-ordered ratings starts a visit (the first, or after a gap). */
+export function startsVisit(ratings: readonly { atMs: number }[], i: number, gapMs = DEFAULT_VISIT_GAP_MS): boolean {
+  return i === 0 || ratings[i].atMs - ratings[i - 1].atMs >= gapMs;
 }
 
 /**
@@ -54,6 +66,8 @@ interface UserState {
   /** First rating not yet done. */
   head: number;
   hasAccount: boolean;
+  /** The head at which this user last asked (after taking a recommended movie the head stays; one request per visit). */
+  askedAt: number;
 }
 
 export class ReplayEngine {
@@ -74,12 +88,15 @@ export class ReplayEngine {
   /** Log ms between two lines of one session: a data-set minute, at least 1 ms. */
   readonly stepMs: number;
   private readonly recommendFraction: number;
+  private readonly visitGapMs: number;
 
   constructor(readonly world: ReplayWorld, readonly clock: ReplayClock, private rng: Rng, private hooks: EngineHooks, readonly opts: ReplayOptions) {
     this.minutes = opts.minutes ?? 1;
     if (!Number.isInteger(this.minutes) || this.minutes < 1 || this.minutes > 600) throw new Error(`minutes must be an integer from 1 to 600, got ${this.minutes}`);
     if (!(opts.windowMs >= 0)) throw new Error(`the replay window must be ≥ 0 ms, got ${opts.windowMs}`);
     this.recommendFraction = opts.recommendFraction ?? 1;
+    this.visitGapMs = opts.visitGapMs ?? DEFAULT_VISIT_GAP_MS;
+    if (!(this.visitGapMs >= 0)) throw new Error(`visitGapMs must be ≥ 0, got ${this.visitGapMs}`);
     if (!(this.recommendFraction >= 0 && this.recommendFraction <= 1)) throw new Error(`recommendFraction must be within 0..1, got ${this.recommendFraction}`);
     this.sessionMs = this.minutes * 60_000;
     this.stepMs = Math.max(1, Math.round(60_000 / clock.speed));
@@ -88,7 +105,7 @@ export class ReplayEngine {
       let head = 0;
       // Ratings before the replay start are the past (replayPastLines writes them).
       while (head < ratings.length && ratings[head].atMs < clock.dataStart) done[head++] = 1;
-      this.users.set(user, { ratings, done, head, hasAccount: head > 0 });
+      this.users.set(user, { ratings, done, head, hasAccount: head > 0, askedAt: -1 });
       if (head < ratings.length) {
         this.remainingUsers++;
         this.push(clock.toLog(ratings[head].atMs - this.sessionMs), Ev.Visit, user, head, 0, false);
@@ -152,7 +169,9 @@ export class ReplayEngine {
           this.stats.accounts++;
           this.emit(e.user, formatEvent({ kind: 'account', ...fastAt(e.t), userId: e.user }), 'account');
         }
-        if (this.hooks.recommend && this.rng.chance(this.recommendFraction) && this.hooks.recommend(e.user, e.t)) {
+        const visit = startsVisit(u.ratings, u.head, this.visitGapMs) && u.askedAt !== u.head;
+        u.askedAt = u.head;
+        if (visit && this.hooks.recommend && this.rng.chance(this.recommendFraction) && this.hooks.recommend(e.user, e.t)) {
           this.stats.recRequests++;
           return;
         }
