@@ -18,6 +18,7 @@ export const unitTests = [
   'tests/parser.fuzz.test.ts',
   'tests/routing.test.ts',
   'tests/runtime.test.ts',
+  'tests/simulator.replay.test.ts',
 ];
 
 // Not mergeConfig: it would append to the full suite's include list instead of replacing it.

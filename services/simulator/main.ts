@@ -81,7 +81,10 @@ async function main(): Promise<void> {
     if (!Number.isInteger(userOffset)) throw new Error(`--user-offset must be a whole number, got "${o['user-offset']}"`);
     const world = loadReplayWorld(worldName, { userOffset, log: (line) => console.log(`simulator: ${line}`) });
     const dataStart = replayStart(world.data, o['replay-from'] ?? '0.5');
-    const windowMs = o['replay-window'] !== undefined ? durationMs(o['replay-window']) : evalSettings(cfg).attributionWindowMs * speed;
+    let windowMs = evalSettings(cfg).attributionWindowMs * speed;
+    if (o['replay-window'] !== undefined) {
+      try { windowMs = durationMs(o['replay-window']); } catch (err) { throw new Error(`--replay-window: ${(err as Error).message}`); }
+    }
     // The replay start is now on the wall clock; the past ends before it.
     const clock = (replayClock = new ReplayClock(dataStart, Date.now(), speed));
     const r = world.data.ratings;
