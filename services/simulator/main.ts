@@ -102,7 +102,7 @@ async function main(): Promise<void> {
   const app = createApi(info, {
     registry,
     health: () => ({
-      ...(replayClock ? { replayAt: new Date(replayClock.toData(Date.now())).toISOString() } : {}),
+      ...(replayClock && traffic ? { replayAt: new Date(replayClock.toData(Date.now())).toISOString() } : {}),
       ...(traffic ? { traffic: { ...traffic.stats, acked: sink!.produced(), backlog: sink!.backlog() } } : { traffic: 'off' }),
     }),
   });
@@ -110,7 +110,8 @@ async function main(): Promise<void> {
   const address = server.address();
   console.log(`simulator: /movie/<id>, /user/<id>, /healthz, /metrics on 127.0.0.1:${typeof address === 'object' && address ? address.port : port}`);
 
-  if (history > 0 || replayClock) {
+  // The replay's past belongs to its clock, which starts with the traffic: none without it (--rate 0).
+  if (history > 0 || (replayClock && rate > 0)) {
     await ensureTopic(cfg, topic);
     if (await topicIsEmpty(cfg, topic)) {
       const t1 = performance.now();
