@@ -20,6 +20,7 @@ export const unitTests = [
   'tests/routing.test.ts',
   'tests/runtime.test.ts',
   'tests/supervise.test.ts',
+  'tests/simulator.replay.test.ts',
 ];
 
 // Not mergeConfig: it would append to the full suite's include list instead of replacing it.

@@ -2,6 +2,8 @@
 // The Kafka tests need the stack's broker (npm run stack -- up); the rest is in-process.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import path from 'node:path';
@@ -14,15 +16,21 @@ import { parseLine } from '../lib/events/parser.ts';
 import { isValidSlug } from '../lib/events/slug.ts';
 import type { LogEvent, RecommendationEvent } from '../lib/events/types.ts';
 import { listen } from '../lib/http.ts';
+import { readMovieLens } from '../lib/movielens/read.ts';
 import { ensureTopic, kafkaClient, produceLines, userKeyOf } from '../lib/kafka.ts';
 import { hash32, Rng, WeightedSampler } from '../lib/random.ts';
 import { createApi } from '../services/simulator/api.ts';
 import { pickChance, pickRecommended } from '../services/simulator/behaviour.ts';
 import { fastAt } from '../services/simulator/engine.ts';
 import { generateLines, pastLines, topicIsEmpty } from '../services/simulator/offline.ts';
-import { KafkaSink, MemorySink } from '../services/simulator/sink.ts';
+import { startsVisit } from '../services/simulator/replay-engine.ts';
+import { createReplayWorld, ReplayClock, replayPastLines, replayStart } from '../services/simulator/replay-world.ts';
+import { KafkaSink, MemorySink, type LineSink } from '../services/simulator/sink.ts';
 import { Traffic } from '../services/simulator/traffic.ts';
 import { createWorld, GENRES, type World } from '../services/simulator/world.ts';
+import { scratchDatabase } from './support/db.ts';
+import { databaseUrl } from '../lib/db.ts';
+import { actualRows, exited, expectedRows, spawnIngest, waitForIngested } from './support/ingest.ts';
 import { requireServer } from './support/servers.ts';
 
 const cfg = loadConfig();
@@ -582,4 +590,86 @@ describe('Kafka', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
+  it('the replay world writes its past and its replay as valid lines to Kafka, and real ingest stores them all', async () => {
+    // A small data set written as RecBole files: 40 users, 30 movies, 12 ratings each over 10 days.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-replay-kafka-'));
+    const rng = new Rng(5);
+    const t0 = Date.UTC(1998, 1, 1);
+    const inter = ['user_id:token\titem_id:token\trating:float\ttimestamp:float'];
+    for (let u = 1; u <= 40; u++) {
+      for (const m of rng.sample(30, 12)) inter.push(`${u}\t${m + 1}\t${rng.int(1, 5)}\t${Math.floor((t0 + rng.int(0, 10 * 86_400_000)) / 1000)}`);
+    }
+    writeFileSync(path.join(dir, 'small.inter'), inter.join('\n'));
+    writeFileSync(path.join(dir, 'small.item'), ['item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq',
+      ...Array.from({ length: 30 }, (_, i) => `${i + 1}\tMovie Number ${i + 1}\t${1960 + i}\tDrama Comedy`)].join('\n'));
+    writeFileSync(path.join(dir, 'small.user'), ['user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token',
+      ...Array.from({ length: 40 }, (_, i) => `${i + 1}\t${20 + i}\tF\twriter\t00000`)].join('\n'));
+    const world = createReplayWorld(readMovieLens(dir), { userOffset: 5000 });
+    rmSync(dir, { recursive: true, force: true });
+    const dataStart = replayStart(world.data, '0.3');
+    const span = world.data.ratings.at(-1)!.atMs - dataStart;
+    // The rest of the data set in about 3 s of wall clock.
+    const clock = new ReplayClock(dataStart, Date.now(), span / 3000);
+    const topic = await scratchTopic();
+    const past = [...replayPastLines(world, clock)];
+    expect(await produceLines(cfg, past, { topic })).toBe(past.length);
+
+    // A gateway that recommends the same ten movies to everyone.
+    const ten = world.movies.slice(0, 10).map((m) => m.id).join(',');
+    const { server, base } = await serve(express().get('/recommend/:user', (_req, res) => { res.type('text/plain').send(ten); }));
+    const kafka = new KafkaSink(cfg, { topic });
+    const written: string[] = [];
+    const tee: LineSink = {
+      write: (key, line) => { written.push(line); kafka.write(key, line); },
+      backlog: () => kafka.backlog(), produced: () => kafka.produced(), flush: () => kafka.flush(), close: () => kafka.close(),
+    };
+    await kafka.connect();
+    const traffic = new Traffic({ replay: { world, clock, windowMs: 86_400_000 }, sink: tee, gateway: base, timeoutMs: 5000 });
+    try {
+      traffic.start();
+      await traffic.done;
+    } finally {
+      await kafka.close();
+      server.close();
+    }
+    expect(kafka.unsent).toBe(0);
+
+    // Every line parses; the replay rated exactly the ratings from the replay start on, with their real values.
+    const lines = [...past, ...written];
+    const events = lines.map(parsed);
+    const key = (user: number, movie: string, rating: number) => `${user} ${movie} ${rating}`;
+    const slugOf = new Map([...world.data.movies.values()].map((m) => [m.mlId, m.slug]));
+    const future = world.data.ratings.filter((r) => r.atMs >= dataStart).map((r) => key(r.userId + 5000, slugOf.get(r.mlMovieId)!, r.rating)).sort();
+    const replayed = events.slice(past.length).flatMap((e) => (e.kind === 'rate' ? [key(e.userId, e.movieId, e.rating)] : [])).sort();
+    expect(replayed).toEqual(future);
+    // One request per visit (a user back after an hour away), each answered and logged.
+    const visits = [...world.ratingsByUser.values()].reduce((n, rs) => n + rs.filter((r, i) => r.atMs >= dataStart && startsVisit(rs, i)).length, 0);
+    const requestLines = events.slice(past.length).filter((e) => e.kind === 'recommendation').length;
+    expect(traffic.stats.engine.recRequests).toBe(requestLines);
+    expect(traffic.stats.recOk).toBe(requestLines);
+    expect(requestLines).toBeGreaterThan(0);
+    expect(requestLines).toBeLessThanOrEqual(visits);
+    // Each user's lines in time order, the past before the replay.
+    const lastAt = new Map<number, number>();
+    for (const e of events) {
+      expect(e.atMs, `user ${e.userId}`).toBeGreaterThanOrEqual(lastAt.get(e.userId) ?? -Infinity);
+      if (e.kind !== 'recommendation') lastAt.set(e.userId, e.atMs);
+    }
+    expect(events.slice(0, past.length).every((e) => e.atMs < clock.logStart)).toBe(true);
+    console.log(`replay through Kafka: ${past.length} lines of past, ${written.length} replayed; ${traffic.stats.engine.recommendedSessions} of ${future.length} sessions from a recommendation`);
+    expect(traffic.stats.engine.recommendedSessions).toBeGreaterThan(0);
+
+    // The real ingest service stores every line: no dead letter, the rows the lines call for.
+    const db = await scratchDatabase('replay');
+    const ingest = spawnIngest(databaseUrl(cfg, db.name), topic, `replay-${randomBytes(3).toString('hex')}`);
+    try {
+      await waitForIngested(db.pool, topic, lines.length, 120_000, () => ingest.exitCode === null);
+      expect(await actualRows(db.pool)).toEqual(expectedRows(lines));
+      expect((await actualRows(db.pool)).deadLetters).toBe(0);
+    } finally {
+      ingest.kill('SIGTERM');
+      await exited(ingest);
+      await db.drop();
+    }
+  }, 240_000);
 });

@@ -121,14 +121,17 @@ export const MALFORMED_KINDS = [
 ] as const;
 export type MalformedKind = (typeof MALFORMED_KINDS)[number];
 
+/** The ids a malformed line borrows, so that it looks like the world's own lines gone wrong. */
+export interface MalformedSource { userCount: number; movies: readonly { id: string }[] }
+
 /**
  * A line that looks like it came from a broken producer and that the parser must reject.
  * Each candidate is checked with parseLine; one that happens to parse (a truncation that still
  * makes sense, say) is replaced by plain garbage, so a caller can count on every one failing.
  */
-export function malformedLine(world: World, rng: Rng, atMs: number, kind: MalformedKind = rng.pick(MALFORMED_KINDS)): { line: string; kind: MalformedKind } {
+export function malformedLine(world: MalformedSource, rng: Rng, atMs: number, kind: MalformedKind = rng.pick(MALFORMED_KINDS)): { line: string; kind: MalformedKind } {
   const user = rng.int(0, world.userCount - 1);
-  const movie = world.movies[rng.int(0, world.movieCount - 1)].id;
+  const movie = world.movies[rng.int(0, world.movies.length - 1)].id;
   const time = atFromMs(atMs).atIso.slice(0, -1);
   let line: string;
   switch (kind) {
@@ -148,7 +151,7 @@ export function malformedLine(world: World, rng: Rng, atMs: number, kind: Malfor
     case 'truncated': {
       const full = formatEvent({
         kind: 'recommendation', ...atFromMs(atMs), userId: user, server: '127.0.0.1:8082', status: 200,
-        movieIds: [movie, world.movies[rng.int(0, world.movieCount - 1)].id], error: null, latencyMs: rng.int(5, 300),
+        movieIds: [movie, world.movies[rng.int(0, world.movies.length - 1)].id], error: null, latencyMs: rng.int(5, 300),
       });
       const base = rng.chance(0.5) ? full : `${time},${user},GET /data/m/${movie}/${rng.int(0, 90)}.mpg`;
       line = base.slice(0, rng.int(1, base.length - 2));

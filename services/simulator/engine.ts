@@ -54,11 +54,11 @@ interface QueuedEvent {
 }
 
 /** A binary min-heap on (t, seq): equal times come out in the order they were queued. */
-class EventQueue {
-  private items: QueuedEvent[] = [];
+export class EventQueue<E extends Timed = QueuedEvent> {
+  private items: E[] = [];
   get size(): number { return this.items.length; }
   peekTime(): number { return this.items.length > 0 ? this.items[0].t : Infinity; }
-  push(e: QueuedEvent): void {
+  push(e: E): void {
     const a = this.items;
     a.push(e);
     let i = a.length - 1;
@@ -70,7 +70,7 @@ class EventQueue {
     }
     a[i] = e;
   }
-  pop(): QueuedEvent | undefined {
+  pop(): E | undefined {
     const a = this.items;
     if (a.length === 0) return undefined;
     const top = a[0];
@@ -117,7 +117,10 @@ export function fastAt(ms: number): { atIso: string; atMs: number } {
   return { atIso: `${dayPrefix}${TWO[h]}:${TWO[m]}:${TWO[s]}.${THREE[rest % 1000]}Z`, atMs };
 }
 
-function less(x: QueuedEvent, y: QueuedEvent): boolean {
+/** What EventQueue orders by: time, then the order of queueing. */
+export interface Timed { t: number; seq: number }
+
+function less(x: Timed, y: Timed): boolean {
   return x.t < y.t || (x.t === y.t && x.seq < y.seq);
 }
 

@@ -12,6 +12,10 @@
  * recent output error speeds new starts up or slows them down to hold the rate. Events
  * already due (the next minute of a session) always go out on time. A user watches one thing at a
  * time, so at speed 1 the rate cannot pass about (users × 0.9) / 60 lines/s.
+ *
+ * In the replay world (`replay` instead of `world`) there is no rate to hold: the data set says
+ * when each user comes back (replay-engine.ts), log time is the wall clock, and the loop only runs
+ * what is due and asks the gateway; it stops by itself when every rating has been replayed.
  */
 import http from 'node:http';
 import { hash32, Rng } from '../../lib/random.ts';
@@ -19,16 +23,25 @@ import type { EventKind } from '../../lib/events/types.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
 import { javaErrorText, malformedLine, type BehaviourOptions } from './behaviour.ts';
 import { Engine, type EngineStats, type RecAnswer } from './engine.ts';
+import { ReplayEngine, type ReplayOptions } from './replay-engine.ts';
+import type { ReplayClock, ReplayWorld } from './replay-world.ts';
 import type { LineSink } from './sink.ts';
 import type { World } from './world.ts';
 
+export interface ReplayTraffic extends ReplayOptions {
+  world: ReplayWorld;
+  clock: ReplayClock;
+}
+
 export interface TrafficOptions {
-  world: World;
+  /** The invented world; or `replay` for a data set's users (exactly one of the two). */
+  world?: World;
+  replay?: ReplayTraffic;
   sink: LineSink;
   seed?: number;
   /** Target output in lines per real second. */
   rate?: number;
-  /** Simulated milliseconds per real millisecond. */
+  /** Simulated milliseconds per real millisecond (invented world; the replay clock has its own). */
   speed?: number;
   /** Simulated time at start (epoch ms); now by default. */
   startMs?: number;
@@ -99,7 +112,7 @@ function oneLine(s: string, max = 300): string {
 }
 
 export class Traffic {
-  readonly engine: Engine;
+  readonly engine: Engine | ReplayEngine;
   readonly clock: SimClock;
   readonly registry: Registry;
   readonly done: Promise<void>;
@@ -139,9 +152,10 @@ export class Traffic {
     const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as TrafficOptions;
     this.opts = { rate: 100, timeoutMs: 600, malformedFraction: 0, maxInFlight: 128, maxBacklog: 50_000, ...given };
     if (!(this.opts.rate > 0)) throw new Error(`rate must be positive, got ${this.opts.rate}`);
-    const speed = opts.speed ?? 1;
+    if ((opts.world === undefined) === (opts.replay === undefined)) throw new Error('traffic needs either an invented world or a replay, not both or neither');
+    const speed = opts.replay ? 1 : opts.speed ?? 1;
     if (!(speed > 0)) throw new Error(`speed must be positive, got ${speed}`);
-    const seed = opts.seed ?? opts.world.seed;
+    const seed = opts.seed ?? opts.world?.seed ?? 0;
     this.rng = new Rng(hash32(seed, 20));
     this.clock = new SimClock(opts.startMs ?? Date.now(), speed);
     this.server = opts.gateway ? serverOf(opts.gateway) : '';
@@ -156,13 +170,22 @@ export class Traffic {
       backlog: r.gauge('simulator_sink_backlog', 'Lines written but not yet acknowledged by Kafka'),
       acked: r.gauge('simulator_lines_acked', 'Lines acknowledged by Kafka'),
     };
-    this.engine = new Engine(opts.world, new Rng(hash32(seed, 21)), {
-      emit: (user, line, kind) => this.write(user, line, kind),
-      recommend: opts.gateway ? (user, t) => this.recommend(user, t) : undefined,
-    }, opts.behaviour);
+    const hooks = {
+      emit: (user: number, line: string, kind: EventKind) => this.write(user, line, kind),
+      recommend: opts.gateway ? (user: number, t: number) => this.recommend(user, t) : undefined,
+    };
     this.done = new Promise((resolve) => { this.resolveDone = resolve; });
-    this.linesPerActivity = this.engine.estimateLinesPerActivity(2000, opts.gateway != null);
-    this.startsPerSecond = this.opts.rate / this.linesPerActivity;
+    if (opts.replay) {
+      const { world, clock, ...replayOptions } = opts.replay;
+      this.engine = new ReplayEngine(world, clock, new Rng(hash32(seed, 21)), hooks, replayOptions);
+      this.linesPerActivity = 0;
+      this.startsPerSecond = 0;
+    } else {
+      const engine = new Engine(opts.world!, new Rng(hash32(seed, 21)), hooks, opts.behaviour);
+      this.engine = engine;
+      this.linesPerActivity = engine.estimateLinesPerActivity(2000, opts.gateway != null);
+      this.startsPerSecond = this.opts.rate / this.linesPerActivity;
+    }
   }
 
   start(): void {
@@ -170,7 +193,7 @@ export class Traffic {
     this.startedReal = this.lastReal = performance.now();
     // In steady state each session in progress writes one line per simulated minute, so the rate
     // needs rate × 60 s / speed of them (Little's law); that many are already running at start.
-    if (this.opts.prefill !== false) this.engine.prefill(this.clock.now(), Math.round((this.opts.rate * 60) / this.clock.speed));
+    if (this.engine instanceof Engine && this.opts.prefill !== false) this.engine.prefill(this.clock.now(), Math.round((this.opts.rate * 60) / this.clock.speed));
     this.timer = setTimeout(this.tick, 0);
   }
 
@@ -219,6 +242,7 @@ export class Traffic {
     const behind = this.engine.nextTime() <= now;
     let started = 0;
     while (
+      this.engine instanceof Engine &&
       this.startCredit >= 1 && started < 5000 && !this.limitReached() &&
       this.inFlight < o.maxInFlight && this.opts.sink.backlog() < o.maxBacklog
     ) {
@@ -228,7 +252,8 @@ export class Traffic {
     }
     this.updateGauges();
     const draining = o.drain === true && (this.engine.active.size > 0 || this.inFlight > 0);
-    if ((this.limitReached() && !draining) || (o.durationMs !== undefined && real - this.startedReal >= o.durationMs)) {
+    const replayed = this.engine instanceof ReplayEngine && this.engine.finished && this.inFlight === 0;
+    if ((this.limitReached() && !draining) || replayed || (o.durationMs !== undefined && real - this.startedReal >= o.durationMs)) {
       void this.stop();
       return;
     }
@@ -248,7 +273,7 @@ export class Traffic {
     this.budget--;
     this.m.lines.inc({ kind });
     if (this.opts.malformedFraction > 0 && this.rng.chance(this.opts.malformedFraction)) {
-      const bad = malformedLine(this.opts.world, this.rng, this.clock.now());
+      const bad = malformedLine(this.opts.world ?? this.opts.replay!.world, this.rng, this.clock.now());
       this.opts.sink.write(key, bad.line);
       this.written++;
       this.malformed++;
@@ -258,7 +283,10 @@ export class Traffic {
   }
 
   private recommend(user: number, t: number): boolean {
-    if (this.stopping || this.limitReached()) {
+    // The replay's users come back when the data says, not when answers allow: past the limit of
+    // requests in flight they go on without one (counted as skipped) instead of waiting.
+    const saturated = this.engine instanceof ReplayEngine && this.inFlight >= this.opts.maxInFlight;
+    if (this.stopping || this.limitReached() || saturated) {
       this.rec.skipped++;
       this.m.requests.inc({ outcome: 'skipped' });
       return false;
