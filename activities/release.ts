@@ -37,11 +37,7 @@ export function releaseActivities({ cfg, pool, mailer, temporal }: ActivityDeps)
       const blocking = await inFlight();
       if (blocking && blocking.id !== a.input.version) {
         const taskQueue = Context.current().info.taskQueue;
-        let timer: NodeJS.Timeout | undefined;
-        const reconciled = await Promise.race([
-          reconcileNow(temporal, { taskQueue, by: `beginRelease of ${a.input.version}` }),
-          new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), RECONCILE_WAIT_MS); }),
-        ]).finally(() => clearTimeout(timer));
+        const reconciled = await reconcileNow(temporal, { taskQueue, by: `beginRelease of ${a.input.version}`, waitMs: RECONCILE_WAIT_MS });
         if (reconciled === undefined) {
           throw ApplicationFailure.nonRetryable(`release ${blocking.id} is in phase ${blocking.phase} and its reconcile is still cleaning up (see marquee status ${blocking.id}); start ${a.input.version} again when it has finished`, 'ReleaseInFlight');
         }

@@ -43,13 +43,23 @@ export async function workflowState(client: Client, workflowId: string, runId?: 
 }
 
 /**
- * Runs the ReconcileReleases workflow and waits for its answer. Every caller (beginRelease, the
- * CLI) shares one workflow id, so two at once wait for the same run instead of racing.
+ * Runs the ReconcileReleases workflow and waits for its answer, at most `waitMs` (undefined when it
+ * is still at work then: a cleanup step being retried, or no worker). Every caller (beginRelease,
+ * the CLI) shares one workflow id, so two at once wait for the same run instead of racing.
  */
-export async function reconcileNow(client: Client, opts: { taskQueue: string; by: string }): Promise<ReconcileResult[]> {
+export async function reconcileNow(client: Client, opts: { taskQueue: string; by: string; waitMs?: number }): Promise<ReconcileResult[] | undefined> {
   const handle = await client.workflow.start('ReconcileReleases', {
     taskQueue: opts.taskQueue, workflowId: RECONCILE_WORKFLOW_ID, args: [{ by: opts.by }],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
   });
-  return (await handle.result()) as ReconcileResult[];
+  const result = handle.result() as Promise<ReconcileResult[]>;
+  if (opts.waitMs === undefined) return result;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), opts.waitMs); });
+  try {
+    return await Promise.race([result, late]);
+  } finally {
+    clearTimeout(timer);
+    result.catch(() => undefined);
+  }
 }

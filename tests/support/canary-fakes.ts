@@ -34,7 +34,7 @@ export interface FakeWorld {
   /** Describes workflows for findReleasesToReconcile (the test environment's client). */
   temporal?: Client;
   /** What the real beginRelease does when a release is in its way: run ReconcileReleases and wait. */
-  reconcile?: () => Promise<ReconcileResult[]>;
+  reconcile?: () => Promise<ReconcileResult[] | undefined>;
 }
 
 export function fakeWorld(extra: Partial<FakeWorld> = {}): FakeWorld {
