@@ -4,7 +4,7 @@ import { loadConfig, type Config } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { gatewayAdmin } from '../lib/gateway-client.ts';
 import { releaseInputProblems, type ReleaseInput } from '../lib/release/input.ts';
-import { closeDecision, RECONCILE_EVERY, RECONCILE_SCHEDULE_ID, type ReconcileResult, type WorkflowState } from '../lib/release/reconcile.ts';
+import { closeDecision, RECONCILE_EVERY, reconcileWorkflowId, RECONCILE_SCHEDULE_ID, type ReconcileResult, type WorkflowState } from '../lib/release/reconcile.ts';
 import type { ReleaseOutcome, ReleaseStatus } from '../lib/release/types.ts';
 import { reconcileNow, workflowState } from '../lib/release/workflow-state.ts';
 import { connectClient } from '../lib/temporal.ts';
@@ -150,7 +150,7 @@ export function sayReconciled(r: ReconcileResult): string {
 export async function runReconcile(cfg: Config, client: Client, by: string): Promise<ReconcileResult[] | undefined> {
   const results = await reconcileNow(client, { taskQueue: cfg.temporal.taskQueue, by: `${by} by ${who()}`, waitMs: RECONCILE_WAIT_MS });
   if (results === undefined) {
-    console.error(`reconcile has not finished within ${RECONCILE_WAIT_MS / 1000} s (is a worker polling ${cfg.temporal.taskQueue}? it retries its cleanup until it succeeds); follow it with: temporal workflow query --workflow-id marquee-reconcile --name status`);
+    console.error(`reconcile has not finished within ${RECONCILE_WAIT_MS / 1000} s (is a worker polling ${cfg.temporal.taskQueue}? it retries its cleanup until it succeeds); follow it with: temporal workflow query --workflow-id ${reconcileWorkflowId(cfg.temporal.taskQueue)} --name status`);
   }
   return results;
 }

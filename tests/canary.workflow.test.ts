@@ -9,7 +9,7 @@ import { workflowsPath } from '../workers/worker.ts';
 import { abortSignal, CanaryRelease, promoteUpdate, statusQuery } from '../workflows/canary.ts';
 import type { ReleaseInput } from '../lib/release/input.ts';
 import type { ReleaseOutcome, ReleaseStatus } from '../lib/release/types.ts';
-import { RECONCILE_WORKFLOW_ID } from '../lib/release/reconcile.ts';
+import { reconcileWorkflowId } from '../lib/release/reconcile.ts';
 import { reconcileNow } from '../lib/release/workflow-state.ts';
 import { fakeActivities, fakeWorld, type Scenario } from './support/canary-fakes.ts';
 import { COMMITTED_HISTORIES, committedHistory, historiesDir, recordHistory, type HistoryName } from './support/histories.ts';
@@ -211,7 +211,7 @@ describe('CanaryRelease on the time-skipping test server', () => {
       await first.terminate('operator pressed Terminate in the UI');
       const next = await env.client.workflow.start(CanaryRelease, { taskQueue, workflowId: `release-next-${process.pid}`, args: [{ version: 'next', model: 'models/affinity-v1.json' }] });
       const result = await next.result();
-      recordHistory('reconcile-terminated', historyToJSON(await env.client.workflow.getHandle(RECONCILE_WORKFLOW_ID).fetchHistory()));
+      recordHistory('reconcile-terminated', historyToJSON(await env.client.workflow.getHandle(reconcileWorkflowId(taskQueue)).fetchHistory()));
       return result;
     });
     expect(world.rows.get('stuck')).toMatchObject({ phase: 'aborted', decision: 'terminated' });

@@ -48,9 +48,13 @@ export interface ReconcileResult {
   mailed: boolean;
 }
 
-/** The Temporal Schedule that reconciles periodically, and the id every on-demand run shares. */
+/** The Temporal Schedule that reconciles periodically. */
 export const RECONCILE_SCHEDULE_ID = 'marquee-reconcile';
-export const RECONCILE_WORKFLOW_ID = 'marquee-reconcile';
+/**
+ * The id every on-demand reconcile on a task queue shares (one deployment per queue: a test's
+ * queue and database never meet the real ones).
+ */
+export const reconcileWorkflowId = (taskQueue: string): string => `reconcile-${taskQueue}`;
 /** How often the Schedule looks: a terminated release keeps nightly's share at most this long. */
 export const RECONCILE_EVERY = '2m';
 

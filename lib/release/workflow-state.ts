@@ -5,7 +5,7 @@
  */
 import { WorkflowIdConflictPolicy } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { RECONCILE_WORKFLOW_ID, type ReconcileResult, type WorkflowState, type WorkflowStatusName } from './reconcile.ts';
+import { reconcileWorkflowId, type ReconcileResult, type WorkflowState, type WorkflowStatusName } from './reconcile.ts';
 
 /** The innermost message of a failure chain: the activity's own error, not "Activity task failed". */
 interface FailureLike { message?: string | null; cause?: FailureLike | null }
@@ -49,7 +49,7 @@ export async function workflowState(client: Client, workflowId: string, runId?: 
  */
 export async function reconcileNow(client: Client, opts: { taskQueue: string; by: string; waitMs?: number }): Promise<ReconcileResult[] | undefined> {
   const handle = await client.workflow.start('ReconcileReleases', {
-    taskQueue: opts.taskQueue, workflowId: RECONCILE_WORKFLOW_ID, args: [{ by: opts.by }],
+    taskQueue: opts.taskQueue, workflowId: reconcileWorkflowId(opts.taskQueue), args: [{ by: opts.by }],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
   });
   const result = handle.result() as Promise<ReconcileResult[]>;
