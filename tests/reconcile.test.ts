@@ -269,4 +269,25 @@ describe('reconcile after terminate, on the real servers', () => {
       await schedule.delete().catch(() => undefined);
     }
   }, 240_000);
+
+  it('an abort while the gateway is down retries routing back until it answers; status says what it waits for', async () => {
+    const handle = await releaseIntoBake(`t6-${tag}`);
+    await stop(gateway.proc);
+    await handle.signal('abort', { reason: 'gateway maintenance', by: 'test' });
+    const waiting = await until('status naming the retried step', async () => {
+      const st = await cli('status', `t6-${tag}`);
+      return /retrying: setRouting attempt [2-9]/.test(st.out) ? st.out : undefined;
+    }, 90_000);
+    expect(waiting).toMatch(/phase aborting/);
+    expect(waiting).toMatch(/waiting for: all traffic back to main \(setRouting through the gateway admin API\) \(retried until it succeeds\)/);
+    expect(waiting).toMatch(/last: gateway admin API: fetch failed: .*ECONNREFUSED/);
+    expect(await row(`t6-${tag}`)).toMatchObject({ phase: 'aborting' });
+    gateway = await startGateway(cfg, dbName, mainStub.url, {}, ports.gateway);
+    const outcome = await handle.result() as { decision: string; status: { waitingFor?: string } };
+    expect(outcome.decision).toBe('aborted');
+    expect(outcome.status.waitingFor).toBeUndefined();
+    expect(await routing()).toMatchObject({ nightly_percent: 0, release_id: null });
+    expect(await row(`t6-${tag}`)).toMatchObject({ phase: 'aborted', decision: 'aborted' });
+    expect(runtime.current()).toBeUndefined();
+  }, 240_000);
 });
