@@ -5,7 +5,7 @@ import { createPool } from '../lib/db.ts';
 import { gatewayAdmin } from '../lib/gateway-client.ts';
 import { releaseInputProblems, type ReleaseInput } from '../lib/release/input.ts';
 import { closeDecision, RECONCILE_EVERY, reconcileWorkflowId, RECONCILE_SCHEDULE_ID, type ReconcileResult, type WorkflowState } from '../lib/release/reconcile.ts';
-import type { ReleaseOutcome, ReleaseStatus } from '../lib/release/types.ts';
+import { TERMINAL_PHASES, type ReleaseOutcome, type ReleaseStatus } from '../lib/release/types.ts';
 import { reconcileNow, workflowState } from '../lib/release/workflow-state.ts';
 import { connectClient } from '../lib/temporal.ts';
 import { abortSignal, promoteUpdate, statusQuery } from '../workflows/canary.ts';
@@ -37,7 +37,14 @@ async function release(args: string[]): Promise<number> {
   try {
     // One release bakes at a time; the workflow refuses a second one too, this just says so sooner.
     for await (const w of client.workflow.list({ query: `WorkflowType = 'CanaryRelease' AND ExecutionStatus = 'Running'` })) {
-      console.error(`marquee release: ${w.workflowId} is still running; abort it first (marquee abort ${w.workflowId.replace(/^release-/, '')} --reason ...)`);
+      const s = await withTimeout(client.workflow.getHandle(w.workflowId).query(statusQuery), 10_000).catch(() => undefined);
+      // Decided and cleaned up, only retrying what comes last (the outcome record or mail): no longer in the way.
+      if (s && TERMINAL_PHASES.includes(s.phase)) {
+        console.error(`note: ${w.workflowId} is ${s.phase} and still retrying ${s.waitingFor ?? 'its last step'}`);
+        continue;
+      }
+      const waiting = s?.waitingFor ? ` (waiting for ${s.waitingFor})` : '';
+      console.error(`marquee release: ${w.workflowId} is still running${waiting}; abort it first (marquee abort ${w.workflowId.replace(/^release-/, '')} --reason ...)`);
       return 1;
     }
     const workflowId = `release-${input.version}`;
