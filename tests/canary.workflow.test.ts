@@ -181,6 +181,18 @@ describe('CanaryRelease on the time-skipping test server', () => {
     expect(fakes.mails[0].status?.abortNotApplied).toMatch(/not applied/);
   });
 
+  it('an abort during a promotion that then fails: rolled back as any failed promotion, and the reason says when the abort came', async () => {
+    const { outcome, fakes } = await release({ promoteMs: 3000, promoteFails: true }, { bake: '2s', interval: '1s' }, async (h) => {
+      await waitForPhase(h, 'promoting');
+      await h.signal(abortSignal, { reason: 'changed my mind', by: 'dave' });
+    });
+    expect(outcome).toBeInstanceOf(WorkflowFailedError);
+    const msg = String((outcome as WorkflowFailedError).cause?.message);
+    expect(msg).toMatch(/^promotion failed: main did not become healthy with spec h; aborted by dave: changed my mind — arrived during the promotion, which failed and was rolled back$/);
+    expect(fakes.routing.at(-1)).toEqual({ percent: 0, releaseId: null });
+    expect(fakes.mails[0].status?.decision).toBe('failed');
+  });
+
   it('the judge gets its asOf from the workflow: the bake\'s end in workflow time, the same on every attempt', async () => {
     const { outcome, fakes } = await release({ verdicts: ['Inconclusive', 'Successful'] }, {});
     const o = outcome as ReleaseOutcome;

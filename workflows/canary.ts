@@ -154,7 +154,11 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
         () => cleanup.setRouting({ releaseId: null, nightlyVersion: null, percent: 0, by: workflowId }));
       await waitFor('nightly removed (removeSlot)', () => cleanup.removeSlot({ slot: 'nightly' }));
     }
-    if (status.abortNotApplied) status.reason = `${status.reason}; ${status.abortNotApplied}`;
+    if (status.abortNotApplied) {
+      // A promotion that failed after the abort arrived was rolled back above: say that instead.
+      if (status.decision !== 'promoted') status.abortNotApplied = status.abortNotApplied.replace(/ — not applied: .*$/, ' — arrived during the promotion, which failed and was rolled back');
+      status.reason = `${status.reason}; ${status.abortNotApplied}`;
+    }
     await waitFor(`the ${status.decision} phase recorded (recordPhase)`, () => enter(status.decision!, cleanup));
     await waitFor('the outcome recorded in releases (finishRelease)',
       () => cleanup.finishRelease({ version: input.version, decision: status.decision!, reason: status.reason!, status }));

@@ -21,6 +21,8 @@ export interface Scenario {
   routeBackFailures?: number;
   /** promoteSlot takes this long (real time), so that a test can signal during `promoting`. */
   promoteMs?: number;
+  /** promoteSlot fails (non-retryable) after promoteMs. */
+  promoteFails?: boolean;
   guardrails?: (check: number) => boolean;
   verdicts?: JudgeResult['verdict'][];
 }
@@ -104,6 +106,7 @@ export function fakeActivities(scenario: Scenario, world: FakeWorld = fakeWorld(
     promoteSlot: async (a: { version: string }) => {
       record('promoteSlot', a);
       if (scenario.promoteMs) await sleep(scenario.promoteMs);
+      if (scenario.promoteFails) throw ApplicationFailure.nonRetryable('main did not become healthy with spec h', 'DeployFailed');
       slots.set('main', a.version);
       slots.delete('nightly');
     },
