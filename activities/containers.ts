@@ -39,10 +39,15 @@ export function containerActivities({ cfg, pool, runtime, gateway }: ActivityDep
 
     /** Routes the release's share to nightly, or (percent 0) everything back to main. */
     async setRouting(a: { releaseId: string | null; nightlyVersion: string | null; percent: number; by: string }): Promise<void> {
-      if (a.percent > 0) {
-        await gateway.put({ nightlyUrl: slotUrl(cfg, 'nightly'), nightlyVersion: a.nightlyVersion, nightlyPercent: a.percent, releaseId: a.releaseId }, a.by);
-      } else {
-        await gateway.put({ nightlyPercent: 0, nightlyUrl: null, nightlyVersion: null, releaseId: null }, a.by);
+      const patch = a.percent > 0
+        ? { nightlyUrl: slotUrl(cfg, 'nightly'), nightlyVersion: a.nightlyVersion, nightlyPercent: a.percent, releaseId: a.releaseId }
+        : { nightlyPercent: 0, nightlyUrl: null, nightlyVersion: null, releaseId: null };
+      try {
+        await gateway.put(patch, a.by);
+      } catch (err) {
+        // fetch says only "fetch failed"; the operator watching a retried cleanup needs the cause.
+        const cause = (err as { cause?: { message?: string } }).cause?.message;
+        throw cause ? new Error(`gateway admin API: ${(err as Error).message}: ${cause}`) : err;
       }
     },
 

@@ -3,6 +3,7 @@
  * createActivities. Tests build their own (a scratch database's pool, a process runtime, a
  * mailer pointed at their SMTP server) instead of steering module state through process.env.
  */
+import { Client, Connection } from '@temporalio/client';
 import type { Config } from '../lib/config.ts';
 import { createPool, type Pool } from '../lib/db.ts';
 import { gatewayAdmin } from '../lib/gateway-client.ts';
@@ -17,6 +18,8 @@ export interface ActivityDeps {
   runtime: SlotRuntime;
   gateway: ReturnType<typeof gatewayAdmin>;
   mailer: Mailer;
+  /** A client of the worker's Temporal namespace (reconcile describes release workflows); connects on first use. */
+  temporal: Client;
   /** Wall-clock time for side effects (file names, durations); workflow decisions use the workflow's clock. */
   clock: () => number;
 }
@@ -29,6 +32,7 @@ export async function createActivityDeps(cfg: Config, overrides: Partial<Activit
     runtime: overrides.runtime ?? await chooseRuntime(cfg),
     gateway: overrides.gateway ?? gatewayAdmin(cfg),
     mailer: overrides.mailer ?? smtpMailer(cfg.smtp),
+    temporal: overrides.temporal ?? new Client({ connection: Connection.lazy({ address: cfg.temporal.address }), namespace: cfg.temporal.namespace }),
     clock: overrides.clock ?? Date.now,
   };
 }

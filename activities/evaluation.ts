@@ -10,7 +10,7 @@ import { evalSettings } from '../lib/eval/settings.ts';
 import { SpecError } from '../lib/models/spec.ts';
 import type { GuardrailResult, JudgeResult, OfflineGateResult } from '../lib/release/types.ts';
 import type { ActivityDeps } from './deps.ts';
-import { heartbeat } from './heartbeat.ts';
+import { heartbeat, heartbeatEvery } from './heartbeat.ts';
 
 export function evaluationActivities({ cfg, pool }: ActivityDeps) {
   const settings = evalSettings(cfg);
@@ -30,9 +30,22 @@ export function evaluationActivities({ cfg, pool }: ActivityDeps) {
       return checkGuardrailsWith(pool, settings, input.releaseId);
     },
 
-    async judgeRelease(input: { releaseId: string }): Promise<JudgeResult> {
-      const j = await judgeReleaseWith(pool, settings, input.releaseId);
-      return { verdict: j.verdict, reason: j.reason, explanation: j.explanation, table: j.table, numbers: j.numbers };
+    /**
+     * The judge as of `asOf` (the workflow's time at the bake's end), so that a retry judges the
+     * same window. Without it (a run from before asOf was passed) the window ends now.
+     */
+    async judgeRelease(input: { releaseId: string; asOf?: string }): Promise<JudgeResult> {
+      const asOf = input.asOf === undefined ? new Date() : new Date(input.asOf);
+      if (Number.isNaN(asOf.getTime())) throw ApplicationFailure.nonRetryable(`judgeRelease: asOf ${JSON.stringify(input.asOf)} is not an ISO time`, 'BadInput');
+      let step = 'starting';
+      // The aggregations are single statements that may run for minutes on a big table: heartbeat while they do.
+      const stop = heartbeatEvery(10_000, () => ({ step, asOf: asOf.toISOString() }));
+      try {
+        const j = await judgeReleaseWith(pool, settings, input.releaseId, asOf, { progress: (p) => { step = p.step; heartbeat({ ...p, asOf: asOf.toISOString() }); } });
+        return { verdict: j.verdict, reason: j.reason, explanation: j.explanation, table: j.table, numbers: j.numbers };
+      } finally {
+        stop();
+      }
     },
   };
 }

@@ -8,6 +8,7 @@ import type { ActivityDeps } from './deps.ts';
 import { evaluationActivities } from './evaluation.ts';
 import { notifyActivities } from './notify.ts';
 import { ping } from './ping.ts';
+import { reconcileActivities } from './reconcile.ts';
 import { releaseActivities } from './release.ts';
 import { restoreActivities } from './restore.ts';
 
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     ...restoreActivities(deps),
     ...notifyActivities(deps),
     ...releaseActivities(deps),
+    ...reconcileActivities(deps),
     ...containerActivities(deps),
     ...evaluationActivities(deps),
   };

@@ -1,12 +1,20 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { withTransaction } from '../lib/db.ts';
 import { loadSpec } from '../lib/models/spec.ts';
 import type { ReleaseDefaults, ResolvedReleaseInput } from '../lib/release/input.ts';
 import { TERMINAL_PHASES, type ReleasePhase, type ReleaseStatus } from '../lib/release/types.ts';
 import { formatReleaseEmail } from '../lib/release/report.ts';
+import { reconcileNow } from '../lib/release/workflow-state.ts';
 import type { ActivityDeps } from './deps.ts';
 
-export function releaseActivities({ cfg, pool, mailer }: ActivityDeps) {
+/** How long beginRelease waits for a reconcile of the release in its way (its activity has 1 minute). */
+const RECONCILE_WAIT_MS = 40_000;
+
+export function releaseActivities({ cfg, pool, mailer, temporal }: ActivityDeps) {
+  /** The one release that is in flight according to the table, if any. */
+  const inFlight = async (): Promise<{ id: string; phase: string } | undefined> =>
+    (await pool.query('SELECT id, phase FROM releases WHERE NOT (phase = ANY($1)) ORDER BY started_at LIMIT 1', [TERMINAL_PHASES])).rows[0];
+
   return {
     /** The release defaults of the worker's temporal.yaml (the workflow cannot read files). */
     async releaseDefaults(): Promise<ReleaseDefaults> {
@@ -24,6 +32,16 @@ export function releaseActivities({ cfg, pool, mailer }: ActivityDeps) {
       } catch (err) {
         throw ApplicationFailure.nonRetryable((err as Error).message, 'BadModelSpec');
       }
+      // A release in the way whose workflow is closed (terminated from the UI, say) is cleaned up
+      // first, so that it cannot block every later release.
+      const blocking = await inFlight();
+      if (blocking && blocking.id !== a.input.version) {
+        const taskQueue = Context.current().info.taskQueue;
+        const reconciled = await reconcileNow(temporal, { taskQueue, by: `beginRelease of ${a.input.version}`, waitMs: RECONCILE_WAIT_MS });
+        if (reconciled === undefined) {
+          throw ApplicationFailure.nonRetryable(`release ${blocking.id} is in phase ${blocking.phase} and its reconcile is still cleaning up (see marquee status ${blocking.id}); start ${a.input.version} again when it has finished`, 'ReleaseInFlight');
+        }
+      }
       await withTransaction(pool, async (client) => {
         await client.query('SELECT pg_advisory_xact_lock(7242002)');
         const { rows: own } = await client.query('SELECT workflow_id, run_id, phase FROM releases WHERE id = $1', [a.input.version]);
@@ -33,7 +51,7 @@ export function releaseActivities({ cfg, pool, mailer }: ActivityDeps) {
         }
         const { rows: busy } = await client.query('SELECT id, phase FROM releases WHERE NOT (phase = ANY($1)) LIMIT 1', [TERMINAL_PHASES]);
         if (busy.length) {
-          throw ApplicationFailure.nonRetryable(`release ${busy[0].id} is in phase ${busy[0].phase}; only one release bakes at a time (abort it first: marquee abort ${busy[0].id} --reason ...)`, 'ReleaseInFlight');
+          throw ApplicationFailure.nonRetryable(`release ${busy[0].id} is in phase ${busy[0].phase} and its workflow is still running; only one release bakes at a time (abort it first: marquee abort ${busy[0].id} --reason ...)`, 'ReleaseInFlight');
         }
         await client.query(`INSERT INTO releases (id, model_spec, spec, spec_hash, workflow_id, run_id, phase, phase_times)
           VALUES ($1, $2, $3, $4, $5, $6, 'starting', jsonb_build_object('starting', now()))`,

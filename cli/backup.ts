@@ -12,6 +12,7 @@ import { listBackups } from '../lib/backup/catalog.ts';
 import { stamp } from '../lib/backup/names.ts';
 import { BACKUP_SCHEDULE_ID, scheduleInterval } from '../lib/backup/schedule.ts';
 import { connectClient } from '../lib/temporal.ts';
+import { applyReconcileSchedule, runReconcile, sayReconciled } from './release.ts';
 import type { DatabaseBackupInput, DatabaseBackupResult } from '../workflows/backup.ts';
 import type { DatabaseRestoreResult, RestoreStatus } from '../workflows/restore.ts';
 
@@ -118,6 +119,11 @@ export async function restoreCommand(args: string[]): Promise<number> {
   const client = await connectClient(cfg);
   try {
     await warnWithoutWorker(client, cfg);
+    // A release whose workflow is closed but whose row is unfinished would make the restore refuse
+    // ("a release is baking") with nothing the operator could abort: clean it up first.
+    const reconciled = await runReconcile(cfg, client, 'marquee restore');
+    if (reconciled === undefined) return 1;
+    for (const r of reconciled) console.log(`release ${r.version}: its workflow had ${r.decision}; reconciled: ${sayReconciled(r)}`);
     const workflowId = `marquee-restore-${typeof backup === 'number' ? backup : 'file'}-${stamp(Date.now())}`;
     const handle = await client.workflow.start('DatabaseRestore', { taskQueue: cfg.temporal.taskQueue, workflowId, args: [{ backup, force }] });
     console.log(`restore: workflow ${workflowId} started`);
@@ -189,5 +195,7 @@ export async function schedulesCommand(args: string[]): Promise<number> {
   const cfg = loadConfig();
   const r = await applySchedules(cfg);
   console.log(`schedule ${r.scheduleId}: ${r.result}, DatabaseBackup every ${r.interval} on task queue ${cfg.temporal.taskQueue}`);
+  const rec = await applyReconcileSchedule(cfg);
+  console.log(`schedule ${rec.scheduleId}: ${rec.result}, ReconcileReleases every ${rec.interval} on task queue ${cfg.temporal.taskQueue}`);
   return 0;
 }

@@ -92,7 +92,7 @@ export const commands: Command[] = [
     summary: 'restore a backup into a new database and switch to it (DatabaseRestore); --force while a release bakes',
     run: (args) => restoreCommand(args),
   },
-  { name: 'schedules apply', usage: 'schedules apply', summary: 'create or update the Temporal Schedules from temporal.yaml (marquee-backup)', run: (args) => schedulesCommand(args) },
+  { name: 'schedules apply', usage: 'schedules apply', summary: 'create or update the Temporal Schedules: marquee-backup (temporal.yaml) and marquee-reconcile', run: (args) => schedulesCommand(args) },
   {
     name: 'deploy',
     usage: 'deploy main|nightly [--model models/<spec>.json] [--version <label>]',

@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkflowFailedError } from '@temporalio/client';
+import { Client, WorkflowFailedError } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
@@ -8,8 +8,10 @@ import { testServerBinary } from '../stack/components/venv.ts';
 import { workflowsPath } from '../workers/worker.ts';
 import { abortSignal, CanaryRelease, promoteUpdate, statusQuery } from '../workflows/canary.ts';
 import type { ReleaseInput } from '../lib/release/input.ts';
-import type { ReleaseOutcome } from '../lib/release/types.ts';
-import { fakeActivities, type Scenario } from './support/canary-fakes.ts';
+import type { ReleaseOutcome, ReleaseStatus } from '../lib/release/types.ts';
+import { reconcileWorkflowId } from '../lib/release/reconcile.ts';
+import { reconcileNow } from '../lib/release/workflow-state.ts';
+import { fakeActivities, fakeWorld, type Scenario } from './support/canary-fakes.ts';
 import { COMMITTED_HISTORIES, committedHistory, historiesDir, recordHistory, type HistoryName } from './support/histories.ts';
 
 Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
@@ -41,6 +43,14 @@ async function release(scenario: Scenario, input: Partial<ReleaseInput>, during?
   return { outcome, fakes };
 }
 
+async function waitForPhase(h: { query: (q: typeof statusQuery) => Promise<ReleaseStatus> }, phase: ReleaseStatus['phase']): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if ((await h.query(statusQuery)).phase === phase) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`the release never reached phase ${phase}`);
+}
+
 describe('CanaryRelease on the time-skipping test server', () => {
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: testServerBinary() } } });
@@ -62,7 +72,7 @@ describe('CanaryRelease on the time-skipping test server', () => {
     ]);
     expect(fakes.routing).toEqual([{ percent: 20, releaseId: 'v1' }]);
     expect(o.status.guardrailChecks).toBe(24); // every 30 min over 12 h
-    expect(fakes.mails[0].status.decision).toBe('promoted');
+    expect(fakes.mails[0].status?.decision).toBe('promoted');
     expect(Object.keys(o.status.phaseTimes)).toEqual(['offline-eval', 'building', 'deploying', 'routing', 'baking', 'online-eval', 'promoting', 'promoted']);
   });
 
@@ -82,7 +92,7 @@ describe('CanaryRelease on the time-skipping test server', () => {
     expect(fakes.names()).not.toContain('promoteSlot');
     expect(fakes.routing.at(-1)).toEqual({ percent: 0, releaseId: null });
     expect(fakes.slots.has('nightly')).toBe(false);
-    expect(fakes.mails[0].status.decision).toBe('aborted');
+    expect(fakes.mails[0].status?.decision).toBe('aborted');
   });
 
   it('aborts automatically after the configured number of consecutive guardrail failures', async () => {
@@ -126,16 +136,104 @@ describe('CanaryRelease on the time-skipping test server', () => {
     expect(outcome).toBeInstanceOf(WorkflowFailedError);
     expect(String((outcome as WorkflowFailedError).cause?.message)).toMatch(/failed in phase building: image build failed: RUN exited with 7/);
     expect(fakes.names()).toContain('removeSlot');
-    expect(fakes.mails[0].status.decision).toBe('failed');
+    expect(fakes.mails[0].status?.decision).toBe('failed');
   });
 
-  it('a mail server that stays down does not undo the decision: promoted, with the mail marked not sent', async () => {
-    const { outcome, fakes } = await release({ verdicts: ['Successful'], mailDown: true }, {}, undefined, 'canary-mail-down');
-    expect(outcome).not.toBeInstanceOf(Error);
+  it('cleanup never gives up: routing back and the mail are retried past the old 10 attempts, and the status says what it waits for', async () => {
+    let seen: ReleaseStatus | undefined;
+    const { outcome, fakes } = await release({ routeBackFailures: 12, mailFailures: 12 }, {}, async (h) => {
+      await waitForPhase(h, 'baking');
+      await h.signal(abortSignal, { reason: 'gateway flaky', by: 'carol' });
+      // Real time here (no result() pending), so the first retries of setRouting are still ahead.
+      for (let i = 0; i < 200 && !seen; i++) {
+        const s = await h.query(statusQuery);
+        if (s.waitingFor?.includes('setRouting')) seen = s;
+        else await new Promise((r) => setTimeout(r, 25));
+      }
+    }, 'canary-cleanup-retries');
+    expect(seen?.phase).toBe('aborting');
+    expect(seen?.waitingFor).toMatch(/all traffic back to main \(setRouting/);
+    const o = outcome as ReleaseOutcome;
+    expect(o.decision).toBe('aborted');
+    expect(o.status.waitingFor).toBeUndefined();
+    expect(o.status.mail).toBeUndefined();
+    expect(fakes.calls.filter((c) => c.name === 'setRouting' && (c.args as { percent: number }).percent === 0)).toHaveLength(13);
+    expect(fakes.names().filter((x) => x === 'notifyReleaseOutcome')).toHaveLength(13);
+    expect(fakes.routing.at(-1)).toEqual({ percent: 0, releaseId: null });
+    expect(fakes.slots.has('nightly')).toBe(false);
+    expect(fakes.mails).toHaveLength(1);
+    expect(fakes.mails[0].status?.decision).toBe('aborted');
+  });
+
+  it('an abort during promoting is answered, not applied: the promotion finishes and the outcome says so', async () => {
+    let answered: ReleaseStatus | undefined;
+    const { outcome, fakes } = await release({ promoteMs: 3000 }, { bake: '2s', interval: '1s' }, async (h) => {
+      await waitForPhase(h, 'promoting');
+      await h.signal(abortSignal, { reason: 'changed my mind', by: 'dave' });
+      answered = await h.query(statusQuery);
+    }, 'canary-abort-promoting');
+    expect(answered?.abortNotApplied).toMatch(/aborted by dave: changed my mind — not applied: the promotion had begun/);
     const o = outcome as ReleaseOutcome;
     expect(o.decision).toBe('promoted');
-    expect(o.status.mail).toMatch(/^not sent: .*ECONNREFUSED/);
-    expect(fakes.names().filter((x) => x === 'notifyReleaseOutcome').length).toBeGreaterThan(1);
+    expect(o.reason).toMatch(/the judge says Successful.*; aborted by dave: changed my mind — not applied/);
+    expect(fakes.slots.get('main')).toBe(o.version);
+    expect(fakes.routing.some((r) => r.percent === 0)).toBe(false);
+    expect(fakes.mails[0].status?.abortNotApplied).toMatch(/not applied/);
+  });
+
+  it('an abort during a promotion that then fails: rolled back as any failed promotion, and the reason says when the abort came', async () => {
+    const { outcome, fakes } = await release({ promoteMs: 3000, promoteFails: true }, { bake: '2s', interval: '1s' }, async (h) => {
+      await waitForPhase(h, 'promoting');
+      await h.signal(abortSignal, { reason: 'changed my mind', by: 'dave' });
+    });
+    expect(outcome).toBeInstanceOf(WorkflowFailedError);
+    const msg = String((outcome as WorkflowFailedError).cause?.message);
+    expect(msg).toMatch(/^promotion failed: main did not become healthy with spec h; aborted by dave: changed my mind — arrived during the promotion, which failed and was rolled back$/);
+    expect(fakes.routing.at(-1)).toEqual({ percent: 0, releaseId: null });
+    expect(fakes.mails[0].status?.decision).toBe('failed');
+  });
+
+  it('the judge gets its asOf from the workflow: the bake\'s end in workflow time, the same on every attempt', async () => {
+    const { outcome, fakes } = await release({ verdicts: ['Inconclusive', 'Successful'] }, {});
+    const o = outcome as ReleaseOutcome;
+    const asOfs = fakes.calls.filter((c) => c.name === 'judgeRelease').map((c) => (c.args as { asOf: string }).asOf);
+    expect(asOfs).toHaveLength(2);
+    const baking = Date.parse(o.status.phaseTimes['baking']!); // the extension's start
+    // The second judgement's window ends where the 6 h extension ended, not when the judge ran.
+    expect(Date.parse(asOfs[1])).toBe(Date.parse(o.status.bakeEndsAt!));
+    expect(Date.parse(asOfs[1]) - baking).toBeGreaterThanOrEqual(6 * 3_600_000);
+    expect(Date.parse(asOfs[1]) - baking).toBeLessThan(6 * 3_600_000 + 60_000);
+    expect(Date.parse(asOfs[0])).toBeLessThanOrEqual(baking);
+    expect(Date.parse(asOfs[0])).toBeGreaterThan(baking - 60_000);
+  });
+
+  it('terminate during the bake: the next release reconciles it (routing to main, nightly removed, row terminated, mailed), then runs', async () => {
+    const world = fakeWorld({ temporal: env.client });
+    const fakes = fakeActivities({}, world);
+    const taskQueue = `canary-reconcile-${process.pid}`;
+    // A plain client for the activity: the environment's own client locks time skipping again when
+    // its result() returns, which would stop the clock under the test's own wait.
+    const plain = new Client({ connection: env.connection });
+    world.reconcile = () => reconcileNow(plain, { taskQueue, by: 'test' });
+    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: fakes.activities });
+    const outcome = await worker.runUntil(async () => {
+      const first = await env.client.workflow.start(CanaryRelease, { taskQueue, workflowId: `release-stuck-${process.pid}`, args: [{ version: 'stuck', model: 'models/affinity-v1.json' }] });
+      await waitForPhase(first, 'baking');
+      expect(fakes.routing.at(-1)).toEqual({ percent: 20, releaseId: 'stuck' });
+      await first.terminate('operator pressed Terminate in the UI');
+      const next = await env.client.workflow.start(CanaryRelease, { taskQueue, workflowId: `release-next-${process.pid}`, args: [{ version: 'next', model: 'models/affinity-v1.json' }] });
+      const result = await next.result();
+      recordHistory('reconcile-terminated', historyToJSON(await env.client.workflow.getHandle(reconcileWorkflowId(taskQueue)).fetchHistory()));
+      return result;
+    });
+    expect(world.rows.get('stuck')).toMatchObject({ phase: 'aborted', decision: 'terminated' });
+    expect(world.rows.get('stuck')?.reason).toMatch(/terminated in phase baking: operator pressed Terminate in the UI; reconciled/);
+    expect(world.mails[0].subject).toBe('stuck: terminated (reconciled)');
+    // Traffic went back to main before the next release routed its own share.
+    expect(fakes.routing).toEqual([{ percent: 20, releaseId: 'stuck' }, { percent: 0, releaseId: null }, { percent: 20, releaseId: 'next' }]);
+    expect(outcome.decision).toBe('promoted');
+    expect(fakes.slots.get('main')).toBe('next');
+    expect(fakes.slots.has('nightly')).toBe(false);
   });
 
   it('a promote update during the bake ends it early; outside the bake it is refused', async () => {
@@ -183,9 +281,10 @@ describe('CanaryRelease on the time-skipping test server', () => {
     expect(msg).toMatch(/percent: must be an integer from 1 to 50/);
   });
 
-  it('replays every committed CanaryRelease history against the current workflow code', async () => {
-    const required = COMMITTED_HISTORIES.filter((n) => n.startsWith('canary-'));
-    const onDisk = readdirSync(historiesDir).filter((f) => f.startsWith('canary-')).map((f) => f.replace(/\.json$/, ''));
+  it('replays every committed CanaryRelease and ReconcileReleases history against the current workflow code', async () => {
+    const mine = (n: string) => n.startsWith('canary-') || n.startsWith('reconcile-');
+    const required = COMMITTED_HISTORIES.filter(mine);
+    const onDisk = readdirSync(historiesDir).map((f) => f.replace(/\.json$/, '')).filter(mine);
     // A history on disk that nobody requires would silently stop being replayed when deleted.
     expect(onDisk.sort()).toEqual([...required].sort());
     for (const name of required) {

@@ -9,6 +9,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
+import { evalSettings } from '../lib/eval/settings.ts';
 import type { GuardrailResult, JudgeResult } from '../lib/release/types.ts';
 import { realActivities } from './support/activities.ts';
 import { requireServer } from './support/servers.ts';
@@ -38,6 +39,22 @@ describe('evaluation activities', () => {
     // Read-only: asking again gives the same answer.
     const again = await env().run(judgeRelease, { releaseId: fresh }) as JudgeResult;
     expect({ ...again.numbers, window_to: null }).toEqual({ ...j.numbers, window_to: null });
+  });
+
+  it('judgeRelease judges the window up to the asOf it is given, the same on a retry, and heartbeats while it aggregates', async () => {
+    const asOf = '2026-01-02T03:04:05.000Z';
+    const beats: unknown[] = [];
+    const e = env();
+    e.on('heartbeat', (d: unknown) => beats.push(d));
+    const first = await e.run(judgeRelease, { releaseId: fresh, asOf }) as JudgeResult;
+    const retry = await env().run(judgeRelease, { releaseId: fresh, asOf }) as JudgeResult;
+    // Exposures count up to one attribution window before asOf, so that each had its window to convert.
+    expect(Date.parse(asOf) - Date.parse(String(first.numbers.window_to))).toBe(evalSettings(loadConfig()).attributionWindowMs);
+    expect(retry.numbers).toEqual(first.numbers);
+    expect(beats).toContainEqual({ step: 'online metrics aggregated', asOf });
+    const bad = await env().run(judgeRelease, { releaseId: fresh, asOf: 'yesterday' }).catch((err: unknown) => err);
+    expect((bad as ApplicationFailure).nonRetryable).toBe(true);
+    expect((bad as ApplicationFailure).message).toMatch(/asOf "yesterday" is not an ISO time/);
   });
 
   it('checkGuardrails with no nightly traffic holds nothing against it', async () => {

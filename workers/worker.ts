@@ -32,9 +32,10 @@ export async function createWorker(cfg: Config, opts: CreateWorkerOptions = {}):
       activities: createActivities(deps),
       ...opts.worker,
     });
-    return { worker, deps, close: async () => { await connection.close(); await deps.pool.end(); } };
+    return { worker, deps, close: async () => { await connection.close(); await deps.temporal.connection.close(); await deps.pool.end(); } };
   } catch (err) {
     await connection.close();
+    await deps.temporal.connection.close();
     await deps.pool.end();
     throw err;
   }

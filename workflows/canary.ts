@@ -22,6 +22,14 @@ const long = proxyActivities<Activities>({
   heartbeatTimeout: '1 minute',
   retry: { initialInterval: '2s', maximumInterval: '1 minute', maximumAttempts: 5 },
 });
+// The cleanup (traffic back to main, nightly removed, the outcome recorded and mailed) never gives
+// up: a release that stopped retrying would leave users on a nightly nobody judges. The backoff is
+// capped so that the cleanup resumes within two minutes of the gateway or mail server coming back.
+// Changing retry options does not change the commands, so running releases replay unchanged.
+const cleanup = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '2 minutes' },
+});
 
 /**
  * A canary release: offline gate, image build, nightly deploy, traffic split, a durable bake with
@@ -40,9 +48,16 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
 
   setHandler(statusQuery, () => status);
   setHandler(abortSignal, (arg: OperatorNote | undefined) => {
-    abortReason ??= `aborted by ${arg?.by ?? 'operator'}: ${arg?.reason ?? 'no reason given'}`;
+    const note = `aborted by ${arg?.by ?? 'operator'}: ${arg?.reason ?? 'no reason given'}`;
+    // Once the promotion has begun, main may already run the new version: rolling back half a
+    // promotion would be riskier than finishing it, so the abort is answered, not applied.
+    if (status.decision === 'promoted' || status.phase === 'promoting') {
+      status.abortNotApplied ??= `${note} — not applied: the promotion had begun, so it is finished (abort cannot undo a promotion; release the previous version to go back)`;
+      return;
+    }
+    abortReason ??= note;
     // Ends the phase in hand at once (a build, a health wait, the bake timer).
-    if (status.phase !== 'promoting') releaseScope.cancel();
+    releaseScope.cancel();
   });
   setHandler(promoteUpdate, (arg: OperatorNote | undefined) => {
     promoteEarly = `promoted early by ${arg?.by ?? 'operator'}: ${arg?.reason ?? 'no reason given'}`;
@@ -59,12 +74,19 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
   status.percent = input.percent;
   const { workflowId, runId } = workflowInfo();
 
-  const enter = async (phase: ReleasePhase) => {
+  const enter = async (phase: ReleasePhase, via = quick) => {
     status.phase = phase;
     status.phaseTimes[phase] = new Date().toISOString();
     upsertSearchAttributes({ MarqueePhase: [phase], MarqueeVersion: [input.version] });
-    await quick.recordPhase({ version: input.version, phase, at: status.phaseTimes[phase]! });
+    await via.recordPhase({ version: input.version, phase, at: status.phaseTimes[phase]! });
   };
+  /** A cleanup step, retried until it succeeds; the status query names it meanwhile. */
+  const waitFor = async <T>(what: string, step: () => Promise<T>): Promise<T> => {
+    status.waitingFor = what;
+    try { return await step(); } finally { status.waitingFor = undefined; }
+  };
+  /** The judge sees the window up to the bake's end (workflow time), so a retried judgement judges the same window. */
+  const judge = (bakeEnd: number) => long.judgeRelease({ releaseId: input.version, asOf: new Date(bakeEnd).toISOString() });
   const decide = (decision: 'promoted' | 'aborted' | 'failed', reason: string) => {
     status.decision ??= decision;
     status.reason ??= reason;
@@ -88,16 +110,16 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
       await quick.setRouting({ releaseId: input.version, nightlyVersion: input.version, percent: input.percent, by: workflowId });
 
       await enter('baking');
-      await bake(input.bakeMs);
+      let bakeEnd = await bake(input.bakeMs);
 
       await enter('online-eval');
-      status.judge = await quick.judgeRelease({ releaseId: input.version });
+      status.judge = await judge(bakeEnd);
       if (status.judge.verdict === 'Inconclusive' && !status.extended && !promoteEarly) {
         status.extended = true;
         await enter('baking');
-        await bake(input.inconclusiveExtensionMs);
+        bakeEnd = await bake(input.inconclusiveExtensionMs);
         await enter('online-eval');
-        status.judge = await quick.judgeRelease({ releaseId: input.version });
+        status.judge = await judge(bakeEnd);
       }
       if (promoteEarly) return decide('promoted', promoteEarly);
       if (status.judge.verdict === 'Successful') return decide('promoted', `the judge says Successful: ${status.judge.reason}`);
@@ -116,7 +138,7 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
   // Whatever happened above (even a cancellation of the whole workflow), finish cleanly.
   await CancellationScope.nonCancellable(async () => {
     if (status.decision === 'promoted') {
-      await enter('promoting');
+      await waitFor('the promoting phase recorded (recordPhase)', () => enter('promoting', cleanup));
       try {
         await long.promoteSlot({ version: input.version, model: input.model, image: status.image!, releaseId: input.version, by: workflowId });
       } catch (err) {
@@ -126,30 +148,41 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
       }
     }
     if (status.decision !== 'promoted') {
-      await enter('aborting');
+      await waitFor('the aborting phase recorded (recordPhase)', () => enter('aborting', cleanup));
       // Argo-style abort: all traffic back to the stable version, then the canary goes away.
-      await quick.setRouting({ releaseId: null, nightlyVersion: null, percent: 0, by: workflowId });
-      await long.removeSlot({ slot: 'nightly' });
+      await waitFor('all traffic back to main (setRouting through the gateway admin API)',
+        () => cleanup.setRouting({ releaseId: null, nightlyVersion: null, percent: 0, by: workflowId }));
+      await waitFor('nightly removed (removeSlot)', () => cleanup.removeSlot({ slot: 'nightly' }));
     }
-    await enter(status.decision!);
-    await quick.finishRelease({ version: input.version, decision: status.decision!, reason: status.reason!, status });
+    if (status.abortNotApplied) {
+      // A promotion that failed after the abort arrived was rolled back above: say that instead.
+      if (status.decision !== 'promoted') status.abortNotApplied = status.abortNotApplied.replace(/ — not applied: .*$/, ' — arrived during the promotion, which failed and was rolled back');
+      status.reason = `${status.reason}; ${status.abortNotApplied}`;
+    }
+    await waitFor(`the ${status.decision} phase recorded (recordPhase)`, () => enter(status.decision!, cleanup));
+    await waitFor('the outcome recorded in releases (finishRelease)',
+      () => cleanup.finishRelease({ version: input.version, decision: status.decision!, reason: status.reason!, status }));
     try {
-      await quick.notifyReleaseOutcome({ to: input.notify, status });
+      await waitFor(`the outcome mail to ${input.notify.join(', ')} (notifyReleaseOutcome)`, () => cleanup.notifyReleaseOutcome({ to: input.notify, status }));
     } catch (err) {
-      // The release is decided and recorded; a mail server that stays down must not turn it into a failure.
+      // Only a non-retryable mail error gets here (and runs recorded before mail was retried for
+      // ever): the release is decided and recorded, so a mail must not turn it into a failure.
       status.mail = `not sent: ${rootMessage(err)}`;
     }
   });
   if (failure) throw ApplicationFailure.nonRetryable(status.reason!, 'ReleaseFailed');
   return { version: input.version, decision: status.decision!, reason: status.reason!, status };
 
-  /** The durable bake: ends at its deadline, on abort (scope cancelled), on promote, or on guardrails. */
-  async function bake(durationMs: number): Promise<void> {
+  /**
+   * The durable bake: ends at its deadline, on abort (scope cancelled), on promote, or on
+   * guardrails. Returns the workflow time at which it ended.
+   */
+  async function bake(durationMs: number): Promise<number> {
     const endsAt = Date.now() + durationMs;
     status.bakeEndsAt = new Date(endsAt).toISOString();
     while (Date.now() < endsAt && !promoteEarly) {
       await condition(() => promoteEarly !== undefined, Math.min(input.intervalMs, endsAt - Date.now()));
-      if (promoteEarly) return;
+      if (promoteEarly) return Date.now();
       const check = await quick.checkGuardrails({ releaseId: input.version });
       status.guardrailChecks++;
       status.lastGuardrail = check;
@@ -160,7 +193,6 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
         await condition(() => false); // the cancellation ends this wait
       }
     }
+    return Math.min(Date.now(), endsAt);
   }
 }
-
-/** The innermost message of a failure chain (an activity's own error, not "Activity task failed"). */

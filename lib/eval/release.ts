@@ -59,12 +59,18 @@ export interface JudgeRun extends Judgement {
   percentSource: string;
 }
 
-/** The judge's verdict on a release as of `asOf` (default now). */
-export async function judgeReleaseWith(db: Queryable, settings: EvalSettings, releaseId: string, asOf = new Date()): Promise<JudgeRun> {
+/**
+ * The judge's verdict on a release as of `asOf` (default now). `progress` hears of each finished
+ * aggregation, so an activity can heartbeat through the long ones.
+ */
+export async function judgeReleaseWith(db: Queryable, settings: EvalSettings, releaseId: string, asOf = new Date(),
+  opts: { progress?: (p: { step: string }) => void } = {}): Promise<JudgeRun> {
+  const done = <T>(step: string) => (v: T): T => { opts.progress?.({ step }); return v; };
+  opts.progress?.({ step: 'aggregating served lists and outcomes' });
   const [metrics, percent, versions] = await Promise.all([
-    onlineMetrics(db, releaseId, { windowMs: settings.attributionWindowMs, userOutcome: settings.userOutcome, asOf }),
-    releasePercent(db, releaseId),
-    releaseVersions(db, releaseId),
+    onlineMetrics(db, releaseId, { windowMs: settings.attributionWindowMs, userOutcome: settings.userOutcome, asOf }).then(done('online metrics aggregated')),
+    releasePercent(db, releaseId).then(done('release percent read')),
+    releaseVersions(db, releaseId).then(done('slot versions read')),
   ]);
   const j = judge({
     releaseId, main: metrics.slots.main, nightly: metrics.slots.nightly, nightlyPercent: percent.percent, settings, versions,

@@ -58,8 +58,12 @@ export interface ReleaseStatus {
   extended: boolean;
   decision?: 'promoted' | 'aborted' | 'failed';
   reason?: string;
-  /** Set when the outcome e-mail could not be sent after every retry. */
+  /** Set when the outcome e-mail could not be sent (a run from before the mail was retried until it succeeds). */
   mail?: string;
+  /** The cleanup step the release is waiting for, e.g. "all traffic back to main (setRouting)"; retried until it succeeds. */
+  waitingFor?: string;
+  /** An abort that arrived once the promotion had begun: not applied, the promotion is finished (README, operator guide). */
+  abortNotApplied?: string;
 }
 
 export interface ReleaseOutcome {

@@ -14,7 +14,11 @@ export const historiesDir = path.join(path.dirname(fileURLToPath(import.meta.url
 export const COMMITTED_HISTORIES = [
   'ping',
   'backup', 'restore',
-  'canary-promote', 'canary-abort-signal', 'canary-guardrails', 'canary-inconclusive', 'canary-build-failure', 'canary-mail-down',
+  'canary-promote', 'canary-abort-signal', 'canary-guardrails', 'canary-inconclusive', 'canary-build-failure',
+  // Recorded when the mail was given up after 10 attempts; no test makes this run any more (mail is
+  // retried until it succeeds), and it stays to prove that such runs still replay.
+  'canary-mail-down',
+  'canary-cleanup-retries', 'canary-abort-promoting', 'reconcile-terminated',
 ] as const;
 export type HistoryName = (typeof COMMITTED_HISTORIES)[number];
 
