@@ -14,8 +14,14 @@
  *   movies rated before the replay start; content vectors from the data set's metadata, behaviour
  *   vectors from the ratings before the replay start; popularity lists as of each request.
  *
+ * cowatch specs rank with the lists the inference service builds from Postgres (coWatchLists),
+ * built here by the same code from the in-memory watches (lib/models/cowatch-memory.ts): in the
+ * invented world from the whole history, "now" just after its last event; in the replay world the
+ * co-watch index from the ratings before each data-set day (UTC), the prior as of each request,
+ * and every movie in that index may be recommended (as served: no candidate list).
+ *
  *   npm run bench:models [-- --seed 11 --movies 1500 --users 12000 --lines 600000 --requests 4000
- *     --replay-from 0.5 --replay-window 1d --specs models/seed-baseline.json,models/affinity-v1.json]
+ *     --replay-from 0.5 --replay-window 1d --specs models/seed-baseline.json,models/cowatch-v1.json]
  *
  * The first spec is the baseline: every other row prints its ratio to it, in each world.
  */
@@ -24,7 +30,9 @@ import { durationMs } from '../lib/duration.ts';
 import { num, pct, textTable } from '../lib/eval/table.ts';
 import { parseLine } from '../lib/events/parser.ts';
 import { hash32, Rng } from '../lib/random.ts';
-import { coldStartList, LIST_SIZE, padPopular, popularityTable, rank, topPopular, type HistoryEntry, type PopularityTable } from '../lib/models/rank.ts';
+import { coWatchListsByDay, coWatchListsInMemory, type WatchRow } from '../lib/models/cowatch-memory.ts';
+import { rankWithLists, type ServingLists } from '../lib/models/lists.ts';
+import { coldStartList, LIST_SIZE, padPopular, popularityTable, topPopular, type HistoryEntry } from '../lib/models/rank.ts';
 import { loadSpec, type ModelSpec } from '../lib/models/spec.ts';
 import { VectorIndex } from '../lib/models/vectors.ts';
 import { factorize, watchWeight, type WatchMatrix } from '../lib/vectors/behaviour.ts';
@@ -40,7 +48,7 @@ const options = {
   seed: { type: 'string', default: '11' }, movies: { type: 'string', default: '1500' }, users: { type: 'string', default: '12000' },
   lines: { type: 'string', default: '600000' }, requests: { type: 'string', default: '4000' },
   'replay-from': { type: 'string', default: '0.5' }, 'replay-window': { type: 'string', default: '1d' },
-  specs: { type: 'string', default: 'models/seed-baseline.json,models/affinity-v1.json,models/taste-v1.json' },
+  specs: { type: 'string', default: 'models/seed-baseline.json,models/affinity-v1.json,models/taste-v1.json,models/cowatch-v1.json' },
 } as const;
 function parse() {
   try {
@@ -98,15 +106,16 @@ function indexFor(spec: ModelSpec, content: VectorIndex, behaviour: () => Vector
   return /behaviour/.test(spec.collection) ? behaviour() : content;
 }
 
-function rankList(spec: ModelSpec, index: VectorIndex, history: HistoryEntry[], popularity: PopularityTable, coldStart: readonly string[], now: number): string[] {
-  return rank(spec, { history, neighbours: (id, k) => index.neighbours(id, k), space: index, popularity, coldStart, now }).ids.slice(0, LIST_SIZE);
+/** Ranks as the inference service does (rankWithLists), with lists built from the in-memory history. */
+function rankList(spec: ModelSpec, index: VectorIndex, history: HistoryEntry[], lists: ServingLists, now: number): string[] {
+  return rankWithLists(spec, lists, { history, neighbours: (id, k) => index.neighbours(id, k), space: index, now }).ids.slice(0, LIST_SIZE);
 }
 
 interface WorldScore { rate: number; warm: number; cold: number; requests: number; coldRequests: number }
 
 // ---- invented world ----------------------------------------------------------------------------
 
-function inventedWorld(): Map<string, WorldScore> {
+async function inventedWorld(): Promise<Map<string, WorldScore>> {
   const t0 = performance.now();
   const world = createWorld({ seed, movies, users });
   const histories = new Map<number, Map<string, Acc>>();
@@ -148,6 +157,11 @@ function inventedWorld(): Map<string, WorldScore> {
     return [...counts].map(([movieId, viewers]) => ({ movieId, viewers }));
   };
 
+  // The watches table as ingest would hold it: one row per user and movie watched (rated only: none).
+  const watchRows = (): WatchRow[] => [...histories].flatMap(([userId, h]) => [...h].flatMap(([movieId, a]) => (a.firstAt === null ? [] : [{ userId, movieId, firstAt: a.firstAt }])));
+  // Serving "now" is just after the last event: the whole history is before it.
+  const now = endMs + 1;
+
   // The same requests for every spec: users drawn as the live simulator draws them.
   const rng = new Rng(hash32(seed, 0xbe7c));
   const sampled = Array.from({ length: requests }, () => chooseUser(rng, Math.floor(users * 0.9)));
@@ -157,10 +171,11 @@ function inventedWorld(): Map<string, WorldScore> {
     const index = indexFor(spec, content, () => (behaviour ??= behaviourIndex(histories)));
     const cs = spec.params.coldStart;
     const coldStart = coldStartList(cs, { popular, recent: cs.kind === 'recent' ? recentCounts(cs.windowHours) : [] });
+    const lists: ServingLists = { popularity, popular, coldStart, ...(spec.rule === 'cowatch' ? await coWatchListsInMemory(watchRows(), spec, now) : {}) };
     let sum = 0, warmSum = 0, warmN = 0, coldSum = 0;
     for (const u of sampled) {
       const history = historyOf(u);
-      const p = pickChance(world, world.user(u)!, rankList(spec, index, history, popularity, coldStart, endMs));
+      const p = pickChance(world, world.user(u)!, rankList(spec, index, history, lists, now));
       sum += p;
       if (history.length > 0) { warmSum += p; warmN++; } else coldSum += p;
     }
@@ -171,7 +186,7 @@ function inventedWorld(): Map<string, WorldScore> {
 
 // ---- replay world ------------------------------------------------------------------------------
 
-function replayWorld(): { scores: Map<string, WorldScore>; describe: string } {
+async function replayWorld(): Promise<{ scores: Map<string, WorldScore>; describe: string }> {
   const t0 = performance.now();
   const world = loadReplayWorld('movielens-100k', { log: (l) => console.error(l) });
   const dataStart = replayStart(world.data, args['replay-from']);
@@ -200,6 +215,9 @@ function replayWorld(): { scores: Map<string, WorldScore>; describe: string } {
   }
   reqs.sort((a, b) => a.at - b.at || a.user - b.user);
   const emptyPopularity = popularityTable([]);
+  // The watches table as the replay writes it (first_at = rating time − a minute), in time order.
+  const watchRows: WatchRow[] = all.map((r) => ({ userId: r.user, movieId: r.movie, firstAt: r.at - session }));
+  let coWatchBuilds = 0, coWatchMs = 0;
   const coldReqs = reqs.filter((q) => q.ratings.findIndex((r) => r.atMs - session >= q.at) === 0).length;
 
   const scores = new Map<string, WorldScore>();
@@ -209,24 +227,29 @@ function replayWorld(): { scores: Map<string, WorldScore>; describe: string } {
     // Most watched so far (the slot pads its popular list with it: MovieLens has no popularity), swept in time order.
     const watchers = new Map<string, number>();
     let swept = 0;
+    const coWatch = spec.rule === 'cowatch' ? coWatchListsByDay(watchRows, spec) : null;
     let hits = 0, warmHits = 0, warmN = 0, coldHits = 0;
     for (const q of reqs) {
       while (swept < all.length && all[swept].at - session < q.at) { const m = all[swept++].movie; watchers.set(m, (watchers.get(m) ?? 0) + 1); }
       const mostWatched = topPopular(watchers, 100);
       const recent = cs.kind === 'recent' ? recentViewers(all, q.at - cs.windowHours * 3_600_000 + session, q.at + session) : [];
-      const coldStart = coldStartList(cs, { popular: padPopular([], mostWatched), recent });
+      const popular = padPopular([], mostWatched);
+      const coldStart = coldStartList(cs, { popular, recent });
+      const lists: ServingLists = { popularity: emptyPopularity, popular, coldStart, ...(coWatch === null ? {} : await coWatch(q.at)) };
       const history: HistoryEntry[] = [];
       for (const r of q.ratings) if (r.atMs - session < q.at) history.push({ movieId: r.movie, minutes: 1, firstAt: r.atMs - session, lastAt: r.atMs - session, rating: r.rating, ratedAt: r.atMs, runtime: null });
-      const list = rankList(spec, index, history, emptyPopularity, coldStart, q.at);
+      const list = rankList(spec, index, history, lists, q.at);
       const upcoming = new Set(q.ratings.filter((r) => r.atMs - session >= q.at && r.atMs <= q.at + windowMs).map((r) => r.movie));
       const hit = list.some((id) => upcoming.has(id)) ? 1 : 0;
       hits += hit;
       if (history.length > 0) { warmHits += hit; warmN++; } else coldHits += hit;
     }
+    if (coWatch !== null) ({ builds: coWatchBuilds, ms: coWatchMs } = coWatch.stats());
     scores.set(spec.version, { rate: hits / reqs.length, warm: warmN > 0 ? warmHits / warmN : NaN, cold: coldReqs > 0 ? coldHits / coldReqs : NaN, requests: reqs.length, coldRequests: coldReqs });
   }
   const describe = `replay world: MovieLens 100K from ${new Date(dataStart).toISOString()} (--replay-from ${args['replay-from']}): ${reqs.length} visits of ${new Set(reqs.map((q) => q.user)).size} users, ${coldReqs} without history; `
-    + `${known.size} movies rated before the start are the candidates; hit = the user really rated a listed movie within ${args['replay-window']} after the request`;
+    + `${known.size} movies rated before the start are the candidates; hit = the user really rated a listed movie within ${args['replay-window']} after the request`
+    + (coWatchBuilds > 0 ? `\ncowatch: co-watch index rebuilt from the ratings before each data-set day (UTC midnight; ${coWatchBuilds} builds, ${Math.round(coWatchMs / 1000)} s), its prior from the starts before each request; its candidates are every movie in that index` : '');
   console.error(`${describe} (${Math.round(performance.now() - t0)} ms)`);
   return { scores, describe };
 }
@@ -240,8 +263,8 @@ function recentViewers(all: readonly { movie: string; at: number }[], from: numb
   return [...counts].map(([movieId, viewers]) => ({ movieId, viewers }));
 }
 
-const invented = inventedWorld();
-const replay = replayWorld();
+const invented = await inventedWorld();
+const replay = await replayWorld();
 const first = specs[0].spec.version;
 const anyInvented = invented.values().next().value!;
 console.log(`invented world: ${lineCount.toLocaleString('en')} lines of history, ${movies} movies, ${users} users (seed ${seed}); ${requests} requests, ${anyInvented.coldRequests} from users without history; score = the simulated user's chance of starting a listed movie`);

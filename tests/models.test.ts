@@ -5,7 +5,8 @@ import {
   type HistoryEntry, type Neighbour, type RankInput,
 } from '../lib/models/rank.ts';
 import { CoWatchIndex } from '../lib/models/cowatch.ts';
-import { coWatchPrior } from '../lib/models/lists.ts';
+import { coWatchListsByDay, coWatchListsInMemory, type WatchRow } from '../lib/models/cowatch-memory.ts';
+import { coWatchPrior, rankWithLists, type CoWatchLists } from '../lib/models/lists.ts';
 import { canonicalJson, loadSpec, parseSpec, SpecError, specHash, type AffinitySpec, type CoWatchSpec, type SeedSpec, type TasteSpec } from '../lib/models/spec.ts';
 import { VectorIndex } from '../lib/models/vectors.ts';
 import { Rng } from '../lib/random.ts';
@@ -428,6 +429,58 @@ describe('cowatch', () => {
     const half = coWatchPrior(starts, cw, 0.5);
     expect(half.get('a')).toBeCloseTo(2 / Math.sqrt(3), 10);
     expect(half.top[0]).toBe('b');
+  });
+
+  describe('lists from an in-memory history (bench:models) equal the served ones', () => {
+    const H = 3_600_000, D = 24 * H, T = 10 * D;
+    const spec = { ...cowatch, params: { ...cowatch.params, neighboursPerMovie: 10, popularityWindowHours: 48, trendExponent: 0.5 } };
+    const opts = { neighbours: 10, alpha: spec.params.alpha, minCoWatchers: spec.params.minCoWatchers };
+    const row = (userId: number, movieId: string, firstAt: number): WatchRow => ({ userId, movieId, firstAt });
+    // One row per user and movie, as the watches table holds them; sorted by firstAt.
+    const rows = [
+      row(2, 'a', T - 5 * D), row(1, 'a', T - 3 * D), row(3, 'a', T - 49 * H), row(1, 'b', T - 47 * H), row(3, 'b', T - 30 * H),
+      row(4, 'd', T - 10 * H), row(2, 'c', T - H), row(1, 'c', T), row(2, 'd', T + H), row(5, 'e', T + 2 * H),
+    ];
+    const ids = ['a', 'b', 'c', 'd', 'e'];
+    const same = (got: CoWatchLists, want: CoWatchLists) => {
+      expect(got.coWatch.users).toBe(want.coWatch.users);
+      for (const id of ids) {
+        expect(got.coWatch.neighbours(id, 10)).toEqual(want.coWatch.neighbours(id, 10));
+        expect(got.coWatch.watchersOf(id)).toBe(want.coWatch.watchersOf(id));
+        expect(got.recent.get(id)).toBe(want.recent.get(id));
+      }
+      expect(got.recent.top).toEqual(want.recent.top);
+      expect(got.recent.max).toBe(want.recent.max);
+      // And so the answers: what the bench ranks is what the service would serve.
+      const req = { history: [watched('a', { firstAt: T - D, lastAt: T - D })], neighbours: () => [], space: VectorIndex.from([]), now: T };
+      const base = { popularity: popularityTable([]), popular: [], coldStart: ['p'] };
+      expect(rankWithLists(spec, { ...base, ...got }, req).ids).toEqual(rankWithLists(spec, { ...base, ...want }, req).ids);
+    };
+
+    it('as of T: the movies watched before T (not at or after it), the starts in [T − window, T)', async () => {
+      // What SELECT array_agg(movie_id) … WHERE first_at < T GROUP BY user_id and recentStarts(48 h, T) return here.
+      const want = await CoWatchIndex.build([['a', 'b'], ['a', 'c'], ['a', 'b'], ['d']], opts);
+      const wantLists = { coWatch: want, recent: coWatchPrior([['b', 2], ['c', 1], ['d', 1]], want, 0.5) };
+      expect(want.neighbours('a', 10).map((n) => n.id)).toEqual(['b', 'c']);
+      expect(wantLists.recent.top).toEqual(['b', 'c', 'd']);
+      // The reading order does not matter.
+      same(await coWatchListsInMemory([...rows].reverse(), spec, T), wantLists);
+    });
+
+    it('by day: the index as of the day\'s start, the prior as of each request, one build a day', async () => {
+      const lists = coWatchListsByDay(rows, spec);
+      const index = await CoWatchIndex.build([['a', 'b'], ['a', 'c'], ['a', 'b'], ['d']], opts);
+      // At T + 5 h the window [T − 43 h, T + 5 h) holds c twice (users 2 and 1), d twice, b once (user 3), e once.
+      same(await lists(T + 5 * H), { coWatch: index, recent: coWatchPrior([['c', 2], ['d', 2], ['b', 1], ['e', 1]], index, 0.5) });
+      expect(lists.stats().builds).toBe(1);
+      await lists(T + 20 * H);
+      expect(lists.stats().builds).toBe(1);
+      // The next day's index knows the watches of day T; the window [T − 23 h, T + 25 h) no longer holds b.
+      const next = await CoWatchIndex.build([['a', 'b', 'c'], ['a', 'c', 'd'], ['a', 'b'], ['d'], ['e']], opts);
+      same(await lists(T + D + H), { coWatch: next, recent: coWatchPrior([['c', 2], ['d', 2], ['e', 1]], next, 0.5) });
+      expect(lists.stats().builds).toBe(2);
+      expect(() => coWatchListsByDay([...rows].reverse(), spec)).toThrow(/sorted by firstAt, row 1/);
+    });
   });
 
   it('the other rules honour eligibility too', () => {

@@ -56,16 +56,26 @@ export function coWatchPrior(starts: readonly (readonly [string, number])[], coW
 
 /** The co-watch index and the prior of a cowatch spec, from the watches before asOf (all when null). */
 export async function coWatchLists(db: Queryable, spec: CoWatchSpec, asOf: Date | null, timeoutMs = 120_000): Promise<CoWatchLists> {
-  const p = spec.params;
   const [{ rows }, starts] = await Promise.all([
     db.query<{ movies: string[] }>({
       text: 'SELECT array_agg(movie_id) AS movies FROM watches WHERE first_at < $1 GROUP BY user_id',
       values: [asOf ?? 'infinity'],
       query_timeout: timeoutMs,
     } as pg.QueryConfig),
-    recentStarts(db, p.popularityWindowHours, asOf, timeoutMs),
+    recentStarts(db, spec.params.popularityWindowHours, asOf, timeoutMs),
   ]);
-  const coWatch = await CoWatchIndex.build(rows.map((r) => r.movies), { neighbours: p.neighboursPerMovie, alpha: p.alpha, minCoWatchers: p.minCoWatchers }, yieldToEvents);
+  return coWatchListsFrom(rows.map((r) => r.movies), starts, spec, yieldToEvents);
+}
+
+/**
+ * The co-watch index and the prior of a cowatch spec from data already selected as of a time:
+ * each user's movies first watched before it, and the starts per movie in the spec's window before
+ * it. coWatchLists reads them from Postgres; a benchmark replaying a history in memory selects the
+ * same and builds through here, so both rank with the same lists.
+ */
+export async function coWatchListsFrom(userMovies: Iterable<readonly string[]>, starts: readonly (readonly [string, number])[], spec: CoWatchSpec, pause?: () => Promise<void>): Promise<CoWatchLists> {
+  const p = spec.params;
+  const coWatch = await CoWatchIndex.build(userMovies, { neighbours: p.neighboursPerMovie, alpha: p.alpha, minCoWatchers: p.minCoWatchers }, pause);
   return { coWatch, recent: coWatchPrior(starts, coWatch, p.trendExponent) };
 }
 
