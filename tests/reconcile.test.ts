@@ -16,7 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { SMTPServer } from 'smtp-server';
-import { freePort, startGateway, startStub, stop, type GatewayProc, type StubProc } from './support/upstream.ts';
+import { startGateway, type GatewayProc } from '../testkit/inference.ts';
+import { freePort } from '../testkit/net.ts';
+import { stop } from '../testkit/processes.ts';
+import { startStub, type StubProc } from './support/upstream.ts';
 
 Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
 
