@@ -19,6 +19,8 @@ export const configSchema = z.strictObject({
     namespace: z.string().min(1),
     taskQueue: z.string().min(1),
     uiPort: port,
+    /** Where the dev server serves its own Prometheus metrics (Prometheus scrapes it). */
+    metricsPort: port.default(8234),
   }),
   kafka: z.strictObject({
     brokers: z.array(hostPort).min(1),
@@ -38,6 +40,8 @@ export const configSchema = z.strictObject({
     simulator: z.strictObject({ port }),
     ingest: z.strictObject({ port }),
     catalog: z.strictObject({ port }),
+    /** The worker's /healthz, /metrics (release phase) and the inference slots' discovery for Prometheus. */
+    worker: z.strictObject({ port }).default({ port: 8094 }),
   }),
   smtp: z.strictObject({
     host: z.string().min(1),
@@ -54,6 +58,12 @@ export const configSchema = z.strictObject({
     inconclusiveExtension: duration,
   }),
   evaluation: evaluationSchema.optional(),
+  /** Prometheus and Alertmanager of the local stack (stack/components/prometheus.ts, alertmanager.ts). */
+  monitoring: z.strictObject({
+    prometheusPort: port,
+    alertmanagerPort: port,
+    scrapeInterval: duration,
+  }).default({ prometheusPort: 9090, alertmanagerPort: 9095, scrapeInterval: '15s' }),
   backup: z.strictObject({
     dir: z.string().min(1),
     schedule: z.string().regex(/^every \d+(m|h|d)$/, 'expected a cadence such as "every 6h"'),
