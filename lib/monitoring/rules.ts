@@ -57,7 +57,7 @@ export function alertRules(cfg: Config, t: AlertTimings = DEFAULT_TIMINGS): Rule
       },
     },
     {
-      alert: 'IngestLagGrowing', expr: 'ingest:consumer_lag:sum > 1000 and delta(ingest:consumer_lag:sum[5m]) > 0', for: t.lagGrowing, labels: { severity: 'page', service: 'ingest' },
+      alert: 'IngestLagGrowing', expr: 'sum(ingest_consumer_lag) > 1000 and sum(deriv(ingest_consumer_lag[5m])) > 0', for: t.lagGrowing, labels: { severity: 'page', service: 'ingest' },
       annotations: {
         summary: 'ingest is falling behind Kafka ({{ $value | humanize }} messages behind)',
         description: 'The consumer lag summed over the partitions of the topic has grown for a while; per partition: partition:ingest_consumer_lag:max.',
