@@ -1,12 +1,14 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { loadConfig } from '../lib/config.ts';
 import { startWorkerHttp } from './http.ts';
-import { createWorker } from './worker.ts';
+import { cachedWorkflowBundle } from './bundle.ts';
+import { createWorker, workflowsPath } from './worker.ts';
 
 // The SDK logs every bundle and state change at INFO; an operator needs warnings and up.
 Runtime.install({ logger: new DefaultLogger((process.env.MARQUEE_WORKER_LOG as 'INFO' | undefined) ?? 'WARN') });
 const cfg = loadConfig();
-const { worker, deps, close } = await createWorker(cfg);
+const bundle = await cachedWorkflowBundle(workflowsPath);
+const { worker, deps, close } = await createWorker(cfg, { workflowBundle: { code: bundle.code } });
 // shutdown() lets in-flight tasks finish, then run() resolves. The SDK's Runtime also reacts to
 // these signals by default, so only ask when it has not already begun (shutdown() throws otherwise).
 const stop = (): void => {
