@@ -34,7 +34,12 @@ export const configSchema = z.strictObject({
   /** Where inference slots run: Docker containers, local processes, or Docker when its engine answers. Decided once per process. */
   runtime: z.enum(['auto', 'docker', 'process']).default('auto'),
   services: z.strictObject({
-    gateway: z.strictObject({ port, adminToken: z.string().min(8, 'the admin token must have at least 8 characters') }),
+    gateway: z.strictObject({
+      port,
+      /** Where the gateway listens; beyond loopback it needs a real admin token (lib/admin-token.ts). */
+      host: z.string().min(1).default('127.0.0.1'),
+      adminToken: z.string().min(8, 'the admin token must have at least 8 characters'),
+    }),
     inferenceMain: z.strictObject({ port }),
     inferenceNightly: z.strictObject({ port }),
     simulator: z.strictObject({ port }),
