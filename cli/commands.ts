@@ -24,7 +24,7 @@ export const commands: Command[] = [
   {
     name: 'start',
     usage: startUsage,
-    summary: `run the services (default all: ${services.map((s) => s.name).join(', ')}) until Ctrl-C; --containers: gateway, ingest, catalog as Docker containers`,
+    summary: `run the services (default all: ${services.map((s) => s.name).join(', ')}) until Ctrl-C; --containers: worker, gateway, ingest, catalog as Docker containers`,
     run: (args) => runServices(args),
   },
   {

@@ -44,8 +44,8 @@ export const startUsage = 'start [--containers] [service ...]';
 /**
  * Runs the chosen services as supervised child processes with prefixed logs: a service that dies
  * is restarted with backoff while the others keep running; SIGINT/SIGTERM stop them all gracefully.
- * With --containers, gateway, ingest and catalog run as Docker containers instead (Docker restarts
- * them); the others stay supervised processes.
+ * With --containers, worker, gateway, ingest and catalog run as Docker containers instead (Docker
+ * restarts them); the simulator (the platform, not ours to run in production) stays a process.
  */
 export async function runServices(args: string[]): Promise<number> {
   return withUsage(startUsage, async () => {

@@ -4,21 +4,26 @@
  * ingest and catalog bundles; one container per service on the host network, restart policy
  * `unless-stopped` (Docker starts a crashed service again), labelled `marquee.service=<name>`.
  *
- * The worker is not among them: its activities run pg_dump/pg_restore, git and esbuild on the
- * checkout (to build inference images), none of which a node-only image holds.
+ * The worker has an image of its own (`marquee-worker:<hash>`): the base image plus the PostgreSQL
+ * client tools its backup activities run. Its code is not baked in: it builds inference images
+ * from the checkout (esbuild, models/, docker/inference), so it runs the checkout, mounted
+ * read-only, with the state directory (.marquee: caches, backups, the Docker socket) read-write.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import type Docker from 'dockerode';
-import { loadConfigFile, projectRoot } from '../config.ts';
-import { buildImage, dockerClient, LABELS, tarFiles } from '../docker.ts';
+import { sharedLibraries } from '../../docker/base/make-rootfs.ts';
+import { loadConfigFile, projectRoot, stateDir } from '../config.ts';
+import { buildImage, dockerClient, dockerSocket, LABELS, tarFiles } from '../docker.ts';
 import { gitCommit } from '../version.ts';
 import { bundleEntry } from './image.ts';
 
-export const CONTAINER_SERVICES = ['gateway', 'ingest', 'catalog'] as const;
+export const CONTAINER_SERVICES = ['worker', 'gateway', 'ingest', 'catalog'] as const;
 export type ContainerService = (typeof CONTAINER_SERVICES)[number];
-const ENTRIES: Record<ContainerService, string> = {
+type BundledService = Exclude<ContainerService, 'worker'>;
+const BUNDLED: BundledService[] = ['gateway', 'ingest', 'catalog'];
+const ENTRIES: Record<BundledService, string> = {
   gateway: 'services/gateway/main.ts',
   ingest: 'services/ingest/main.ts',
   catalog: 'services/catalog/main.ts',
@@ -39,7 +44,7 @@ export async function servicesBuildContext(configFile = defaultConfigFile()): Pr
     'package.json': file('package.json'),
     'temporal.yaml': readFileSync(configFile),
   };
-  for (const s of CONTAINER_SERVICES) files[`dist/${s}.mjs`] = await bundleEntry(ENTRIES[s]);
+  for (const s of BUNDLED) files[`dist/${s}.mjs`] = await bundleEntry(ENTRIES[s]);
   const h = createHash('sha256');
   for (const name of Object.keys(files).sort()) h.update(name).update(files[name]);
   return { context: await tarFiles(files), tag: `marquee-services:${h.digest('hex').slice(0, 12)}` };
@@ -47,14 +52,66 @@ export async function servicesBuildContext(configFile = defaultConfigFile()): Pr
 
 /** The image for the current code and config: built once, found by its tag afterwards. */
 export async function ensureServicesImage(docker: Docker = dockerClient(), log: (line: string) => void = () => {}): Promise<string> {
+  return ensureImage(docker, await servicesBuildContext(), 'services', log);
+}
+
+/** Where the host keeps the newest PostgreSQL's binaries (Debian's layout). */
+function postgresBin(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(`${root}/${v}/bin/pg_dump`)).sort((a, b) => Number(b) - Number(a)) : [];
+  if (!versions.length) throw new Error(`no pg_dump under ${root}: the worker image copies the host's PostgreSQL client tools (npm run stack -- up postgres installs them)`);
+  return `${root}/${versions[0]}/bin`;
+}
+
+/** The worker image's context: its Dockerfile and rootfs/ with pg_dump, pg_restore and their libraries at the host's paths. */
+export function workerBuildContext(): Promise<{ context: Buffer; tag: string }> {
+  const files: Record<string, Buffer> = { Dockerfile: readFileSync(path.join(projectRoot, 'docker/services/worker.Dockerfile')) };
+  const bin = postgresBin();
+  // The base image has node's libraries (libc, the loader...); a copy from here would land as 0644 over them.
+  const inBase = new Set(sharedLibraries(process.execPath));
+  const addLibs = (binary: string) => {
+    for (const lib of sharedLibraries(binary)) if (!inBase.has(lib)) files[`rootfs${lib}`] = readFileSync(realpathSync(lib));
+  };
+  for (const tool of ['pg_dump', 'pg_restore']) {
+    files[`rootfs/usr/local/bin/${tool}`] = readFileSync(realpathSync(`${bin}/${tool}`));
+    addLibs(`${bin}/${tool}`);
+  }
+  // The Temporal SDK's native core (from the mounted node_modules) needs a few libraries node does not.
+  const core = path.join(projectRoot, 'node_modules/@temporalio/core-bridge/releases', `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-unknown-linux-gnu`, 'index.node');
+  if (existsSync(core)) addLibs(core);
+  const h = createHash('sha256');
+  for (const name of Object.keys(files).sort()) h.update(name).update(files[name]);
+  return tarFiles(files).then((context) => ({ context, tag: `marquee-worker:${h.digest('hex').slice(0, 12)}` }));
+}
+
+async function ensureImage(docker: Docker, made: { context: Buffer; tag: string }, what: string, log: (line: string) => void): Promise<string> {
+  const { context, tag } = made;
+  if (await docker.getImage(tag).inspect().then(() => true, () => false)) return tag;
   const t = Date.now();
-  const { context, tag } = await servicesBuildContext();
-  const exists = await docker.getImage(tag).inspect().then(() => true, () => false);
-  if (exists) return tag;
-  log(`building ${tag} (gateway, ingest, catalog)`);
-  await buildImage(context, tag, docker, { buildargs: { GIT_COMMIT: gitCommit() }, labels: { 'marquee.component': 'services' } });
+  log(`building ${tag} (${what})`);
+  await buildImage(context, tag, docker, { buildargs: { GIT_COMMIT: gitCommit() }, labels: { 'marquee.component': what } });
   log(`built ${tag} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
   return tag;
+}
+
+export async function ensureWorkerImage(docker: Docker = dockerClient(), log: (line: string) => void = () => {}): Promise<string> {
+  return ensureImage(docker, await workerBuildContext(), 'worker', log);
+}
+
+/**
+ * The worker runs the checkout: mounted at its own path read-only, with what lives outside it
+ * (node_modules or .marquee when they are symlinks, as in a git worktree) and the state directory
+ * read-write, so paths in the config and the Docker socket mean the same inside.
+ */
+function workerBinds(): string[] {
+  const binds = new Map<string, boolean>([[projectRoot, false]]);
+  const nodeModules = realpathSync(path.join(projectRoot, 'node_modules'));
+  if (!nodeModules.startsWith(`${projectRoot}/`)) binds.set(nodeModules, false);
+  const state = existsSync(stateDir()) ? realpathSync(stateDir()) : stateDir();
+  binds.set(state, true);
+  const socketDir = path.dirname(dockerSocket());
+  if (!socketDir.startsWith(`${state}/`)) binds.set(socketDir, true);
+  return [...binds].map(([p, rw]) => `${p}:${p}${rw ? '' : ':ro'}`);
 }
 
 /**
@@ -67,8 +124,12 @@ export function containerEnv(service: ContainerService, env: NodeJS.ProcessEnv =
     // The config file is baked in; the state dir and the Docker switch mean nothing inside.
     && !['MARQUEE_CONFIG', 'MARQUEE_HOME', 'MARQUEE_DOCKER', 'MARQUEE_GIT_COMMIT'].includes(k))) as Record<string, string>;
   const cfg = loadConfigFile(configFile, keep);
-  const port = { gateway: keep.GATEWAY_PORT ?? cfg.services.gateway.port, ingest: keep.INGEST_PORT ?? cfg.services.ingest.port, catalog: keep.CATALOG_PORT ?? cfg.services.catalog.port }[service];
-  return [...Object.entries(keep).map(([k, v]) => `${k}=${v}`), `HEALTH_URL=http://127.0.0.1:${port}/healthz`];
+  const port = { gateway: keep.GATEWAY_PORT ?? cfg.services.gateway.port, ingest: keep.INGEST_PORT ?? cfg.services.ingest.port, catalog: keep.CATALOG_PORT ?? cfg.services.catalog.port, worker: cfg.services.worker.port }[service];
+  const extra = service === 'worker'
+    // No git inside: the commit the worker records comes from here. DOCKER_HOST, when set, names the engine the slots run on.
+    ? [`MARQUEE_GIT_COMMIT=${gitCommit()}`, ...(env.DOCKER_HOST ? [`DOCKER_HOST=${env.DOCKER_HOST}`] : []), ...(env.MARQUEE_CONFIG ? [`MARQUEE_CONFIG=${env.MARQUEE_CONFIG}`] : [])]
+    : [];
+  return [...Object.entries(keep).map(([k, v]) => `${k}=${v}`), ...extra, `HEALTH_URL=http://127.0.0.1:${port}/healthz`];
 }
 
 export interface ServiceContainer {
@@ -125,23 +186,26 @@ export const containerName = (service: string, prefix = 'marquee') => `${prefix}
 /** Replaces any container of the same name: a fresh one from the current image, started. */
 export async function startServiceContainers(services: ContainerService[], o: StartOptions = {}): Promise<ServiceContainer[]> {
   const docker = o.docker ?? dockerClient();
-  const image = o.image ?? await ensureServicesImage(docker, o.log);
+  const bundled = services.some((x) => x !== 'worker') ? (o.image ?? await ensureServicesImage(docker, o.log)) : undefined;
+  const workerImage = services.includes('worker') ? await ensureWorkerImage(docker, o.log) : undefined;
   const started: ServiceContainer[] = [];
   for (const service of services) {
     const name = containerName(service, o.prefix);
     await removeContainer(docker, name);
+    const worker = service === 'worker';
     const container = await docker.createContainer({
       name,
-      Image: image,
-      Cmd: ['node', `/app/dist/${service}.mjs`],
+      Image: worker ? workerImage : bundled,
+      Cmd: worker ? ['node', '--import', 'tsx', path.join(projectRoot, 'workers/main.ts')] : ['node', `/app/dist/${service}.mjs`],
+      WorkingDir: worker ? projectRoot : '/app',
       Env: containerEnv(service, o.env),
       Labels: { ...LABELS, 'marquee.component': 'service', [SERVICE_LABEL]: service },
       // Graceful stop: the services finish what they hold on SIGTERM (docker stop waits StopTimeout).
       StopTimeout: 20,
-      HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'unless-stopped' } },
+      HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'unless-stopped' }, ...(worker ? { Binds: workerBinds() } : {}) },
     });
     await container.start();
-    o.log?.(`${service}: container ${name} started from ${image}`);
+    o.log?.(`${service}: container ${name} started from ${worker ? workerImage : bundled}`);
     started.push((await describeServiceContainer(docker, name))!);
   }
   return started;
