@@ -5,8 +5,10 @@
  *
  * - every target is up, the slot found through the worker's discovery endpoint;
  * - the recorded p99 per slot has numbers under traffic;
- * - a service down past the TargetDown delay (5 s here instead of 1 min) mails an alert naming it,
- *   and its return mails a resolved one.
+ * - a service killed and held down by the supervisor (restarts held off) past the TargetDown
+ *   delay (5 s here instead of 1 min) mails an alert naming it, and its return a resolved one.
+ *
+ * The gateway and the worker run under the Supervisor with the specs of `marquee start`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -35,9 +37,10 @@ const { databaseUrl } = await import('../lib/db.ts');
 const { writeMonitoringFiles } = await import('../lib/monitoring/prometheus-config.ts');
 const { prometheusArgs } = await import('../stack/components/prometheus.ts');
 const { alertmanagerArgs, ALERTMANAGER_BINARY } = await import('../stack/components/alertmanager.ts');
-const { inferenceWorld, startGateway } = await import('../testkit/inference.ts');
+const { inferenceWorld } = await import('../testkit/inference.ts');
+const { serviceSpecs, superviseServices } = await import('../cli/services.ts');
 const { openLoop } = await import('../testkit/load.ts');
-const { alive, spawnTs, stop } = await import('../testkit/processes.ts');
+const { stop } = await import('../testkit/processes.ts');
 const { scratchDatabase } = await import('./support/db.ts');
 const { requireServer } = await import('./support/servers.ts');
 
@@ -48,8 +51,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let db: Awaited<ReturnType<typeof scratchDatabase>>;
 let world: Awaited<ReturnType<typeof inferenceWorld>>;
 let slot: Awaited<ReturnType<Awaited<ReturnType<typeof inferenceWorld>>['startSlot']>>;
-let gateway: Awaited<ReturnType<typeof startGateway>>;
-let worker: ReturnType<typeof spawnTs>;
+const gateway = { url: `http://127.0.0.1:${ports.gateway}` };
+let supervisor: import('../lib/supervise.ts').Supervisor | undefined;
+const serviceLog: string[] = [];
 const daemons: ChildProcess[] = [];
 const daemonOutput: string[] = [];
 let smtp: SMTPServer;
@@ -111,11 +115,14 @@ beforeAll(async () => {
   db = await scratchDatabase('monitoring');
   world = await inferenceWorld(cfg, db, { movies: 200, users: 500 });
   slot = await world.startSlot('main');
-  gateway = await startGateway(cfg, db.name, slot.url, {}, ports.gateway);
-  worker = spawnTs('worker', 'workers/main.ts', { MARQUEE_POSTGRES_URL: databaseUrl(cfg, db.name) });
-  await waitForHttp(`http://127.0.0.1:${ports.worker}/healthz`, 120_000, (r) => r.status === 200, () => alive(worker)).catch((err) => {
-    throw new Error(`${(err as Error).message}\n${worker.output.join('')}`);
+  supervisor = superviseServices(serviceSpecs(['gateway', 'worker'], { ...process.env, MARQUEE_POSTGRES_URL: databaseUrl(cfg, db.name), GATEWAY_MAIN_URL: slot.url }), {
+    log: (name, line) => serviceLog.push(`${name}| ${line}`),
+    onOutput: (name, _s, line) => { serviceLog.push(`${name}| ${line}`); if (serviceLog.length > 2000) serviceLog.splice(0, 1000); },
   });
+  supervisor.start();
+  for (const url of [`${gateway.url}/healthz`, `http://127.0.0.1:${ports.worker}/healthz`]) {
+    await waitForHttp(url, 120_000).catch((err) => { throw new Error(`${(err as Error).message}\n${serviceLog.slice(-30).join('\n')}`); });
+  }
 
   smtp = new SMTPServer({
     authOptional: true, disabledCommands: ['STARTTLS'], logger: false,
@@ -140,8 +147,7 @@ afterAll(async () => {
   loadStop = true;
   await loadDone;
   for (const p of daemons) await stop(p);
-  await stop(gateway?.proc);
-  await stop(worker);
+  await supervisor?.stop();
   await stop(slot?.proc);
   await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
   await world?.cleanup();
@@ -185,12 +191,13 @@ describe('Prometheus with the generated config', () => {
 });
 
 describe('alerts by e-mail', () => {
-  it('mails a TargetDown naming the service when it stays down, and a resolved mail when it is back', async () => {
+  it('mails a TargetDown naming the service when it is kept down, and a resolved mail when it is back', async () => {
     mails.length = 0;
     loadStop = true;
     await loadDone;
     const downAt = Date.now();
-    await stop(gateway.proc, 'SIGKILL');
+    // Killed, and kept down: the supervisor would otherwise have it back within a second.
+    await supervisor!.hold('gateway', 'SIGKILL');
     const firing = await until('the firing mail', async () => mails.find((m) => /Subject: \[FIRING\] TargetDown: gateway/.test(m)), 60_000);
     // Not before the 5 s `for:` of this test's rules.
     expect(Date.now() - downAt).toBeGreaterThan(5000);
@@ -201,7 +208,8 @@ describe('alerts by e-mail', () => {
     expect(firing).toContain(`Alerts: http://127.0.0.1:${ports.alertmanager}`);
     expect(firing).toContain('To: oncall@monitoring.test');
 
-    gateway = await startGateway(cfg, db.name, slot.url, {}, ports.gateway);
+    supervisor!.release('gateway');
+    await waitForHttp(`${gateway.url}/healthz`, 30_000);
     const resolved = await until('the resolved mail', async () => mails.find((m) => /Subject: \[RESOLVED\] TargetDown: gateway/.test(m)), 60_000);
     expect(resolved).toMatch(/Resolved: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
     // Only the gateway went down.
