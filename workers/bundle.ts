@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { projectRoot, stateDir } from '../lib/config.ts';
 
 /**
@@ -36,7 +36,8 @@ export async function cachedWorkflowBundle(workflowsPath: string): Promise<{ cod
   const dir = path.join(stateDir(), 'cache', 'workflow-bundle');
   const file = path.join(dir, `${sourceHash(workflowsPath)}.js`);
   if (existsSync(file)) return { code: readFileSync(file, 'utf8'), cached: true };
-  const bundle: WorkflowBundleWithSourceMap = await bundleWorkflowCode({ workflowsPath });
+  // The runtime's logger (WARN in workers/main.ts): webpack's INFO report is noise in an operator's log.
+  const bundle: WorkflowBundleWithSourceMap = await bundleWorkflowCode({ workflowsPath, logger: Runtime.instance().logger });
   mkdirSync(dir, { recursive: true });
   // Written aside and renamed: two workers starting at once never read half a bundle.
   const tmp = `${file}.${process.pid}.tmp`;
