@@ -190,6 +190,43 @@ describe('Prometheus with the generated config', () => {
   }, 180_000);
 });
 
+describe('what Prometheus finds', () => {
+  it('discovers nightly while the routing state names it, and drops it when it is removed', async () => {
+    const nightly = await world.startSlot('nightly');
+    try {
+      const auth = { authorization: `Bearer ${cfg.services.gateway.adminToken}`, 'content-type': 'application/json', 'x-marquee-actor': 'monitoring-test' };
+      const put = (body: object) => request(`${gateway.url}/admin/routing`, { method: 'PUT', headers: auth, body: JSON.stringify(body) });
+      expect((await put({ nightlyUrl: nightly.url, nightlyVersion: nightly.version, nightlyPercent: 0 })).status).toBe(200);
+      const found = await until('inference-nightly up', async () => (await targets()).find((t) => t.labels.service === 'inference-nightly' && t.health === 'up'), 30_000);
+      expect(found.labels).toMatchObject({ slot: 'nightly', version: nightly.version, instance: `127.0.0.1:${nightly.port}` });
+      expect((await put({ nightlyUrl: null, nightlyVersion: null })).status).toBe(200);
+      await until('inference-nightly gone', async () => ((await targets()).some((t) => t.labels.service === 'inference-nightly') ? undefined : true), 30_000);
+    } finally {
+      await stop(nightly.proc);
+    }
+  }, 90_000);
+
+  it('reads the release phase clock from the worker, for ReleaseStuck', async () => {
+    await db.pool.query(`INSERT INTO releases (id, model_spec, phase, phase_times, started_at)
+      VALUES ('v-stuck', 'models/x.json', 'deploying', jsonb_build_object('deploying', (now() - interval '30 minutes')::text), now() - interval '40 minutes')`);
+    try {
+      const r = await until('the phase age in Prometheus', async () => {
+        const v = await promQuery('marquee_release_phase_age_seconds{version="v-stuck"}');
+        return v.length ? v : undefined;
+      }, 30_000);
+      expect(r[0].metric.phase).toBe('deploying');
+      expect(Number(r[0].value[1])).toBeGreaterThan(1790);
+      expect(Number(r[0].value[1])).toBeLessThan(1900);
+      const expected = await promQuery('marquee_release_phase_expected_seconds{version="v-stuck"}');
+      expect(Number(expected[0].value[1])).toBe(600);
+      // What ReleaseStuck compares: 30 minutes in a phase expected to take 10.
+      expect(await promQuery('marquee_release_phase_age_seconds > 2 * marquee_release_phase_expected_seconds')).toHaveLength(1);
+    } finally {
+      await db.pool.query("DELETE FROM releases WHERE id = 'v-stuck'");
+    }
+  }, 60_000);
+});
+
 describe('alerts by e-mail', () => {
   it('mails a TargetDown naming the service when it is kept down, and a resolved mail when it is back', async () => {
     mails.length = 0;
