@@ -91,7 +91,19 @@ async function ensureImage(docker: Docker, made: { context: Buffer; tag: string 
   log(`building ${tag} (${what})`);
   await buildImage(context, tag, docker, { buildargs: { GIT_COMMIT: gitCommit() }, labels: { 'marquee.component': what } });
   log(`built ${tag} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  await pruneOlder(docker, tag);
   return tag;
+}
+
+/** Each code change makes a new tag; the older ones go unless a container still uses them (the engine refuses those). */
+async function pruneOlder(docker: Docker, keep: string): Promise<void> {
+  const repo = keep.split(':')[0];
+  const images = await docker.listImages({ filters: { reference: [repo] } }).catch(() => []);
+  for (const image of images) {
+    for (const t of image.RepoTags ?? []) {
+      if (t !== keep && t.startsWith(`${repo}:`)) await docker.getImage(t).remove().catch(() => undefined);
+    }
+  }
 }
 
 export async function ensureWorkerImage(docker: Docker = dockerClient(), log: (line: string) => void = () => {}): Promise<string> {
