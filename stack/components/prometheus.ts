@@ -71,6 +71,7 @@ export function prometheus(cfg: Config): Component {
       if (!(await ready())) return { address: base, healthy: false, detail: (await portOpen(port)) ? 'something listens there but /-/ready does not answer 200' : 'not running (nothing listens there)' };
       const t = await getJson(`${base}/api/v1/targets?state=active`);
       const active: { health: string; labels: { service?: string } }[] = t?.body?.data?.activeTargets ?? [];
+      if (active.length === 0) return { address: base, healthy: true, detail: `no targets yet (they appear within ${cfg.monitoring.scrapeInterval} of a start)` };
       const down = active.filter((x) => x.health !== 'up').map((x) => x.labels.service ?? '?');
       return { address: base, healthy: true, detail: `${active.length - down.length}/${active.length} targets up${down.length ? ` (down: ${down.join(', ')})` : ''}` };
     },
