@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { loadConfig, projectRoot } from '../lib/config.ts';
 import { createPool, migrate } from '../lib/db.ts';
-import { runServices, services } from './services.ts';
+import { runServices, services, startUsage } from './services.ts';
 import { vectorsCommand } from '../lib/vectors/cli.ts';
 import { backupCommand, backupsCommand, restoreCommand, schedulesCommand } from './backup.ts';
 import { evalOfflineCommand, evalOnlineCommand, evalSummary, evalUsage } from './eval.ts';
@@ -23,8 +23,8 @@ export interface Command {
 export const commands: Command[] = [
   {
     name: 'start',
-    usage: 'start [service ...]',
-    summary: `run the services (default all: ${services.map((s) => s.name).join(', ')}) until Ctrl-C`,
+    usage: startUsage,
+    summary: `run the services (default all: ${services.map((s) => s.name).join(', ')}) until Ctrl-C; --containers: worker, gateway, ingest, catalog as Docker containers`,
     run: (args) => runServices(args),
   },
   {

@@ -19,6 +19,8 @@ export const configSchema = z.strictObject({
     namespace: z.string().min(1),
     taskQueue: z.string().min(1),
     uiPort: port,
+    /** Where the dev server serves its own Prometheus metrics (Prometheus scrapes it). */
+    metricsPort: port.default(8234),
   }),
   kafka: z.strictObject({
     brokers: z.array(hostPort).min(1),
@@ -32,12 +34,19 @@ export const configSchema = z.strictObject({
   /** Where inference slots run: Docker containers, local processes, or Docker when its engine answers. Decided once per process. */
   runtime: z.enum(['auto', 'docker', 'process']).default('auto'),
   services: z.strictObject({
-    gateway: z.strictObject({ port, adminToken: z.string().min(8, 'the admin token must have at least 8 characters') }),
+    gateway: z.strictObject({
+      port,
+      /** Where the gateway listens; beyond loopback it needs a real admin token (lib/admin-token.ts). */
+      host: z.string().min(1).default('127.0.0.1'),
+      adminToken: z.string().min(8, 'the admin token must have at least 8 characters'),
+    }),
     inferenceMain: z.strictObject({ port }),
     inferenceNightly: z.strictObject({ port }),
     simulator: z.strictObject({ port }),
     ingest: z.strictObject({ port }),
     catalog: z.strictObject({ port }),
+    /** The worker's /healthz, /metrics (release phase) and the inference slots' discovery for Prometheus. */
+    worker: z.strictObject({ port }).default({ port: 8094 }),
   }),
   smtp: z.strictObject({
     host: z.string().min(1),
@@ -54,6 +63,12 @@ export const configSchema = z.strictObject({
     inconclusiveExtension: duration,
   }),
   evaluation: evaluationSchema.optional(),
+  /** Prometheus and Alertmanager of the local stack (stack/components/prometheus.ts, alertmanager.ts). */
+  monitoring: z.strictObject({
+    prometheusPort: port,
+    alertmanagerPort: port,
+    scrapeInterval: duration,
+  }).default({ prometheusPort: 9090, alertmanagerPort: 9095, scrapeInterval: '15s' }),
   backup: z.strictObject({
     dir: z.string().min(1),
     schedule: z.string().regex(/^every \d+(m|h|d)$/, 'expected a cadence such as "every 6h"'),

@@ -33,6 +33,8 @@ export interface ChildStatus {
   running: boolean;
   restarts: number;
   startedAt: number | undefined;
+  /** Stopped by hold() and kept down until release(). */
+  held: boolean;
   lastExit?: { code: number | null; signal: NodeJS.Signals | null; at: number };
 }
 
@@ -43,6 +45,7 @@ interface Entry {
   backoffMs: number;
   timer?: NodeJS.Timeout;
   exited?: Promise<void>;
+  held?: boolean;
 }
 
 /** Events: 'start' (name, pid), 'exit' (name, code, signal), 'restart' (name, delayMs). */
@@ -62,7 +65,7 @@ export class Supervisor extends EventEmitter {
       onOutput: opts.onOutput,
     };
     for (const spec of specs) {
-      this.entries.set(spec.name, { spec, backoffMs: this.o.initialBackoffMs, status: { name: spec.name, pid: undefined, running: false, restarts: 0, startedAt: undefined } });
+      this.entries.set(spec.name, { spec, backoffMs: this.o.initialBackoffMs, status: { name: spec.name, pid: undefined, running: false, restarts: 0, startedAt: undefined, held: false } });
     }
   }
 
@@ -72,6 +75,45 @@ export class Supervisor extends EventEmitter {
 
   status(): ChildStatus[] {
     return [...this.entries.values()].map((e) => ({ ...e.status }));
+  }
+
+  /**
+   * Stops one child (signal, SIGKILL after graceMs) and keeps it down until release(name): to
+   * see what the others do while a service stays down, or to work on it without a restart racing you.
+   */
+  async hold(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const e = this.entry(name);
+    e.held = true;
+    e.status.held = true;
+    clearTimeout(e.timer);
+    if (!e.status.running) return;
+    this.o.log(name, `held: stopping it (${signal}) and not restarting it until released`);
+    e.child?.kill(signal);
+    const kill = setTimeout(() => { if (e.status.running) e.child?.kill('SIGKILL'); }, this.o.graceMs);
+    try {
+      await e.exited;
+    } finally {
+      clearTimeout(kill);
+    }
+  }
+
+  /** Starts a held child again (at once, with a fresh backoff). */
+  release(name: string): void {
+    const e = this.entry(name);
+    if (!e.held) return;
+    e.held = false;
+    e.status.held = false;
+    e.backoffMs = this.o.initialBackoffMs;
+    if (!e.status.running && !this.stopping) {
+      this.o.log(name, 'released: starting it again');
+      this.launch(e);
+    }
+  }
+
+  private entry(name: string): Entry {
+    const e = this.entries.get(name);
+    if (!e) throw new Error(`no such child: ${name} (children: ${[...this.entries.keys()].join(', ')})`);
+    return e;
   }
 
   /** SIGTERM to every child (they finish what they hold), SIGKILL after graceMs; resolves when all have exited. */
@@ -122,6 +164,10 @@ export class Supervisor extends EventEmitter {
         this.emit('exit', spec.name, code, signal);
         resolve();
         if (this.stopping) return;
+        if (e.held) {
+          this.o.log(spec.name, `exited (${signal ?? `code ${code}`}) while held; not restarting it`);
+          return;
+        }
         if (ranMs >= this.o.resetAfterMs) e.backoffMs = this.o.initialBackoffMs;
         const delay = e.backoffMs;
         e.backoffMs = Math.min(e.backoffMs * 2, this.o.maxBackoffMs);

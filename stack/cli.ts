@@ -2,6 +2,8 @@ import { loadConfig } from '../lib/config.ts';
 import type { Component } from './component.ts';
 import { log } from './proc.ts';
 import { components } from './components/index.ts';
+import { dockerClient, dockerDisabled, dockerSocket, pingSocket } from '../lib/docker.ts';
+import { listServiceContainers } from '../lib/runtime/services.ts';
 
 const usage = 'usage: npm run stack -- up|down|status [component ...]';
 
@@ -51,9 +53,20 @@ async function status(list: Component[]): Promise<boolean> {
   for (const c of list) {
     const s = await c.status();
     if (!s.healthy && !c.optional) ok = false;
-    console.log(`${c.name.padEnd(10)} ${s.address.padEnd(28)} ${s.healthy ? 'healthy  ' : 'UNHEALTHY'} ${s.detail}`);
+    console.log(`${c.name.padEnd(12)} ${s.address.padEnd(28)} ${s.healthy ? 'healthy  ' : 'UNHEALTHY'} ${s.detail}`);
   }
+  await serviceContainers();
   return ok;
+}
+
+/** The services `marquee start --containers` runs, with Docker's view of their health (nothing when there are none). */
+async function serviceContainers(): Promise<void> {
+  if (dockerDisabled() || !(await pingSocket(dockerSocket()))) return;
+  const list = await listServiceContainers(dockerClient()).catch(() => []);
+  for (const c of list) {
+    const healthy = c.state === 'running' && c.health === 'healthy';
+    console.log(`${`service ${c.service}`.padEnd(12)} ${`container ${c.name}`.padEnd(28)} ${healthy ? 'healthy  ' : 'UNHEALTHY'} ${c.state}, health ${c.health}, ${c.restarts} restarts, ${c.image}`);
+  }
 }
 
 async function down(list: Component[]): Promise<void> {

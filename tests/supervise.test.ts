@@ -74,6 +74,23 @@ describe('Supervisor', () => {
     expect(s.status()[0]).toMatchObject({ running: false, lastExit: { signal: 'SIGKILL' } });
   });
 
+  it('hold() stops one child and keeps it down while the others run; release() starts it again', async () => {
+    const { s, output, logs } = supervise([steady, node('other', "process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1000); console.log('up');")]);
+    await until('both up', () => output.includes('steady: up') && output.includes('other: up'));
+    const otherPid = s.status().find((c) => c.name === 'other')!.pid;
+    await s.hold('steady');
+    // Its last line can arrive just after the exit event.
+    await until('its graceful stop', () => output.includes('steady: graceful stop'));
+    await sleep(300);
+    expect(s.status().find((c) => c.name === 'steady')).toMatchObject({ running: false, held: true, restarts: 0 });
+    expect(s.status().find((c) => c.name === 'other')).toMatchObject({ running: true, pid: otherPid });
+    expect(logs.join('\n')).toMatch(/steady: exited \(code 0\) while held; not restarting it/);
+    s.release('steady');
+    await until('steady back', () => s.status().find((c) => c.name === 'steady')!.running);
+    expect(s.status().find((c) => c.name === 'steady')!.held).toBe(false);
+    expect(() => s.release('nope')).toThrow(/no such child: nope \(children: steady, other\)/);
+  });
+
   it('a command that cannot start is retried, not fatal', async () => {
     const { s, logs } = supervise([{ name: 'missing', command: '/nonexistent/binary', args: [] }]);
     await until('two attempts', () => s.status()[0].restarts >= 2);

@@ -11,6 +11,8 @@ export interface CreateWorkerOptions {
   taskQueue?: string;
   /** Replaces some of the activities' dependencies (tests). */
   deps?: Partial<ActivityDeps>;
+  /** Prebuilt workflow code (workers/bundle.ts) instead of bundling workflowsPath at start. */
+  workflowBundle?: { code: string };
   /** Any other Worker.create option (tests pass e.g. maxConcurrentActivityTaskExecutions). */
   worker?: Partial<Omit<WorkerOptions, 'connection' | 'namespace' | 'taskQueue'>>;
 }
@@ -28,7 +30,7 @@ export async function createWorker(cfg: Config, opts: CreateWorkerOptions = {}):
       connection,
       namespace: cfg.temporal.namespace,
       taskQueue: opts.taskQueue ?? cfg.temporal.taskQueue,
-      workflowsPath,
+      ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
       activities: createActivities(deps),
       ...opts.worker,
     });

@@ -9,8 +9,13 @@ import { tarFiles } from '../docker.ts';
  * the build context stays a few MB and a build takes seconds.
  */
 export async function bundleInference(): Promise<Buffer> {
+  return bundleEntry('services/inference/main.ts');
+}
+
+/** One service entry (a path from the repository root) bundled the same way, for the service images. */
+export async function bundleEntry(entry: string): Promise<Buffer> {
   const result = await build({
-    entryPoints: [path.join(projectRoot, 'services/inference/main.ts')],
+    entryPoints: [path.join(projectRoot, entry)],
     bundle: true,
     platform: 'node',
     format: 'esm',

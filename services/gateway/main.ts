@@ -5,6 +5,7 @@
  * GATEWAY_NIGHTLY_BUDGET_MS, GATEWAY_MAIN_DEADLINE_MS, GATEWAY_FLUSH_MS, GATEWAY_HEALTH_MS.
  */
 import type { AddressInfo } from 'node:net';
+import { checkAdminToken } from '../../lib/admin-token.ts';
 import { loadConfig } from '../../lib/config.ts';
 import { createPool } from '../../lib/db.ts';
 import { defaultOptions, Gateway } from './gateway.ts';
@@ -12,6 +13,13 @@ import { defaultOptions, Gateway } from './gateway.ts';
 const cfg = loadConfig();
 const env = (name: string, def: number) => (process.env[name] !== undefined ? Number(process.env[name]) : def);
 const port = env('GATEWAY_PORT', cfg.services.gateway.port);
+const host = cfg.services.gateway.host;
+try {
+  checkAdminToken('gateway', host, cfg.services.gateway.adminToken);
+} catch (err) {
+  console.error((err as Error).message);
+  process.exit(2);
+}
 const defaults = defaultOptions();
 const pool = createPool(cfg, { max: 6, applicationName: 'marquee-gateway' });
 pool.on('error', (err) => console.error(`gateway: idle database connection failed: ${err.message}`));
@@ -37,9 +45,9 @@ for (let attempt = 1; ; attempt++) {
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
-const server = await gateway.start(port);
+const server = await gateway.start(port, host);
 const s = gateway.current();
-console.log(`gateway: listening on 127.0.0.1:${(server.address() as AddressInfo).port}; main ${s.mainUrl} (${s.mainVersion}), nightly ${s.nightlyUrl ?? 'none'} at ${s.nightlyPercent}%`);
+console.log(`gateway: listening on ${host}:${(server.address() as AddressInfo).port}; main ${s.mainUrl} (${s.mainVersion}), nightly ${s.nightlyUrl ?? 'none'} at ${s.nightlyPercent}%`);
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

@@ -44,6 +44,8 @@ export function temporal(cfg: Config): Component {
         '--ip', host,
         '--port', String(port),
         '--ui-port', String(cfg.temporal.uiPort),
+        // Prometheus scrapes it (a random port otherwise).
+        '--metrics-port', String(cfg.temporal.metricsPort),
         // SQLite file so workflows (and running releases) survive a restart of the stack.
         '--db-filename', statePath('temporal', 'temporal.db'),
         '--namespace', cfg.temporal.namespace,
