@@ -58,7 +58,7 @@ export const commands: Command[] = [
   },
   {
     name: 'release',
-    usage: 'release <version> --model models/<spec>.json [--percent N] [--bake 12h] [--interval 30m] [--notify a@b,...] [--wait]',
+    usage: 'release <version> --model models/<spec>.json [--percent N | --steps 5,20,50] [--bake 12h] [--interval 30m] [--notify a@b,...] [--wait]',
     summary: 'start a CanaryRelease workflow (offline gate, build, deploy nightly, bake, judge, promote or abort)',
     run: (args) => releaseCommand(args),
   },

@@ -11,7 +11,7 @@ import { connectClient } from '../lib/temporal.ts';
 import { abortSignal, promoteUpdate, statusQuery } from '../workflows/canary.ts';
 import { parseOptions, UsageError, withUsage } from './args.ts';
 
-const releaseUsage = 'release <version> --model models/<spec>.json [--percent N] [--bake 12h] [--interval 30m] [--notify a@b,...] [--wait]';
+const releaseUsage = 'release <version> --model models/<spec>.json [--percent N | --steps 5,20,50] [--bake 12h] [--interval 30m] [--notify a@b,...] [--wait]';
 
 const who = () => { try { return os.userInfo().username; } catch { return 'operator'; } };
 
@@ -21,12 +21,14 @@ export function releaseCommand(args: string[]): Promise<number> {
 
 async function release(args: string[]): Promise<number> {
   const { positionals, values: opts } = parseOptions(args, {
-    model: { type: 'string' }, percent: { type: 'string' }, bake: { type: 'string' }, interval: { type: 'string' },
+    model: { type: 'string' }, percent: { type: 'string' }, steps: { type: 'string' }, bake: { type: 'string' }, interval: { type: 'string' },
     notify: { type: 'string' }, wait: { type: 'boolean' },
   });
   if (positionals.length > 1) throw new UsageError(`one version, got ${positionals.length}: ${positionals.join(' ')}`);
   const input: Record<string, unknown> = { version: positionals[0], model: opts.model };
   if (opts.percent !== undefined) input.percent = Number(opts.percent);
+  // Non-numbers stay as they are, so the validation names them (`steps: must be ... (got [5,"x"])`).
+  if (opts.steps !== undefined) input.steps = opts.steps.split(',').map((x) => x.trim()).map((x) => (/^\d+$/.test(x) ? Number(x) : x));
   if (opts.bake !== undefined) input.bake = opts.bake;
   if (opts.interval !== undefined) input.interval = opts.interval;
   if (opts.notify !== undefined) input.notify = opts.notify.split(',').map((s) => s.trim()).filter(Boolean);
@@ -190,7 +192,8 @@ export async function applyReconcileSchedule(cfg: Config, opts: { client?: Clien
 function printStatus(s: ReleaseStatus, closed?: WorkflowState): void {
   // A closed workflow's query replays its history: its phase is where it stopped, not where it is.
   const how = closed ? `; workflow ${closeDecision(closed)}${closed.closeTime ? ` at ${closed.closeTime}` : ''}${closed.closeReason ? `: ${closed.closeReason}` : ''}` : '';
-  console.log(`release ${s.version} (${s.model}), ${s.percent}% to nightly: ${closed ? 'last phase' : 'phase'} ${s.phase}${s.decision ? `, ${s.decision}: ${s.reason}` : ''}${how}`);
+  const step = s.steps && s.steps.length > 1 ? ` at step ${s.step ?? 0} of ${s.steps.length} (${s.steps.join(' → ')} %)` : '';
+  console.log(`release ${s.version} (${s.model}), ${s.percent}% to nightly${step}: ${closed ? 'last phase' : 'phase'} ${s.phase}${s.decision ? `, ${s.decision}: ${s.reason}` : ''}${how}`);
   for (const [phase, at] of Object.entries(s.phaseTimes)) console.log(`  ${at}  ${phase}`);
   if (s.bakeEndsAt && s.phase === 'baking' && !closed) console.log(`  bake ends ${s.bakeEndsAt}${s.extended ? ' (extended once)' : ''}`);
   if (s.waitingFor && !closed) console.log(`  waiting for: ${s.waitingFor} (retried until it succeeds)`);

@@ -281,6 +281,81 @@ describe('CanaryRelease on the time-skipping test server', () => {
     expect(msg).toMatch(/percent: must be an integer from 1 to 50/);
   });
 
+  it('progressive steps 5 → 20 → 50: routes each share in order, judges at each boundary, promotes after the last', async () => {
+    const { outcome, fakes } = await release({}, { steps: [5, 20, 50], bake: '1h', interval: '30m' }, undefined, 'canary-steps');
+    expect(outcome).not.toBeInstanceOf(Error);
+    const o = outcome as ReleaseOutcome;
+    expect(o.decision).toBe('promoted');
+    expect(o.reason).toMatch(/^the judge says Successful at step 3 \(50%\)/);
+    expect(fakes.routing).toEqual([{ percent: 5, releaseId: o.version }, { percent: 20, releaseId: o.version }, { percent: 50, releaseId: o.version }]);
+    // Each step is judged before the next one routes more users; guardrails run in every bake.
+    expect(fakes.names().filter((x) => x === 'setRouting' || x === 'judgeRelease' || x === 'promoteSlot')).toEqual([
+      'setRouting', 'judgeRelease', 'setRouting', 'judgeRelease', 'setRouting', 'judgeRelease', 'promoteSlot',
+    ]);
+    expect(o.status.guardrailChecks).toBe(6); // every 30 min over 3 × 1 h
+    const asOfs = fakes.calls.filter((c) => c.name === 'judgeRelease').map((c) => Date.parse((c.args as { asOf: string }).asOf));
+    expect(asOfs[1] - asOfs[0]).toBeGreaterThanOrEqual(3_600_000);
+    expect(asOfs[2] - asOfs[1]).toBeGreaterThanOrEqual(3_600_000);
+    expect(o.status).toMatchObject({ steps: [5, 20, 50], step: 3, percent: 50, extended: false });
+    expect(fakes.slots.get('main')).toBe(o.version);
+  });
+
+  it('progressive steps: the MarqueePhase search attribute names the step while it is in flight', async () => {
+    let phases: string[] = [];
+    const { outcome } = await release({}, { steps: [5, 20], bake: '1h', interval: '30m' }, async (h) => {
+      await h.result();
+      const history = await h.fetchHistory();
+      phases = (history.events ?? []).flatMap((e) => {
+        const f = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.MarqueePhase;
+        return f?.data ? [JSON.parse(Buffer.from(f.data).toString('utf8')) as string | string[]].flat() : [];
+      });
+    });
+    expect((outcome as ReleaseOutcome).decision).toBe('promoted');
+    expect(phases).toEqual([
+      'offline-eval', 'building', 'deploying', 'routing 1/2 5%', 'baking 1/2 5%', 'online-eval 1/2 5%',
+      'routing 2/2 20%', 'baking 2/2 20%', 'online-eval 2/2 20%', 'promoting', 'promoted',
+    ]);
+  });
+
+  it('progressive steps: Failed at step 2 aborts before step 3, traffic back to main, nightly removed', async () => {
+    const { outcome, fakes } = await release({ verdicts: ['Successful', 'Failed'] }, { steps: [5, 20, 50], bake: '1h', interval: '30m' });
+    const o = outcome as ReleaseOutcome;
+    expect(o.decision).toBe('aborted');
+    expect(o.reason).toMatch(/^the judge says Failed at step 2 \(20%\)/);
+    expect(fakes.routing).toEqual([{ percent: 5, releaseId: o.version }, { percent: 20, releaseId: o.version }, { percent: 0, releaseId: null }]);
+    expect(fakes.names().filter((x) => x === 'judgeRelease')).toHaveLength(2);
+    expect(fakes.names()).not.toContain('promoteSlot');
+    expect(fakes.slots.has('nightly')).toBe(false);
+    expect(fakes.mails[0].status?.decision).toBe('aborted');
+    expect(o.status.step).toBe(2);
+  });
+
+  it('progressive steps: Inconclusive at a step extends that step once, then goes on', async () => {
+    const { outcome, fakes } = await release({ verdicts: ['Successful', 'Inconclusive', 'Successful', 'Successful'] }, { steps: [5, 20, 50], bake: '1h', interval: '30m' });
+    const o = outcome as ReleaseOutcome;
+    expect(o.decision).toBe('promoted');
+    expect(o.status.extended).toBe(true);
+    expect(fakes.routing.map((r) => r.percent)).toEqual([5, 20, 50]);
+    // The extension (6 h) happens at 20 %, before the step to 50 %.
+    const seq = fakes.names().filter((x) => x === 'setRouting' || x === 'judgeRelease');
+    expect(seq).toEqual(['setRouting', 'judgeRelease', 'setRouting', 'judgeRelease', 'judgeRelease', 'setRouting', 'judgeRelease']);
+    expect(o.status.guardrailChecks).toBe(2 + 2 + 12 + 2);
+  });
+
+  it('progressive steps: Inconclusive twice at a step aborts there', async () => {
+    const { outcome, fakes } = await release({ verdicts: ['Inconclusive', 'Inconclusive'] }, { steps: [5, 20], bake: '1h', interval: '30m' });
+    const o = outcome as ReleaseOutcome;
+    expect(o.decision).toBe('aborted');
+    expect(o.reason).toMatch(/^still Inconclusive at step 1 \(5%\) after extending the bake once/);
+    expect(fakes.routing.map((r) => r.percent)).toEqual([5, 0]);
+  });
+
+  it('bad steps fail the start with a message naming the field', async () => {
+    const { outcome } = await release({}, { steps: [20, 5] });
+    expect(outcome).toBeInstanceOf(WorkflowFailedError);
+    expect(String((outcome as WorkflowFailedError).cause?.message)).toMatch(/steps: must be 1 to 5 increasing integer percents from 1 to 50/);
+  });
+
   it('replays every committed CanaryRelease and ReconcileReleases history against the current workflow code', async () => {
     const mine = (n: string) => n.startsWith('canary-') || n.startsWith('reconcile-');
     const required = COMMITTED_HISTORIES.filter(mine);

@@ -72,12 +72,21 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
   if (problems.length) throw ApplicationFailure.nonRetryable(`invalid release input: ${problems.join('; ')}`, 'InvalidReleaseInput');
   const input: ResolvedReleaseInput = resolveReleaseInput(raw, await quick.releaseDefaults());
   status.percent = input.percent;
+  status.steps = input.steps;
   const { workflowId, runId } = workflowInfo();
 
+  /**
+   * The MarqueePhase search attribute: the phase, and for a release with several steps the step
+   * while it is in flight (`baking 2/3 20%`), so the Temporal UI's list shows it. A one-step release
+   * keeps the bare phase names (and the commands of runs from before steps).
+   */
+  const searchPhase = (phase: ReleasePhase): string =>
+    input.steps.length > 1 && status.step && (phase === 'routing' || phase === 'baking' || phase === 'online-eval')
+      ? `${phase} ${status.step}/${input.steps.length} ${status.percent}%` : phase;
   const enter = async (phase: ReleasePhase, via = quick) => {
     status.phase = phase;
     status.phaseTimes[phase] = new Date().toISOString();
-    upsertSearchAttributes({ MarqueePhase: [phase], MarqueeVersion: [input.version] });
+    upsertSearchAttributes({ MarqueePhase: [searchPhase(phase)], MarqueeVersion: [input.version] });
     await via.recordPhase({ version: input.version, phase, at: status.phaseTimes[phase]! });
   };
   /** A cleanup step, retried until it succeeds; the status query names it meanwhile. */
@@ -106,25 +115,34 @@ export async function CanaryRelease(raw: ReleaseInput): Promise<ReleaseOutcome> 
       await enter('deploying');
       await long.deploySlot({ slot: 'nightly', version: input.version, model: input.model, image: status.image });
 
-      await enter('routing');
-      await quick.setRouting({ releaseId: input.version, nightlyVersion: input.version, percent: input.percent, by: workflowId });
+      // Progressive steps (Argo/Flagger style): each step routes its share, bakes, and is judged.
+      // A release without `steps` has one step, so its commands are those of runs from before steps.
+      for (let i = 0; i < input.steps.length; i++) {
+        const last = i === input.steps.length - 1;
+        status.step = i + 1;
+        status.percent = input.steps[i];
+        // The release id stays the same, so users already in nightly stay there (lib/routing.ts slotFor).
+        await enter('routing');
+        await quick.setRouting({ releaseId: input.version, nightlyVersion: input.version, percent: input.steps[i], by: workflowId });
 
-      await enter('baking');
-      let bakeEnd = await bake(input.bakeMs);
-
-      await enter('online-eval');
-      status.judge = await judge(bakeEnd);
-      if (status.judge.verdict === 'Inconclusive' && !status.extended && !promoteEarly) {
-        status.extended = true;
         await enter('baking');
-        bakeEnd = await bake(input.inconclusiveExtensionMs);
+        let bakeEnd = await bake(input.bakeMs);
+
         await enter('online-eval');
         status.judge = await judge(bakeEnd);
+        if (status.judge.verdict === 'Inconclusive' && !promoteEarly) {
+          status.extended = true;
+          await enter('baking');
+          bakeEnd = await bake(input.inconclusiveExtensionMs);
+          await enter('online-eval');
+          status.judge = await judge(bakeEnd);
+        }
+        if (promoteEarly) return decide('promoted', promoteEarly);
+        const at = input.steps.length > 1 ? ` at step ${i + 1} (${input.steps[i]}%)` : '';
+        if (status.judge.verdict === 'Failed') return decide('aborted', `the judge says Failed${at}: ${status.judge.reason}`);
+        if (status.judge.verdict === 'Inconclusive') return decide('aborted', `still Inconclusive${at} after extending the bake once: ${status.judge.reason}`);
+        if (last) return decide('promoted', `the judge says Successful${at}: ${status.judge.reason}`);
       }
-      if (promoteEarly) return decide('promoted', promoteEarly);
-      if (status.judge.verdict === 'Successful') return decide('promoted', `the judge says Successful: ${status.judge.reason}`);
-      if (status.judge.verdict === 'Failed') return decide('aborted', `the judge says Failed: ${status.judge.reason}`);
-      return decide('aborted', `still Inconclusive after extending the bake once: ${status.judge.reason}`);
     });
   } catch (err) {
     if (isCancellation(err)) decide('aborted', abortReason ?? 'the workflow was cancelled');

@@ -44,7 +44,12 @@ export interface BuiltImage {
 export interface ReleaseStatus {
   version: string;
   model: string;
+  /** Share of users in nightly at the current step. */
   percent: number;
+  /** The progressive steps' percents (one step unless the input gave `steps`); absent in runs from before steps. */
+  steps?: number[];
+  /** The current step, 1-based (set once traffic is routed). */
+  step?: number;
   phase: ReleasePhase;
   /** ISO times at which each phase began. */
   phaseTimes: Partial<Record<ReleasePhase, string>>;
@@ -55,6 +60,7 @@ export interface ReleaseStatus {
   lastGuardrail?: GuardrailResult;
   offline?: OfflineGateResult;
   judge?: JudgeResult;
+  /** Whether a bake was extended once after an Inconclusive verdict (at most once per step). */
   extended: boolean;
   decision?: 'promoted' | 'aborted' | 'failed';
   reason?: string;

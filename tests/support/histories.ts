@@ -19,6 +19,8 @@ export const COMMITTED_HISTORIES = [
   // retried until it succeeds), and it stays to prove that such runs still replay.
   'canary-mail-down',
   'canary-cleanup-retries', 'canary-abort-promoting', 'reconcile-terminated',
+  // Progressive steps 5 → 20 → 50, promoted.
+  'canary-steps',
 ] as const;
 export type HistoryName = (typeof COMMITTED_HISTORIES)[number];
 
