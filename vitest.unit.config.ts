@@ -18,6 +18,7 @@ export const unitTests = [
   'tests/parser.test.ts',
   'tests/parser.fuzz.test.ts',
   'tests/reconcile.rules.test.ts',
+  'tests/release-input.test.ts',
   'tests/routing.test.ts',
   'tests/runtime.test.ts',
   'tests/supervise.test.ts',

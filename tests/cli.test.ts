@@ -35,6 +35,9 @@ describe('marquee options', () => {
     expect(await refused(releaseCommand(['v2']))).toMatch(/model/);
     expect(await refused(releaseCommand(['bad version!', '--model', 'models/taste-v1.json']))).toMatch(/version/);
     expect(await refused(releaseCommand(['v2', 'v3', '--model', 'models/taste-v1.json']))).toMatch(/one version/);
+    expect(await refused(releaseCommand(['v2', '--model', 'models/taste-v1.json', '--steps', '20,5']))).toMatch(/steps: must be 1 to 5 increasing integer percents[\s\S]*\(got \[20,5\]\)/);
+    expect(await refused(releaseCommand(['v2', '--model', 'models/taste-v1.json', '--steps', '5,x']))).toMatch(/steps: .*\(got \[5,"x"\]\)/);
+    expect(await refused(releaseCommand(['v2', '--model', 'models/taste-v1.json', '--steps', '5,20', '--percent', '5']))).toMatch(/steps: give either percent \(one step\) or steps, not both/);
   });
 
   it('abort, status and eval offline refuse what they do not know', async () => {

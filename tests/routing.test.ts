@@ -40,6 +40,20 @@ describe('sticky slot assignment (lib/routing.ts)', () => {
     expect(previous.size).toBe(all.length);
   });
 
+  it('progressive steps 5 → 20 → 50 under one release id: every user in nightly at a step is still there at the next', () => {
+    // The canary routes each step with the same release id (workflows/canary.ts), as the gateway
+    // assigns with slotFor(user, routing.releaseId, routing.nightlyPercent).
+    const release = `rel-${randomBytes(4).toString('hex')}`;
+    const all = users(20_000);
+    const at = (percent: number) => new Set(all.filter((u) => slotFor(u, release, percent) === 'nightly'));
+    const [s5, s20, s50] = [at(5), at(20), at(50)];
+    expect(s5.size).toBeGreaterThan(0.04 * all.length);
+    expect([...s5].filter((u) => !s20.has(u))).toEqual([]);
+    expect([...s20].filter((u) => !s50.has(u))).toEqual([]);
+    expect(s50.size).toBeGreaterThan(s20.size);
+    expect(s20.size).toBeGreaterThan(s5.size);
+  });
+
   it('draws a different sample of users for each release, and none without a release', () => {
     const all = users(5000);
     const a = new Set(all.filter((u) => slotFor(u, 'release-a', 20) === 'nightly'));
