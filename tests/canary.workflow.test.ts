@@ -350,6 +350,19 @@ describe('CanaryRelease on the time-skipping test server', () => {
     expect(fakes.routing.map((r) => r.percent)).toEqual([5, 0]);
   });
 
+  it('progressive steps: a promote update during the first step\'s bake promotes without the later steps', async () => {
+    const { outcome, fakes } = await release({}, { steps: [5, 20, 50], bake: '1h', interval: '30m' }, async (h) => {
+      await waitForPhase(h, 'baking');
+      expect(await h.query(statusQuery)).toMatchObject({ step: 1, steps: [5, 20, 50], percent: 5 });
+      await h.executeUpdate(promoteUpdate, { args: [{ by: 'bob', reason: '5% is enough' }] });
+    });
+    const o = outcome as ReleaseOutcome;
+    expect(o.decision).toBe('promoted');
+    expect(o.reason).toContain('promoted early by bob: 5% is enough');
+    expect(fakes.routing.map((r) => r.percent)).toEqual([5]);
+    expect(fakes.slots.get('main')).toBe(o.version);
+  });
+
   it('bad steps fail the start with a message naming the field', async () => {
     const { outcome } = await release({}, { steps: [20, 5] });
     expect(outcome).toBeInstanceOf(WorkflowFailedError);
