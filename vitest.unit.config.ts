@@ -16,6 +16,7 @@ export const unitTests = [
   'tests/lint.test.ts',
   'tests/models.test.ts',
   'tests/parser.test.ts',
+  'tests/report.metrics.test.ts',
   'tests/parser.fuzz.test.ts',
   'tests/routing.test.ts',
   'tests/runtime.test.ts',
