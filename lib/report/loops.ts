@@ -18,6 +18,8 @@ import { catalogCoverage, giniIndex, meanPairwiseJaccard, pearson } from './metr
 export interface LoopThresholds {
   /** Stale: share of lists repeated although the user watched something since the last one. */
   staleShare: number;
+  /** Stale: ... and at least this far above the period's median share. */
+  staleRise: number;
   /** Stale: lists with a watch since the user's previous list needed in a window to judge it. */
   staleMinCandidates: number;
   /** Stale (ingest down): watches per list below this fraction of the period's median. */
@@ -34,7 +36,7 @@ export interface LoopThresholds {
 }
 
 export const DEFAULT_LOOP_THRESHOLDS: LoopThresholds = {
-  staleShare: 0.5, staleMinCandidates: 10, collapseFraction: 0.2,
+  staleShare: 0.5, staleRise: 0.3, staleMinCandidates: 10, collapseFraction: 0.2,
   amplificationRise: 0.1, homogenisationJaccard: 0.5, homogenisationWindows: 2, minNewUsers: 5, topMovies: 10,
 };
 
@@ -134,7 +136,11 @@ export function detectLoops(d: ReportData, catalogSize: number, windowMs: number
 }
 
 function stale(ws: LoopWindow[], t: LoopThresholds): LoopVerdict {
-  const repeated = ws.filter((w) => w.staleCandidates >= t.staleMinCandidates && (w.staleShare ?? 0) >= t.staleShare);
+  // Against the period's own median: a model that ignores history (a popularity list) repeats
+  // itself after every watch, always; only a change from the usual is a stalled history.
+  const judged = ws.filter((w) => w.staleCandidates >= t.staleMinCandidates);
+  const usual = median(judged.map((w) => w.staleShare!)) ?? 0;
+  const repeated = judged.filter((w) => w.staleShare! >= t.staleShare && w.staleShare! >= usual + t.staleRise);
   const wpl = ws.filter((w) => w.lists >= 20 && w.watchesPerList !== null).map((w) => w.watchesPerList!);
   const med = median(wpl);
   const collapsed = med !== null && med > 0 ? ws.filter((w) => w.lists >= 20 && w.watchesPerList !== null && w.watchesPerList < t.collapseFraction * med) : [];
@@ -142,8 +148,8 @@ function stale(ws: LoopWindow[], t: LoopThresholds): LoopVerdict {
   const worst = [...ws].filter((w) => w.staleCandidates >= t.staleMinCandidates).sort((a, b) => (b.staleShare ?? 0) - (a.staleShare ?? 0))[0];
   const parts = [
     repeated.length
-      ? `in ${repeated.length} window(s) (from ${repeated[0].label}) ≥ ${t.staleShare * 100} % of the lists were the user's previous list again although they had started a movie since (worst ${fmt((worst.staleShare ?? 0) * 100, 0)} % of ${worst.staleCandidates})`
-      : `repeated lists after a new watch: at most ${worst ? `${fmt((worst.staleShare ?? 0) * 100, 0)} % (of ${worst.staleCandidates})` : 'n/a (too few lists with a watch since the previous one)'} per window, below ${t.staleShare * 100} %`,
+      ? `in ${repeated.length} window(s) (from ${repeated[0].label}) ≥ ${t.staleShare * 100} % of the lists were the user's previous list again although they had started a movie since (worst ${fmt((worst.staleShare ?? 0) * 100, 0)} % of ${worst.staleCandidates}; usual ${fmt(usual * 100, 0)} %)`
+      : `repeated lists after a new watch: at most ${worst ? `${fmt((worst.staleShare ?? 0) * 100, 0)} % (of ${worst.staleCandidates})` : 'n/a (too few lists with a watch since the previous one)'} per window, usual ${fmt(usual * 100, 0)} %; flagged from ${t.staleShare * 100} % and ${t.staleRise * 100} pts above usual`,
     collapsed.length
       ? `watches per list fell below ${t.collapseFraction * 100} % of the median ${fmt(med)} in ${collapsed.length} window(s) (from ${collapsed[0].label}: ${fmt(collapsed[0].watchesPerList)}) while lists kept being served`
       : `watches per list stayed within ${t.collapseFraction * 100} % of the median ${fmt(med)}`,
@@ -162,7 +168,9 @@ function amplification(ws: LoopWindow[], t: LoopThresholds): LoopVerdict {
   for (let i = 1; i < s.length; i++) if (s[i] > s[i - 1]) ups++;
   const upShare = ups / (s.length - 1);
   const corr = pearson(r, s);
-  const detected = watchRise >= t.amplificationRise && upShare >= 0.6 && recChange >= -0.02 && (corr === null || corr >= 0);
+  // Rising over the period, in at least half of the steps, in step with the lists (Jiang et al.'s
+  // degenerate loop needs both shares to move together).
+  const detected = watchRise >= t.amplificationRise && upShare >= 0.5 && recChange >= -0.02 && (corr === null || corr >= 0.5);
   return {
     loop: 'amplification', detected,
     evidence: `the ${t.topMovies} most recommended movies' watch share went ${fmt(s[0] * 100, 1)} % → ${fmt(s[s.length - 1] * 100, 1)} % `
