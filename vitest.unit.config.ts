@@ -17,6 +17,7 @@ export const unitTests = [
   'tests/models.test.ts',
   'tests/parser.test.ts',
   'tests/report.metrics.test.ts',
+  'tests/report.simulator.test.ts',
   'tests/parser.fuzz.test.ts',
   'tests/routing.test.ts',
   'tests/runtime.test.ts',

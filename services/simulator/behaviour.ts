@@ -20,6 +20,11 @@ export interface BehaviourOptions {
   newAccountFraction: number;
   /** Share of the world's users already registered when the simulation starts. */
   initialUsersFraction: number;
+  /**
+   * A feedback loop on purpose (issue 15's homogenisation): users who register during the run
+   * start the first movie of the first list they get (the default list, as they have no history).
+   */
+  herdNewUsers?: boolean;
 }
 
 export const defaultBehaviour: BehaviourOptions = {

@@ -4,7 +4,12 @@
  *
  *   npx tsx services/simulator/main.ts [--seed 42] [--movies 5000] [--users 50000] [--rate 100]
  *     [--speed 1] [--duration 10m] [--malformed 0] [--gateway http://127.0.0.1:8082|none]
- *     [--port 8080] [--topic movielog] [--history 0]
+ *     [--port 8080] [--topic movielog] [--history 0] [--stall 2m+5m] [--herd 1]
+ *
+ * Feedback loops on purpose (issue 15): --stall <after>+<for> holds the platform's lines back
+ * from Kafka for a stretch of the run, as if ingest were down, while users keep following
+ * recommendations (services/simulator/stall.ts); --herd 1 makes users who register during the run
+ * start the first movie of their first (default) list.
  *
  * --history N writes N lines of past activity (ending a minute before now) before the live loop
  * starts, when the topic has never held a message: a platform with a past, so recommenders have
@@ -19,11 +24,12 @@ import { ensureTopic, produceLines } from '../../lib/kafka.ts';
 import { Registry } from '../../lib/metrics.ts';
 import { createApi } from './api.ts';
 import { pastLines, topicIsEmpty } from './offline.ts';
-import { KafkaSink } from './sink.ts';
+import { KafkaSink, type LineSink } from './sink.ts';
+import { parseStall, StallingSink } from './stall.ts';
 import { Traffic } from './traffic.ts';
 import { createWorld } from './world.ts';
 
-const NAMES = ['seed', 'movies', 'users', 'rate', 'speed', 'duration', 'malformed', 'gateway', 'port', 'topic', 'history'] as const;
+const NAMES = ['seed', 'movies', 'users', 'rate', 'speed', 'duration', 'malformed', 'gateway', 'port', 'topic', 'history', 'stall', 'herd'] as const;
 type Name = (typeof NAMES)[number];
 
 /** --name value, --name=value, or SIMULATOR_NAME; unknown flags are an error, not a silent default. */
@@ -65,6 +71,9 @@ async function main(): Promise<void> {
   const topic = o.topic ?? cfg.kafka.topic;
   const history = num('history', o.history, 0, 0);
   if (!Number.isInteger(history)) throw new Error(`--history is a number of lines, got "${o.history}"`);
+  const stall = o.stall === undefined ? undefined : parseStall(o.stall, durationMs);
+  if (o.herd !== undefined && !['0', '1', 'true', 'false'].includes(o.herd)) throw new Error(`--herd is 1 or 0, got "${o.herd}"`);
+  const herd = o.herd === '1' || o.herd === 'true';
 
   const t0 = performance.now();
   const world = createWorld({ seed, movies: num('movies', o.movies, 5000, 1), users: num('users', o.users, 50_000, 1) });
@@ -73,6 +82,7 @@ async function main(): Promise<void> {
   const registry = new Registry();
   let traffic: Traffic | undefined;
   let sink: KafkaSink | undefined;
+  let stalling: StallingSink | undefined;
   const app = createApi(world, {
     registry,
     health: () => (traffic ? { traffic: { ...traffic.stats, acked: sink!.produced(), backlog: sink!.backlog() } } : { traffic: 'off' }),
@@ -100,7 +110,11 @@ async function main(): Promise<void> {
       onError: (err, attempt) => console.error(`simulator: Kafka send failed (attempt ${attempt}), retrying: ${err.message}`),
     });
     await sink.connect();
-    traffic = new Traffic({ world, sink, seed, rate, speed, gateway, malformedFraction: malformed, durationMs: duration, registry });
+    stalling = stall ? new StallingSink(sink, stall) : undefined;
+    const out: LineSink = stalling ?? sink;
+    traffic = new Traffic({ world, sink: out, seed, rate, speed, gateway, malformedFraction: malformed, durationMs: duration, registry, behaviour: herd ? { herdNewUsers: true } : undefined });
+    if (stall) console.log(`simulator: holding lines back from Kafka ${stall.afterMs / 1000} s into the run for ${stall.forMs / 1000} s (--stall)`);
+    if (herd) console.log('simulator: new users start the first movie of their first list (--herd)');
     const capacity = (world.userCount * 0.9 * speed) / 60;
     if (rate > capacity * 0.8) {
       console.warn(`simulator: ${rate} lines/s is near or above what ${world.userCount} users watching one movie at a time can produce at speed ${speed} (~${Math.round(capacity)} lines/s); expect less, or raise --users or --speed`);
@@ -128,6 +142,7 @@ async function main(): Promise<void> {
     let code = 0;
     if (traffic && sink) {
       await traffic.stop();
+      stalling?.release();
       await sink.close();
       const s = traffic.stats;
       console.log(`simulator: ${sink.produced()} lines produced (${s.written} written, ${s.malformed} malformed), ${s.recOk + s.recFailed + s.recHttpError} recommendation requests`);
