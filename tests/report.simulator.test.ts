@@ -17,8 +17,7 @@ function firstWatchesOfNewUsers(herd: boolean): string[] {
   const world = createWorld({ seed: 5, movies: 300, users: 2000 });
   const list = world.movies.slice(0, 20).map((m) => m.id);
   const first = new Map<number, string>();
-  let engine!: Engine;
-  engine = new Engine(world, new Rng(9), {
+  const engine: Engine = new Engine(world, new Rng(9), {
     emit: (user, line) => {
       const r = parseLine(line);
       if (r.ok && r.event.kind === 'watch' && user >= 1000 && !first.has(user)) first.set(user, r.event.movieId);
