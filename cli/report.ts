@@ -10,7 +10,7 @@ import { evalSettings } from '../lib/eval/settings.ts';
 import { makeReport, writeReport } from '../lib/report/run.ts';
 import { parseOptions, UsageError, withUsage } from './args.ts';
 
-export const reportUsage = 'report [--since <ISO time>] [--until <ISO time>] [--release <id>] [--window 1h] [--out <dir>]';
+export const reportUsage = 'report [--since <ISO time>] [--until <ISO time>] [--release <id>] [--window 1h] [--min-group-lists 30] [--out <dir>]';
 export const reportSummary = 'exposure, popularity bias, fairness and feedback loops of the served lists: report.json and report.html (default dir .marquee/reports/<time>)';
 
 function isoTime(name: string, v: string | undefined): Date | undefined {
@@ -22,7 +22,7 @@ function isoTime(name: string, v: string | undefined): Date | undefined {
 
 async function report(args: string[]): Promise<number> {
   const { values: v } = parseOptions(args, {
-    since: { type: 'string' }, until: { type: 'string' }, release: { type: 'string' }, window: { type: 'string' }, out: { type: 'string' },
+    since: { type: 'string' }, until: { type: 'string' }, release: { type: 'string' }, window: { type: 'string' }, out: { type: 'string' }, 'min-group-lists': { type: 'string' },
   }, false);
   const since = isoTime('since', v.since);
   const until = isoTime('until', v.until);
@@ -33,11 +33,16 @@ async function report(args: string[]): Promise<number> {
     try { windowMs = durationMs(v.window); } catch (err) { throw new UsageError(`--window: ${(err as Error).message}`); }
     if (windowMs < 1000) throw new UsageError('--window must be at least 1s');
   }
+  let minGroupLists: number | undefined;
+  if (v['min-group-lists'] !== undefined) {
+    minGroupLists = Number(v['min-group-lists']);
+    if (!Number.isInteger(minGroupLists) || minGroupLists < 1) throw new UsageError(`--min-group-lists must be a positive integer (got ${v['min-group-lists']})`);
+  }
   const cfg = loadConfig();
   const out = path.resolve(v.out ?? path.join('.marquee', 'reports', new Date().toISOString().replace(/[:.]/g, '-')));
   const pool = createPool(cfg, { max: 8, applicationName: 'marquee-report' });
   try {
-    const r = await makeReport(pool, { since, until, releaseId: v.release, windowMs, attributionWindowMs: evalSettings(cfg).attributionWindowMs });
+    const r = await makeReport(pool, { since, until, releaseId: v.release, windowMs, minGroupLists, attributionWindowMs: evalSettings(cfg).attributionWindowMs });
     const files = writeReport(r, out);
     const all = r.slots.all;
     console.log(`period ${r.period.since} – ${r.period.until}${r.period.releaseId ? ` (release ${r.period.releaseId})` : ''}: ${all.lists} lists to ${all.users} users`);

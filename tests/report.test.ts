@@ -83,7 +83,7 @@ describe('marquee report', () => {
     }
     out = mkdtempSync(path.join(os.tmpdir(), 'marquee-report-'));
     const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'cli', 'main.ts'), 'report',
-      '--since', new Date(T0).toISOString(), '--until', new Date(UNTIL).toISOString(), '--window', '1h', '--out', out], {
+      '--since', new Date(T0).toISOString(), '--until', new Date(UNTIL).toISOString(), '--window', '1h', '--min-group-lists', '1', '--out', out], {
       cwd: projectRoot, encoding: 'utf8', env: { ...process.env, MARQUEE_POSTGRES_URL: databaseUrl(loadConfig(), db.name) }, timeout: 120_000,
     });
     if (r.status !== 0) throw new Error(`marquee report exited ${r.status}:\n${r.stdout}\n${r.stderr}`);

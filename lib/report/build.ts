@@ -67,7 +67,7 @@ export interface Report {
   topRecommended: { movieId: string; exposures: number; share: number }[];
   topWatched: { movieId: string; watches: number; share: number }[];
   watchesFollowingRecommendation: { watches: number; followed: number; share: number | null };
-  userGroups: { available: boolean; note: string | null; dimensions: Record<string, GroupDimension> };
+  userGroups: { available: boolean; note: string | null; minListsForSpread: number; dimensions: Record<string, GroupDimension> };
   movieGroups: Record<string, MovieGroupRow[]>;
   defaultRating: { watches: number; rated: number; unratedShare: number | null; meanRating: number | null; ratingCounts: number[]; models: DefaultRatingModel[]; note: string | null };
   /** Filled by lib/report/loops.ts. */
@@ -75,6 +75,8 @@ export interface Report {
 }
 
 const HEAD_SHARE = 0.2;
+/** Groups with fewer lists of known outcome are listed but left out of the spread. */
+export const MIN_LISTS_FOR_SPREAD = 30;
 
 export function ageBand(age: number | null): string | null {
   if (age === null || !Number.isFinite(age)) return null;
@@ -158,13 +160,14 @@ function slotFigures(lists: readonly ServedList[], d: ReportData, catalogSize: n
   };
 }
 
-function userGroups(d: ReportData, idx: Map<number, Map<string, number>>, windowMs: number): Report['userGroups'] {
+function userGroups(d: ReportData, idx: Map<number, Map<string, number>>, windowMs: number, minLists: number): Report['userGroups'] {
   const withMeta = [...d.users.values()].filter((u) => u.age !== null || u.gender !== null || u.occupation !== null);
   if (withMeta.length === 0) {
     return {
       available: false,
       note: `no user metadata: ${d.userCounts.withMetadata} of ${d.userCounts.known} known users have age, gender or occupation filled `
         + '(the catalog service fills them from the info API); fairness across user groups cannot be measured',
+      minListsForSpread: minLists,
       dimensions: {},
     };
   }
@@ -196,15 +199,17 @@ function userGroups(d: ReportData, idx: Map<number, Map<string, number>>, window
       hitRate: a.counted ? a.hits / a.counted : null, mrr: a.counted ? a.rr / a.counted : null,
       arp: averageRecommendationPopularity(a.lists_, d.popularity),
     })).sort((x, y) => (x.group < y.group ? -1 : 1));
+    // A handful of lists makes a hit rate noise: the spread is taken over groups with enough.
+    const sized = groups.filter((g) => (acc.get(g.group)?.counted ?? 0) >= minLists);
     dims[dim] = {
       groups,
-      hitRateSpread: groupSpread(groups.map((g) => ({ group: g.group, value: g.hitRate }))),
-      mrrSpread: groupSpread(groups.map((g) => ({ group: g.group, value: g.mrr }))),
+      hitRateSpread: groupSpread(sized.map((g) => ({ group: g.group, value: g.hitRate }))),
+      mrrSpread: groupSpread(sized.map((g) => ({ group: g.group, value: g.mrr }))),
     };
   }
   const servedUsers = new Set(d.served.map((l) => l.userId));
   const without = [...servedUsers].filter((u) => !withMeta.some((m) => m.id === u)).length;
-  return { available: true, note: without ? `${without} of ${servedUsers.size} served users have no metadata yet and are left out of the groups` : null, dimensions: dims };
+  return { available: true, minListsForSpread: minLists, note: without ? `${without} of ${servedUsers.size} served users have no metadata yet and are left out of the groups` : null, dimensions: dims };
 }
 
 function movieGroups(d: ReportData, catalog: readonly string[], windowed: readonly WatchRow[]): Record<string, MovieGroupRow[]> {
@@ -288,7 +293,7 @@ function defaultRating(d: ReportData, windowed: readonly WatchRow[]): Report['de
   };
 }
 
-export function buildReport(d: ReportData, windowMs: number, now = new Date()): Report {
+export function buildReport(d: ReportData, windowMs: number, now = new Date(), minGroupLists = MIN_LISTS_FOR_SPREAD): Report {
   const notes: string[] = [];
   const catalog = catalogIds(d);
   const head = shortHead(d.popularity, catalog, HEAD_SHARE);
@@ -326,7 +331,7 @@ export function buildReport(d: ReportData, windowMs: number, now = new Date()): 
     if ((listsByUser.get(w.userId) ?? []).some((l) => l.at <= w.firstAt && w.firstAt < l.at + windowMs && l.movieIds.includes(w.movieId))) followed++;
   }
 
-  const groups = userGroups(d, idx, windowMs);
+  const groups = userGroups(d, idx, windowMs, minGroupLists);
   if (!groups.available && groups.note) notes.push(groups.note);
   const dr = defaultRating(d, windowed);
   if (dr.note) notes.push(dr.note);

@@ -44,7 +44,7 @@ export interface ReportData {
   popularity: Map<string, number>;
   movies: MovieRow[];
   users: Map<number, UserRow>;
-  /** Users whose very first watch falls in the period: their first watches, in order (homogenisation). */
+  /** New users (accounts created in the period, else first watch in it) with their first watches in order (homogenisation). */
   newUsers: { userId: number; firstAt: number; movies: string[] }[];
   /** Users known at all, and those whose metadata the catalog filled. */
   userCounts: { known: number; withMetadata: number };
@@ -98,9 +98,14 @@ export async function loadReportData(db: Queryable, p: Period, attributionWindow
     [since, until, releaseId]);
   const countsQ = db.query<{ known: number; meta: number }>(
     'SELECT count(*)::int AS known, count(*) FILTER (WHERE age IS NOT NULL OR gender IS NOT NULL OR occupation IS NOT NULL)::int AS meta FROM users');
+  // New users: accounts created in the period (the platform logs them); without account lines,
+  // users whose very first watch falls in the period.
   const newUsersQ = db.query<{ user_id: number; first_at: Date; movies: string[] }>(
-    `SELECT user_id, min(first_at) AS first_at, (array_agg(movie_id ORDER BY first_at, movie_id))[1:3] AS movies
-     FROM watches GROUP BY user_id HAVING min(first_at) >= $1 AND min(first_at) < $2`, [since, until]);
+    `WITH acc AS (SELECT user_id FROM accounts WHERE created_at >= $1 AND created_at < $2)
+     SELECT user_id, min(first_at) AS first_at, (array_agg(movie_id ORDER BY first_at, movie_id))[1:3] AS movies
+     FROM watches
+     WHERE CASE WHEN EXISTS (SELECT 1 FROM acc) THEN user_id IN (SELECT user_id FROM acc) ELSE true END
+     GROUP BY user_id HAVING min(first_at) >= $1 AND min(first_at) < $2`, [since, until]);
   const [served, watches, profiles, pop, movies, users, counts, newUsers] = await Promise.all([servedQ, watchesQ, profilesQ, popQ, moviesQ, usersQ, countsQ, newUsersQ]);
   return {
     since: since.getTime(),

@@ -98,7 +98,7 @@ ${chart('top-recommended')}${chart('top-watched')}`);
   if (!r.userGroups.available) parts.push(`<p class="note">${esc(r.userGroups.note ?? '')}</p>`);
   for (const [dim, g] of Object.entries(r.userGroups.dimensions)) {
     parts.push(`<h3>${esc(dim)}</h3>${table(['group', 'users', 'lists', 'hit rate', 'MRR', 'ARP'], g.groups.map((x) => [x.group, x.users, x.lists, pct(x.hitRate), num(x.mrr), num(x.arp, 1)]))}
-<p>Spread of hit rate: ${g.hitRateSpread ? `${pct(g.hitRateSpread.spread)} (${esc(g.hitRateSpread.min)} lowest, ${esc(g.hitRateSpread.max)} highest; min/max ${num(g.hitRateSpread.ratio, 2)})` : '–'}</p>${chart(`group-${dim}`)}`);
+<p>Spread of hit rate (groups with ≥ ${r.userGroups.minListsForSpread} lists of known outcome): ${g.hitRateSpread ? `${pct(g.hitRateSpread.spread)} (${esc(g.hitRateSpread.min)} lowest, ${esc(g.hitRateSpread.max)} highest; min/max ${num(g.hitRateSpread.ratio, 2)})` : '–'}</p>${chart(`group-${dim}`)}`);
   }
   const d = r.defaultRating;
   parts.push(`<h2>The default-rating bias</h2><p>${d.watches} watches in the period, ${d.rated} rated (${pct(d.unratedShare)} unrated); mean rating given ${num(d.meanRating, 2)}; ratings 1–5: ${d.ratingCounts.join(' / ')}.

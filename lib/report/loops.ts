@@ -56,6 +56,7 @@ export interface LoopWindow {
   /** Share of the window's exposures and watches that went to the period's most recommended movies. */
   topRecShare: number | null;
   topWatchShare: number | null;
+  /** New users judged in this window (its own, plus those passed on by windows with too few). */
   newUsers: number;
   newUserJaccard: number | null;
 }
@@ -119,6 +120,27 @@ export function detectLoops(d: ReportData, catalogSize: number, windowMs: number
   }
   for (const u of d.newUsers) acc[windowOf(u.firstAt)].firsts.push(new Set(u.movies.slice(0, 1)));
 
+  // New users are few per window: a window with fewer than minNewUsers passes its users on to the
+  // next one, so each value judges at least that many (the last leftovers join the last value).
+  const jaccards: (number | null)[] = acc.map(() => null);
+  const judgedUsers: number[] = acc.map(() => 0);
+  let pool: Set<string>[] = [];
+  let lastJudged = -1;
+  acc.forEach((a, i) => {
+    pool.push(...a.firsts);
+    if (pool.length >= t.minNewUsers) {
+      jaccards[i] = meanPairwiseJaccard(pool);
+      judgedUsers[i] = pool.length;
+      lastJudged = i;
+      pool = [];
+    }
+  });
+  if (pool.length && lastJudged >= 0) {
+    const all = [...pool, ...acc.slice(0, lastJudged + 1).flatMap((a) => a.firsts).slice(-judgedUsers[lastJudged])];
+    jaccards[lastJudged] = meanPairwiseJaccard(all);
+    judgedUsers[lastJudged] = all.length;
+  }
+
   const windows: LoopWindow[] = acc.map((a, i) => {
     const from = d.since + i * windowMs;
     const to = Math.min(d.until, from + windowMs);
@@ -129,7 +151,7 @@ export function detectLoops(d: ReportData, catalogSize: number, windowMs: number
       gini: giniIndex(a.counts.values(), catalogSize), coverage: catalogCoverage(a.counts.size, catalogSize),
       staleCandidates: a.cand, staleRepeats: a.rep, staleShare: a.cand ? a.rep / a.cand : null,
       topRecShare: a.exposures ? a.topExp / a.exposures : null, topWatchShare: a.watches ? a.topWatches / a.watches : null,
-      newUsers: a.firsts.length, newUserJaccard: a.firsts.length >= t.minNewUsers ? meanPairwiseJaccard(a.firsts) : null,
+      newUsers: judgedUsers[i], newUserJaccard: jaccards[i],
     };
   });
   return { windowMs, thresholds: t, windows, topMovies, verdicts: [stale(windows, t), amplification(windows, t), homogenisation(windows, t)] };
@@ -188,6 +210,6 @@ function homogenisation(ws: LoopWindow[], t: LoopThresholds): LoopVerdict {
     loop: 'homogenisation', detected,
     evidence: judged.length
       ? `mean Jaccard overlap of new users' first watches per window (users): ${values}; ${high.length} window(s) at or above ${t.homogenisationJaccard}, flagged from ${t.homogenisationWindows}`
-      : `no window had ${t.minNewUsers} or more new users`,
+      : `fewer than ${t.minNewUsers} new users in the whole period`,
   };
 }

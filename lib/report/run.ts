@@ -15,12 +15,14 @@ export interface ReportOptions extends Period {
   /** Width of the loop-detection windows; default: the period in 8. */
   windowMs?: number;
   thresholds?: Partial<LoopThresholds>;
+  /** Groups with fewer lists of known outcome stay out of the spread between groups. */
+  minGroupLists?: number;
   now?: Date;
 }
 
 export async function makeReport(db: Pick<Pool, 'query'>, o: ReportOptions): Promise<Report & { loops: LoopReport }> {
   const data = await loadReportData(db, o, o.attributionWindowMs, o.now);
-  const report = buildReport(data, o.attributionWindowMs, o.now);
+  const report = buildReport(data, o.attributionWindowMs, o.now, o.minGroupLists);
   const windowMs = o.windowMs ?? Math.max(60_000, Math.ceil((data.until - data.since) / 8));
   const loops = detectLoops(data, catalogIds(data).length, windowMs, { ...DEFAULT_LOOP_THRESHOLDS, ...o.thresholds });
   return { ...report, loops };
