@@ -26,7 +26,7 @@ function firstWatchesOfNewUsers(herd: boolean): string[] {
       engine.at(t + 500, () => engine.answer(user, t, { server: 'test:1', status: 200, movieIds: list, error: null, latencyMs: 5 }, t + 500));
       return true;
     },
-  }, { initialUsersFraction: 0.5, newAccountFraction: 0.5, recommendFraction: 1, herdNewUsers: herd });
+  }, { initialUsersFraction: 0.5, newAccountFraction: 0.5, herdNewUsers: herd });
   let t = Date.UTC(2026, 0, 1);
   for (let i = 0; i < 3000; i++) { t += 2000; engine.beginActivity(t); engine.runUntil(t); }
   engine.runUntil(t + 3_600_000);
@@ -34,7 +34,7 @@ function firstWatchesOfNewUsers(herd: boolean): string[] {
 }
 
 describe('simulator loop switches', () => {
-  it('herd: every new user starts the first movie of their first list; without it they spread', () => {
+  it('herd: every new user asks on their first visit and starts the list\'s first movie; without it they spread', () => {
     const herded = firstWatchesOfNewUsers(true);
     const free = firstWatchesOfNewUsers(false);
     expect(herded.length).toBeGreaterThan(100);

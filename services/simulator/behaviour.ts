@@ -22,7 +22,8 @@ export interface BehaviourOptions {
   initialUsersFraction: number;
   /**
    * A feedback loop on purpose (issue 15's homogenisation): users who register during the run
-   * start the first movie of the first list they get (the default list, as they have no history).
+   * ask for recommendations on their first visit and start the first movie of that list (the
+   * default list, as they have no history).
    */
   herdNewUsers?: boolean;
 }

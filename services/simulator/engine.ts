@@ -281,7 +281,9 @@ export class Engine {
   }
 
   private visit(user: number, t: number): void {
-    if (this.hooks.recommend && this.rng.chance(this.behaviour.recommendFraction) && this.hooks.recommend(user, t)) {
+    // A herded new user's first visit always asks (and then takes the list's first movie).
+    const herd = this.behaviour.herdNewUsers === true && user >= this.initiallyRegistered && !this.herded.has(user);
+    if (this.hooks.recommend && (herd || this.rng.chance(this.behaviour.recommendFraction)) && this.hooks.recommend(user, t)) {
       this.stats.recRequests++;
       return;
     }
