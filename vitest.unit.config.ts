@@ -16,6 +16,8 @@ export const unitTests = [
   'tests/lint.test.ts',
   'tests/models.test.ts',
   'tests/parser.test.ts',
+  'tests/report.metrics.test.ts',
+  'tests/report.simulator.test.ts',
   'tests/parser.fuzz.test.ts',
   'tests/reconcile.rules.test.ts',
   'tests/release-input.test.ts',

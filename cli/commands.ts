@@ -10,6 +10,7 @@ import { movielensCommand, movielensSummary, movielensUsage } from './movielens.
 import { datasetsFetchCommand, datasetsSummary, datasetsUsage } from './datasets.ts';
 import { abortCommand, releaseCommand, statusCommand } from './release.ts';
 import { deployCommand, undeployCommand } from './deploy.ts';
+import { reportCommand, reportSummary, reportUsage } from './report.ts';
 import { provenanceCommand, provenanceSummary, provenanceUsage, reproduceCommand } from './provenance.ts';
 
 export interface Command {
@@ -101,5 +102,6 @@ export const commands: Command[] = [
   },
   { name: 'undeploy', usage: 'undeploy main|nightly', summary: 'remove the slot\'s container or process', run: (args) => undeployCommand(args) },
   { name: 'provenance', usage: provenanceUsage.provenance, summary: provenanceSummary.provenance, run: (args) => provenanceCommand(args) },
+  { name: 'report', usage: reportUsage, summary: reportSummary, run: (args) => reportCommand(args) },
   { name: 'reproduce', usage: provenanceUsage.reproduce, summary: provenanceSummary.reproduce, run: (args) => reproduceCommand(args) },
 ];

@@ -7,6 +7,7 @@ import { loadConfig } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { judgeReleaseWith, offlineGateWith } from '../lib/eval/release.ts';
 import { evalSettings } from '../lib/eval/settings.ts';
+import { formatFairness } from '../lib/report/release.ts';
 import { parseOptions, UsageError, withUsage, type OptionSpec } from './args.ts';
 
 export const evalUsage = {
@@ -86,7 +87,7 @@ async function online(args: string[]): Promise<number> {
     if (v.json) {
       console.log(JSON.stringify({ verdict: j.verdict, reason: j.reason, explanation: j.explanation, numbers: j.numbers }, null, 2));
     } else {
-      console.log(`release ${v.release}: ${j.verdict}\n\n${j.table}\n\n${j.explanation}`);
+      console.log(`release ${v.release}: ${j.verdict}\n\n${j.table}\n\n${j.explanation}\n\n${formatFairness(j.numbers).join('\n')}`);
     }
     return 0;
   } finally {

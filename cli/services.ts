@@ -12,6 +12,7 @@ export const services: { name: string; entry: string; args?: string[]; env?: Rec
   { name: 'ingest', entry: 'services/ingest/main.ts' },
   { name: 'catalog', entry: 'services/catalog/main.ts' },
   { name: 'gateway', entry: 'services/gateway/main.ts' },
+  { name: 'dashboard', entry: 'services/dashboard/main.ts' },
   // A platform with a past (written once, into an empty topic): models have histories to rank from
   // at once. SIMULATOR_HISTORY=0 in the environment starts from nothing.
   { name: 'simulator', entry: 'services/simulator/main.ts', env: { SIMULATOR_HISTORY: '300000' } },

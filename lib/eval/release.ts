@@ -13,6 +13,7 @@ import { guardrailViolations, judge, type Judgement } from './judge.ts';
 import { chromaVectors, MissingVectorsError, runOffline, type EvaluateOptions, type OfflineRun } from './offline.ts';
 import { loadSlotAggregates, onlineMetrics, type OnlineMetrics } from './online.ts';
 import type { EvalSettings } from './settings.ts';
+import { fairnessNumbers, fairnessViolations, releaseExposure } from '../report/release.ts';
 
 type Queryable = Pick<Pool, 'query'>;
 
@@ -77,6 +78,8 @@ export async function judgeReleaseWith(db: Queryable, settings: EvalSettings, re
     window: { from: metrics.from, to: metrics.to },
   });
   j.numbers.configured_percent_source = percent.source;
+  // Exposure fairness beside the hit rates, over the same judged lists (issue 15).
+  Object.assign(j.numbers, fairnessNumbers(await releaseExposure(db, releaseId, metrics.from ?? metrics.to, metrics.to)));
   return { ...j, metrics, percentSource: percent.source };
 }
 
@@ -92,6 +95,10 @@ export async function checkGuardrailsWith(db: Queryable, settings: EvalSettings,
     latencyP99: n.latencyP99,
   };
   const violations = guardrailViolations(figures, g);
+  const limits = g.fairness;
+  const fairness = limits && Object.values(limits).some((x) => x !== null) && n.exposures >= g.minExposures
+    ? await releaseExposure(db, releaseId, from, asOf) : null;
+  if (fairness && limits) violations.push(...fairnessViolations(fairness, limits));
   return {
     ok: violations.length === 0,
     violations,
@@ -110,6 +117,7 @@ export async function checkGuardrailsWith(db: Queryable, settings: EvalSettings,
       max_fallback_rate: g.maxFallbackRate,
       max_p99_latency_ms: g.maxP99LatencyMs,
       min_exposures: g.minExposures,
+      ...(fairness ? fairnessNumbers(fairness) : {}),
       note: n.exposures < g.minExposures ? `only ${n.exposures} nightly exposures in the window; limits are held from ${g.minExposures}` : null,
     },
   };

@@ -37,6 +37,11 @@ export const evaluationSchema = z.strictObject({
     maxFallbackRate: share.optional(),
     /** p99 of the gateway's answer time for nightly-assigned requests, in ms. */
     maxP99LatencyMs: z.number().positive().optional(),
+    /** Release-time fairness of nightly's lists (lib/report/release.ts); each is off unless set. */
+    maxExposureGini: z.number().min(0).max(1).optional(),
+    minExposureCoverage: share.optional(),
+    /** Nightly's ARP over main's. */
+    maxArpRatio: z.number().positive().optional(),
   }).optional(),
   offline: z.strictObject({
     /**
@@ -61,7 +66,9 @@ export interface EvalSettings {
   attributionWindowMs: number;
   userOutcome: 'any' | 'first';
   judge: { minUsersPerSlot: number; nonInferiorityMargin: number; confidence: number; srmPValue: number };
-  guardrails: { windowMs: number; minExposures: number; maxErrorRate: number; maxFallbackRate: number; maxP99LatencyMs: number };
+  guardrails: { windowMs: number; minExposures: number; maxErrorRate: number; maxFallbackRate: number; maxP99LatencyMs: number;
+    /** Exposure limits on nightly; absent or null = not checked. */
+    fairness?: { maxExposureGini: number | null; minExposureCoverage: number | null; maxArpRatio: number | null } };
   offline: { cutoff: string | null; holdoutMs: number | null; testFraction: number; maxUsers: number; minUsers: number; minRelativeDifference: number };
 }
 
@@ -69,7 +76,8 @@ export const DEFAULT_EVAL_SETTINGS: EvalSettings = {
   attributionWindowMs: 30 * 60_000,
   userOutcome: 'any',
   judge: { minUsersPerSlot: 1200, nonInferiorityMargin: 0.02, confidence: 0.975, srmPValue: 0.001 },
-  guardrails: { windowMs: 30 * 60_000, minExposures: 50, maxErrorRate: 0.02, maxFallbackRate: 0.05, maxP99LatencyMs: 600 },
+  guardrails: { windowMs: 30 * 60_000, minExposures: 50, maxErrorRate: 0.02, maxFallbackRate: 0.05, maxP99LatencyMs: 600,
+    fairness: { maxExposureGini: null, minExposureCoverage: null, maxArpRatio: null } },
   offline: { cutoff: null, holdoutMs: null, testFraction: 0.1, maxUsers: 2000, minUsers: 200, minRelativeDifference: 0 },
 };
 
@@ -98,6 +106,7 @@ export function evalSettings(cfg?: object | null): EvalSettings {
       maxErrorRate: g.maxErrorRate ?? d.guardrails.maxErrorRate,
       maxFallbackRate: g.maxFallbackRate ?? d.guardrails.maxFallbackRate,
       maxP99LatencyMs: g.maxP99LatencyMs ?? d.guardrails.maxP99LatencyMs,
+      fairness: { maxExposureGini: g.maxExposureGini ?? null, minExposureCoverage: g.minExposureCoverage ?? null, maxArpRatio: g.maxArpRatio ?? null },
     },
     offline: {
       cutoff: o.cutoff ?? d.offline.cutoff,

@@ -1,3 +1,4 @@
+import { formatFairness } from '../report/release.ts';
 import type { ReleaseStatus } from './types.ts';
 
 /** The outcome e-mail: decision and reason first, then the judge's table and the timeline. */
@@ -11,6 +12,8 @@ export function formatReleaseEmail(s: ReleaseStatus): { subject: string; text: s
   ];
   if (s.judge) {
     lines.push(`Judge: ${s.judge.verdict}`, s.judge.explanation, '', s.judge.table, '');
+    const fairness = formatFairness(s.judge.numbers);
+    if (fairness.length) lines.push(...fairness, '');
   }
   if (s.offline) lines.push(`Offline gate: ${s.offline.passed ? 'passed' : 'not passed'} (${s.offline.reason})`, s.offline.table, '');
   if (s.lastGuardrail) {

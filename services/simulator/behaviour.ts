@@ -20,6 +20,12 @@ export interface BehaviourOptions {
   newAccountFraction: number;
   /** Share of the world's users already registered when the simulation starts. */
   initialUsersFraction: number;
+  /**
+   * A feedback loop on purpose (issue 15's homogenisation): users who register during the run
+   * ask for recommendations on their first visit and start the first movie of that list (the
+   * default list, as they have no history).
+   */
+  herdNewUsers?: boolean;
 }
 
 export const defaultBehaviour: BehaviourOptions = {

@@ -158,7 +158,13 @@ export class Engine {
     const given = Object.fromEntries(Object.entries(behaviour).filter(([, v]) => v !== undefined));
     this.behaviour = { ...defaultBehaviour, ...given };
     this.registered = Math.max(1, Math.min(world.userCount, Math.floor(world.userCount * this.behaviour.initialUsersFraction)));
+    this.initiallyRegistered = this.registered;
   }
+
+  /** Users registered before the run (herdNewUsers leaves them alone). */
+  private readonly initiallyRegistered: number;
+  /** New users who have had their herded first pick. */
+  private readonly herded = new Set<number>();
 
   /** Events waiting in the queue (sessions in progress, ratings and first steps to come). */
   get pending(): number { return this.queue.size; }
@@ -222,7 +228,11 @@ export class Engine {
     });
     this.emit(userId, line, 'recommendation');
     const user = this.world.user(userId)!;
-    const picked = ans.movieIds.length > 0 ? pickRecommended(this.world, this.rng, user, ans.movieIds) : -1;
+    let picked = ans.movieIds.length > 0 ? pickRecommended(this.world, this.rng, user, ans.movieIds) : -1;
+    if (this.behaviour.herdNewUsers && userId >= this.initiallyRegistered && !this.herded.has(userId) && ans.movieIds.length > 0) {
+      const first = this.world.movie(ans.movieIds[0]);
+      if (first) { picked = first.index; this.herded.add(userId); }
+    }
     if (picked >= 0) this.startSession(userId, picked, nowT + this.rng.int(1000, 15_000), true);
     // Nothing appealing: browse for a while, then pick something.
     else this.startSession(userId, discoverMovie(this.world, this.rng, user), nowT + this.rng.int(20_000, 240_000), false);
@@ -274,7 +284,9 @@ export class Engine {
   }
 
   private visit(user: number, t: number): void {
-    if (this.hooks.recommend && this.rng.chance(this.behaviour.recommendFraction) && this.hooks.recommend(user, t)) {
+    // A herded new user's first visit always asks (and then takes the list's first movie).
+    const herd = this.behaviour.herdNewUsers === true && user >= this.initiallyRegistered && !this.herded.has(user);
+    if (this.hooks.recommend && (herd || this.rng.chance(this.behaviour.recommendFraction)) && this.hooks.recommend(user, t)) {
       this.stats.recRequests++;
       return;
     }

@@ -14,6 +14,11 @@
  * --duration it runs until SIGTERM/SIGINT (or, replaying, the data set's end), then stops starting
  * activities, flushes what it wrote to Kafka and exits.
  *
+ * Feedback loops on purpose (issue 15): --stall <after>+<for> holds the platform's lines back
+ * from Kafka for a stretch of the run, as if ingest were down, while users keep following
+ * recommendations (stall.ts); --herd 1 makes users who register during the run (invented world)
+ * start the first movie of their first (default) list.
+ *
  * The replay world (`--world movielens-100k`, SIMULATOR_WORLD=movielens-100k): the data set's users
  * and movies (fetched into .marquee/cache when missing), its time replayed on the wall clock
  * (replay-world.ts, replay-engine.ts):
@@ -37,7 +42,8 @@ import { createApi, inventedInfo, replayInfo, type InfoSource } from './api.ts';
 import { pastLines, topicIsEmpty } from './offline.ts';
 import { parseOptions } from './options.ts';
 import { loadReplayWorld, ReplayClock, replayPastLines, replayStart, type WorldName } from './replay-world.ts';
-import { KafkaSink } from './sink.ts';
+import { KafkaSink, type LineSink } from './sink.ts';
+import { parseStall, StallingSink } from './stall.ts';
 import { Traffic, type TrafficOptions } from './traffic.ts';
 import { createWorld } from './world.ts';
 
@@ -64,6 +70,9 @@ async function main(): Promise<void> {
   const topic = o.topic ?? cfg.kafka.topic;
   const history = num('history', o.history, 0, 0);
   if (!Number.isInteger(history)) throw new Error(`--history is a number of lines, got "${o.history}"`);
+  const stall = o.stall === undefined ? undefined : parseStall(o.stall, durationMs);
+  if (o.herd !== undefined && !['0', '1', 'true', 'false'].includes(o.herd)) throw new Error(`--herd is 1 or 0, got "${o.herd}"`);
+  const herd = o.herd === '1' || o.herd === 'true';
 
   const t0 = performance.now();
   let info: InfoSource;
@@ -100,6 +109,7 @@ async function main(): Promise<void> {
   const registry = new Registry();
   let traffic: Traffic | undefined;
   let sink: KafkaSink | undefined;
+  let stalling: StallingSink | undefined;
   const app = createApi(info, {
     registry,
     health: () => ({
@@ -131,7 +141,11 @@ async function main(): Promise<void> {
       onError: (err, attempt) => console.error(`simulator: Kafka send failed (attempt ${attempt}), retrying: ${err.message}`),
     });
     await sink.connect();
-    traffic = new Traffic({ ...driver, sink, seed, rate, speed, gateway, malformedFraction: malformed, durationMs: duration, registry });
+    stalling = stall ? new StallingSink(sink, stall) : undefined;
+    const out: LineSink = stalling ?? sink;
+    traffic = new Traffic({ ...driver, sink: out, seed, rate, speed, gateway, malformedFraction: malformed, durationMs: duration, registry, behaviour: herd ? { herdNewUsers: true } : undefined });
+    if (stall) console.log(`simulator: holding lines back from Kafka ${stall.afterMs / 1000} s into the run for ${stall.forMs / 1000} s (--stall)`);
+    if (herd) console.log('simulator: new users start the first movie of their first list (--herd)');
     if (driver.world) {
       const capacity = (driver.world.userCount * 0.9 * speed) / 60;
       if (rate > capacity * 0.8) {
@@ -164,6 +178,7 @@ async function main(): Promise<void> {
     let code = 0;
     if (traffic && sink) {
       await traffic.stop();
+      stalling?.release();
       await sink.close();
       const s = traffic.stats;
       console.log(`simulator: ${sink.produced()} lines produced (${s.written} written, ${s.malformed} malformed), ${s.recOk + s.recFailed + s.recHttpError} recommendation requests`);
