@@ -1,8 +1,11 @@
 /**
  * A write-behind buffer: rows are pushed from the request path (an array push, nothing more) and
- * written by a timer every `intervalMs`, or sooner once `maxBatch` rows wait. One write at a time;
- * a failed write keeps its rows for the next attempt, up to `maxPending` (then the oldest are
- * dropped and counted, so a long database outage cannot exhaust memory).
+ * written by a timer every `intervalMs`, or sooner once `maxBatch` rows wait; while a backlog
+ * remains, writes follow each other (yielding to the event loop between them) at most
+ * `maxPerWrite` rows each, so that serialising one batch never stalls answers for long. One write
+ * at a time; a failed write keeps its rows for the next attempt. The buffer is bounded by
+ * `maxPending`: past it, during a long database outage, new rows are dropped and counted (O(1) on
+ * the request path, unlike cutting the head off a huge array on every push).
  */
 export interface BatchStats { pending: number; written: number; dropped: number; failures: number; lastError?: string }
 
@@ -25,12 +28,8 @@ export class BatchWriter<T> {
   }
 
   push(row: T): void {
-    this.pending.push(row);
-    if (this.pending.length > this.opts.maxPending) {
-      const over = this.pending.length - this.opts.maxPending;
-      this.pending.splice(0, over);
-      this.stats.dropped += over;
-    }
+    if (this.pending.length >= this.opts.maxPending) this.stats.dropped++;
+    else this.pending.push(row);
     this.stats.pending = this.pending.length;
     if (this.pending.length >= this.opts.maxBatch && !this.running && !this.stopped) void this.flush();
   }
@@ -41,7 +40,11 @@ export class BatchWriter<T> {
     if (this.pending.length === 0) return Promise.resolve();
     const rows = this.pending.splice(0, this.opts.maxPerWrite ?? 20_000);
     this.running = this.write(rows).then(
-      () => { this.stats.written += rows.length; },
+      () => {
+        this.stats.written += rows.length;
+        // A backlog is written batch after batch, not one batch per timer tick.
+        if (this.pending.length >= this.opts.maxBatch && !this.stopped) setImmediate(() => { if (!this.running) void this.flush(); });
+      },
       (err: Error) => {
         this.stats.failures++;
         this.stats.lastError = err.message;

@@ -6,6 +6,14 @@
  * Time budget (the contract allows 600 ms): nightly gets `nightlyBudgetMs`; main, whether first
  * choice or fallback, must answer before `mainDeadlineMs` from arrival; after that the popular list
  * is served at once, leaving the rest of the 600 ms as margin for the network and the event loop.
+ * Besides the per-call timers, one deadline timer armed at arrival answers the popular list at
+ * `answerDeadlineMs` whatever the upstream calls are doing, so no chain of waits can add up past it.
+ *
+ * Under contention (neighbours on the same cores) work is shed before answers are: a slot that
+ * already has `maxPendingPerUrl` calls in flight gets no more (the user gets the popular list at
+ * once, counted as a `<slot>_busy` fallback) so an overloaded slot is not buried deeper while the
+ * gateway's own queue stays short; history rows are written in small batches (each COPY is
+ * serialised on the event loop) and dropped only past a bounded buffer, counted.
  */
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -29,6 +37,10 @@ export interface GatewayOptions {
   initialMainUrl: string;
   nightlyBudgetMs: number;
   mainDeadlineMs: number;
+  /** From arrival to the popular list at the latest, whatever the upstreams do (the contract's 600 ms minus a margin). */
+  answerDeadlineMs: number;
+  /** Calls in flight to one slot URL beyond which the gateway answers the popular list at once. */
+  maxPendingPerUrl: number;
   flushIntervalMs: number;
   flushRows: number;
   healthIntervalMs: number;
@@ -40,6 +52,8 @@ export interface GatewayOptions {
 export const defaultOptions = (): Omit<GatewayOptions, 'adminToken' | 'initialMainUrl'> => ({
   nightlyBudgetMs: 200,
   mainDeadlineMs: 400,
+  answerDeadlineMs: 450,
+  maxPendingPerUrl: 32,
   flushIntervalMs: 200,
   flushRows: 500,
   healthIntervalMs: 1000,
@@ -56,6 +70,10 @@ const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : v.repl
 
 /** Most distinct users remembered per release to avoid re-sending assignments; past it the set restarts (the insert ignores repeats). */
 const MAX_SEEN = 2_000_000;
+/** Rows buffered per table while Postgres is away: ~30 min at 250 req/s, a few hundred MB at most. */
+const MAX_PENDING_ROWS = 500_000;
+/** Rows per write: each batch is serialised synchronously, so a large one (after an outage) would stall answers. */
+const MAX_ROWS_PER_WRITE = 2000;
 
 export class Gateway {
   readonly registry = new Registry();
@@ -70,7 +88,8 @@ export class Gateway {
     assigned: this.registry.gauge('gateway_assigned_users', 'Distinct users this process has assigned in the current release, by slot', ['slot']),
     written: this.registry.counter('gateway_rows_written_total', 'Rows written in batches, by table (user_assignments counts rows sent; repeats are ignored there)', ['table']),
     pending: this.registry.gauge('gateway_write_pending', 'Rows waiting to be written, by table', ['table']),
-    dropped: this.registry.gauge('gateway_write_dropped', 'Rows dropped after the buffer overflowed during a database outage, by table', ['table']),
+    dropped: this.registry.gauge('gateway_write_dropped', 'Rows dropped because the bounded write buffer was full (a long database outage), by table', ['table']),
+    deadlines: this.registry.counter('gateway_deadline_answers_total', 'Answers given by the arrival deadline timer while an upstream call was still pending'),
     writeFailures: this.registry.counter('gateway_write_failures_total', 'Failed batch writes (retried), by table', ['table']),
     slotUp: this.registry.gauge('gateway_slot_up', '1 when the slot passes its health checks, by slot', ['slot']),
     percent: this.registry.gauge('gateway_nightly_percent', 'Configured share of users in nightly'),
@@ -97,10 +116,10 @@ export class Gateway {
     this.popular = new PopularList(pool, { refreshMs: opts.popularRefreshMs, log: opts.log });
     const onError = (table: string) => (err: Error) => { this.m.writeFailures.inc({ table }); opts.log(`writing ${table} failed, will retry: ${err.message}`); };
     this.history = new BatchWriter('served_recommendations', writeServed(pool), {
-      intervalMs: opts.flushIntervalMs, maxBatch: opts.flushRows, maxPending: 1_000_000, onError: onError('served_recommendations'),
+      intervalMs: opts.flushIntervalMs, maxBatch: opts.flushRows, maxPending: MAX_PENDING_ROWS, maxPerWrite: MAX_ROWS_PER_WRITE, onError: onError('served_recommendations'),
     });
     this.assignments = new BatchWriter('user_assignments', writeAssignments(pool), {
-      intervalMs: opts.flushIntervalMs, maxBatch: opts.flushRows, maxPending: 1_000_000, onError: onError('user_assignments'),
+      intervalMs: opts.flushIntervalMs, maxBatch: opts.flushRows, maxPending: MAX_PENDING_ROWS, maxPerWrite: MAX_ROWS_PER_WRITE, onError: onError('user_assignments'),
     });
   }
 
@@ -233,30 +252,50 @@ export class Gateway {
     const reasons: string[] = [];
     let answer: Answer | undefined;
     let by: Slot | 'popular' = assigned;
-    if (assigned === 'nightly') {
-      const r = await this.call('nightly', s.nightlyUrl!, userId, this.opts.nightlyBudgetMs);
-      if (r.ok) answer = r;
-      else reasons.push(r.reason);
+    // Armed at arrival: whatever the calls below are doing at answerDeadlineMs, the popular list goes out then.
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => { deadlineTimer = setTimeout(() => resolve('deadline'), Math.max(1, this.opts.answerDeadlineMs - (performance.now() - t0))); });
+    let expired = false;
+    const chain = async (): Promise<'done'> => {
+      if (assigned === 'nightly') {
+        const r = await this.call('nightly', s.nightlyUrl!, userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)));
+        if (expired) return 'done';
+        if (r.ok) answer = r;
+        else reasons.push(r.reason);
+      }
+      if (!answer && !expired) {
+        by = 'main';
+        const r = await this.call('main', s.mainUrl, userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0));
+        if (expired) return 'done';
+        if (r.ok) answer = r;
+        else reasons.push(r.reason);
+      }
+      return 'done';
+    };
+    const first = await Promise.race([chain(), deadline]);
+    expired = true;
+    clearTimeout(deadlineTimer);
+    if (first === 'deadline' && !answer) {
+      this.m.deadlines.inc();
+      reasons.push(`${by}_deadline`);
     }
-    if (!answer) {
-      by = 'main';
-      const r = await this.call('main', s.mainUrl, userId, this.opts.mainDeadlineMs - (performance.now() - t0));
-      if (r.ok) answer = r;
-      else reasons.push(r.reason);
-    }
-    if (!answer) {
+    // Fixed from here on: a call that completes after the deadline must not change what was sent.
+    const got = answer as Answer | undefined;
+    let sent: Answer;
+    if (!got) {
       by = 'popular';
       const ids = this.popular.ids();
-      answer = { ok: true, body: ids.join(','), contentType: 'text/plain; charset=utf-8', ids };
+      sent = { ok: true, body: ids.join(','), contentType: 'text/plain; charset=utf-8', ids };
     } else {
-      this.popular.observe(answer.ids);
+      sent = got;
+      this.popular.observe(got.ids);
     }
     const fallback = reasons.length ? reasons.join(',') : null;
     if (fallback) this.m.fallbacks.inc({ from: assigned, to: by, reason: reasons[reasons.length - 1] });
     const version = by === 'main' ? s.mainVersion : by === 'nightly' ? s.nightlyVersion : null;
 
     const headers: Record<string, string> = {
-      'content-type': answer.contentType.startsWith('text/plain') ? answer.contentType : 'text/plain; charset=utf-8',
+      'content-type': sent.contentType.startsWith('text/plain') ? sent.contentType : 'text/plain; charset=utf-8',
       'x-marquee-slot': by,
       'x-marquee-assigned': assigned,
     };
@@ -264,14 +303,14 @@ export class Gateway {
     if (s.releaseId) headers['x-marquee-release'] = headerSafe(s.releaseId);
     if (fallback) headers['x-marquee-fallback'] = fallback;
     // Inference says whether it ranked or served its own cached list; pass that on for evaluation.
-    if (answer.outcome) headers['x-marquee-outcome'] = answer.outcome;
-    res.writeHead(200, headers).end(answer.body);
+    if (sent.outcome) headers['x-marquee-outcome'] = sent.outcome;
+    res.writeHead(200, headers).end(sent.body);
 
     const ms = performance.now() - t0;
     this.inFlight--;
     this.m.answers.inc({ slot: by });
     this.m.latency.observe({ slot: by }, ms / 1000);
-    this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: answer.ids, latencyMs: ms, fallback });
+    this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: sent.ids, latencyMs: ms, fallback });
   }
 
   /** One slot's answer within `timeoutMs`, or why not (`<slot>_<kind>`, e.g. nightly_timeout). */
@@ -283,6 +322,10 @@ export class Gateway {
     if (timeoutMs < 1) {
       this.m.errors.inc({ slot, kind: 'timeout' });
       return { ok: false, reason: `${slot}_timeout` };
+    }
+    if (this.upstreams.pending(url) >= this.opts.maxPendingPerUrl) {
+      this.m.errors.inc({ slot, kind: 'busy' });
+      return { ok: false, reason: `${slot}_busy` };
     }
     try {
       const a = await this.upstreams.get(url, `recommend/${userId}`, timeoutMs);

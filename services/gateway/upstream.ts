@@ -19,6 +19,7 @@ const MAX_BODY = 64 * 1024;
 
 export class Upstreams {
   private agents = new Map<string, http.Agent>();
+  private inFlight = new Map<string, number>();
 
   constructor(private readonly opts: { maxSockets?: number } = {}) {}
 
@@ -38,6 +39,7 @@ export class Upstreams {
    */
   async get(base: string, path: string, timeoutMs: number, accept = 'text/plain'): Promise<UpstreamAnswer> {
     const t0 = performance.now();
+    this.inFlight.set(base, (this.inFlight.get(base) ?? 0) + 1);
     try {
       return await this.once(base, path, timeoutMs, accept);
     } catch (err) {
@@ -45,7 +47,16 @@ export class Upstreams {
       const left = timeoutMs - (performance.now() - t0);
       if (e.reused && (e.code === 'ECONNRESET' || e.code === 'EPIPE') && left > 5) return this.once(base, path, left, accept);
       throw err;
+    } finally {
+      const n = (this.inFlight.get(base) ?? 1) - 1;
+      if (n > 0) this.inFlight.set(base, n);
+      else this.inFlight.delete(base);
     }
+  }
+
+  /** Calls to `base` not yet answered (health checks included). */
+  pending(base: string): number {
+    return this.inFlight.get(base) ?? 0;
   }
 
   private once(base: string, path: string, timeoutMs: number, accept: string): Promise<UpstreamAnswer> {
