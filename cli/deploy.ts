@@ -1,8 +1,9 @@
-import { loadConfig } from '../lib/config.ts';
+import { loadConfig, type Config } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
+import { gatewayAdmin } from '../lib/gateway-client.ts';
 import { buildOrReuse, deployToSlot } from '../lib/runtime/deploy.ts';
 import { chooseRuntime, type Slot, type SlotRuntime } from '../lib/runtime/index.ts';
-import { slotFingerprint } from '../lib/runtime/slots.ts';
+import { MAX_REPLICAS, slotFingerprint, slotUrl } from '../lib/runtime/slots.ts';
 
 /** The version main should run: the last promoted release, else the seed baseline. */
 export async function currentMainModel(): Promise<{ version: string; model: string }> {
@@ -15,16 +16,53 @@ export async function currentMainModel(): Promise<{ version: string; model: stri
   }
 }
 
+/** How many replicas of the slot run now (replica 0 included; 0 when nothing runs). */
+async function runningReplicas(runtime: SlotRuntime, slot: Slot): Promise<number> {
+  let n = 0;
+  for (let k = 0; k < MAX_REPLICAS; k++) if ((await runtime.describe(slot, k))?.running) n = k + 1;
+  return n;
+}
+
 /**
  * Runs a model version in a slot (building its image when Docker runs) and waits until it is
- * healthy: warm (vectors and neighbour lists loaded) unless `warm` is false.
+ * healthy: warm (vectors and neighbour lists loaded) unless `warm` is false. With `replicas`, runs
+ * that many copies (replica k on the slot's port + 100·k), removes any beyond, and names them in the
+ * gateway's routing state; without it, as many replicas as run now are redeployed, so that a new
+ * version never leaves an old one running behind the gateway.
  */
-export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean; runtime?: SlotRuntime } = {}): Promise<string> {
+export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean; runtime?: SlotRuntime; replicas?: number } = {}): Promise<string> {
   const cfg = loadConfig();
   const runtime = opts.runtime ?? await chooseRuntime(cfg);
   const image = await buildOrReuse(runtime, { version, model });
-  const { url } = await deployToSlot(cfg, runtime, { slot, version, model, image, warm: opts.warm });
-  return `${slot} runs ${version} (${model}) at ${url} as ${image.runtime === 'docker' ? image.image : 'a local process'}`;
+  const before = await runningReplicas(runtime, slot);
+  const n = opts.replicas ?? Math.max(1, before);
+  const urls: string[] = [];
+  // One after the other: starting N warm-ups at once would only make each slower on a small machine.
+  for (let k = 0; k < n; k++) urls.push((await deployToSlot(cfg, runtime, { slot, version, model, image, warm: opts.warm, replica: k })).url);
+  for (let k = n; k < MAX_REPLICAS; k++) await runtime.remove(slot, k);
+  const where = `${slot} runs ${version} (${model}) at ${urls.join(', ')} as ${image.runtime === 'docker' ? image.image : `local process${n > 1 ? 'es' : ''}`}`;
+  if (n === 1 && before <= 1 && opts.replicas === undefined) return where;
+  return `${where}\n${await routeReplicas(cfg, slot, version, urls)}`;
+}
+
+/** Names a slot's replicas in the gateway's routing state (shared by every gateway through Postgres). */
+async function routeReplicas(cfg: Config, slot: Slot, version: string, urls: string[]): Promise<string> {
+  const gateway = gatewayAdmin(cfg);
+  const replicas = urls.slice(1);
+  try {
+    const current = await gateway.get('marquee deploy');
+    if (slot === 'nightly' && current.nightlyUrl !== slotUrl(cfg, 'nightly')) {
+      return `the gateway does not route to ${slotUrl(cfg, 'nightly')} as nightly now: its replicas are not named (a release names nightly)`;
+    }
+    if (slot === 'main' && current.mainUrl !== slotUrl(cfg, 'main')) {
+      return `the gateway routes main to ${current.mainUrl}, not ${slotUrl(cfg, 'main')}: its replicas are not named`;
+    }
+    const patch = slot === 'main' ? { mainVersion: version, mainReplicas: replicas } : { nightlyVersion: version, nightlyReplicas: replicas };
+    const r = await gateway.put(patch, 'marquee deploy');
+    return `gateway: ${slot} spread over ${urls.length} replica${urls.length > 1 ? 's' : ''}${r.changed ? '' : ' (unchanged)'}`;
+  } catch (err) {
+    return `the gateway's routing state was not updated (${(err as Error).message}); run the same command again once the gateway runs`;
+  }
 }
 
 /** Starts main when nothing runs there, so `npm start` always has a model to serve. */
@@ -46,21 +84,32 @@ export async function deployCommand(args: string[]): Promise<number> {
   const [slot, ...rest] = args;
   const opt = (name: string) => { const i = rest.indexOf(`--${name}`); return i >= 0 ? rest[i + 1] : undefined; };
   if ((slot !== 'main' && slot !== 'nightly') || (rest.includes('--model') && !opt('model'))) {
-    console.error('usage: marquee deploy main|nightly [--model models/<spec>.json] [--version <label>]');
+    console.error('usage: marquee deploy main|nightly [--model models/<spec>.json] [--version <label>] [--replicas N]');
     return 2;
+  }
+  let replicas: number | undefined;
+  if (rest.includes('--replicas')) {
+    const text = opt('replicas');
+    replicas = Number(text);
+    if (!text || !Number.isInteger(replicas) || replicas < 1 || replicas > MAX_REPLICAS) {
+      console.error(`marquee deploy: --replicas must be an integer from 1 to ${MAX_REPLICAS}, got "${text ?? ''}"`);
+      return 2;
+    }
   }
   const fallback = slot === 'main' ? await currentMainModel() : undefined;
   const model = opt('model') ?? fallback?.model;
   if (!model) { console.error('marquee deploy nightly: --model is required'); return 2; }
   const version = opt('version') ?? (opt('model') ? model.replace(/^.*\//, '').replace(/\.json$/, '') : fallback!.version);
-  console.log(await deploy(slot, version, model));
+  console.log(await deploy(slot, version, model, { replicas }));
   return 0;
 }
 
 export async function undeployCommand(args: string[]): Promise<number> {
   const slot = args[0];
   if (slot !== 'main' && slot !== 'nightly') { console.error('usage: marquee undeploy main|nightly'); return 2; }
-  const removed = await (await chooseRuntime(loadConfig())).remove(slot);
-  console.log(removed ? `${slot} removed` : `nothing runs in ${slot}`);
+  const runtime = await chooseRuntime(loadConfig());
+  let removed = 0;
+  for (let k = 0; k < MAX_REPLICAS; k++) if (await runtime.remove(slot, k)) removed++;
+  console.log(removed ? `${slot} removed (${removed} replica${removed > 1 ? 's' : ''})` : `nothing runs in ${slot}`);
   return 0;
 }

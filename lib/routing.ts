@@ -17,12 +17,25 @@ export interface RoutingState {
   nightlyVersion: string | null;
   nightlyPercent: number;
   releaseId: string | null;
+  /** More endpoints of main (replicas of the same version) besides mainUrl; users of main are spread over all. */
+  mainReplicas: string[];
+  /** Likewise for nightly. */
+  nightlyReplicas: string[];
   updatedAt: string;
   updatedBy: string;
 }
 
 /** The fields an admin may set; everything else in a PUT body is an error. */
-export type RoutingPatch = Partial<Pick<RoutingState, 'mainUrl' | 'mainVersion' | 'nightlyUrl' | 'nightlyVersion' | 'nightlyPercent' | 'releaseId'>>;
+export type RoutingPatch = Partial<Pick<RoutingState, 'mainUrl' | 'mainVersion' | 'nightlyUrl' | 'nightlyVersion' | 'nightlyPercent' | 'releaseId' | 'mainReplicas' | 'nightlyReplicas'>>;
+
+/**
+ * Every endpoint of a slot, its first URL first. Users are sticky to a slot (slotFor); which
+ * replica of that slot answers does not matter, since all run the same version.
+ */
+export function slotEndpoints(s: Pick<RoutingState, 'mainUrl' | 'nightlyUrl' | 'mainReplicas' | 'nightlyReplicas'>, slot: Slot): string[] {
+  if (slot === 'main') return [s.mainUrl, ...s.mainReplicas.filter((u) => u !== s.mainUrl)];
+  return s.nightlyUrl === null ? [] : [s.nightlyUrl, ...s.nightlyReplicas.filter((u) => u !== s.nightlyUrl)];
+}
 
 
 /** Buckets per percent point: the percent is compared with the bucket at 0.01-point resolution. */

@@ -31,3 +31,21 @@ export function percentiles(values: number[]): { n: number; p50: number; p90: nu
   const at = (p: number) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
   return { n: s.length, p50: at(50), p90: at(90), p99: at(99), max: s[s.length - 1] ?? NaN };
 }
+
+/**
+ * A closed loop: `concurrency` clients, each sending its next request when the last is answered,
+ * for `seconds`; what a server sustains at saturation (the open loop above measures latency at a rate).
+ */
+export async function closedLoop(opts: { concurrency: number; seconds: number; url: (i: number) => string; onReply: (r: Reply, i: number) => void; timeoutMs?: number }): Promise<{ sent: number; elapsedMs: number }> {
+  const t0 = Date.now();
+  const end = t0 + opts.seconds * 1000;
+  let sent = 0;
+  const client = async () => {
+    while (Date.now() < end) {
+      const i = sent++;
+      opts.onReply(await request(opts.url(i), { timeoutMs: opts.timeoutMs ?? 10_000 }), i);
+    }
+  };
+  await Promise.all(Array.from({ length: opts.concurrency }, client));
+  return { sent, elapsedMs: Date.now() - t0 };
+}

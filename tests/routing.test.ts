@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { bucketOf, parseUserId, slotFor } from '../lib/routing.ts';
+import { bucketOf, parseUserId, slotEndpoints, slotFor, type RoutingState } from '../lib/routing.ts';
+import { merge, parsePatch } from '../services/gateway/state.ts';
 
 const users = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i * 7919 + (i % 13));
 
@@ -75,5 +76,44 @@ describe('sticky slot assignment (lib/routing.ts)', () => {
       expect(r.ok, bad).toBe(false);
       if (!r.ok) expect(r.reason).not.toContain('\n');
     }
+  });
+});
+
+describe('replicas in the routing state (lib/routing.ts, services/gateway/state.ts)', () => {
+  const state: RoutingState = {
+    mainUrl: 'http://h:3001', mainVersion: 'v1', nightlyUrl: 'http://h:3002', nightlyVersion: 'v2', nightlyPercent: 20, releaseId: 'r',
+    mainReplicas: ['http://h:3101', 'http://h:3201'], nightlyReplicas: ['http://h:3102'], updatedAt: new Date(0).toISOString(), updatedBy: 'test',
+  };
+  const merged = (patch: Parameters<typeof merge>[1]) => {
+    const r = merge(state, patch);
+    if (!r.ok) throw new Error(r.reason);
+    return r.next;
+  };
+
+  it("lists a slot's endpoints, its URL first, without repeats; none for nightly without a URL", () => {
+    expect(slotEndpoints(state, 'main')).toEqual(['http://h:3001', 'http://h:3101', 'http://h:3201']);
+    expect(slotEndpoints(state, 'nightly')).toEqual(['http://h:3002', 'http://h:3102']);
+    expect(slotEndpoints({ ...state, mainReplicas: ['http://h:3001'] }, 'main')).toEqual(['http://h:3001']);
+    expect(slotEndpoints({ ...state, nightlyUrl: null }, 'nightly')).toEqual([]);
+  });
+
+  it('keeps replicas through percent changes, and drops those not named again when the slot moves or changes version', () => {
+    expect(merged({ nightlyPercent: 50 }).mainReplicas).toEqual(state.mainReplicas);
+    expect(merged({ mainVersion: 'v1' }).mainReplicas).toEqual(state.mainReplicas);
+    expect(merged({ mainVersion: 'v3' }).mainReplicas).toEqual([]);
+    expect(merged({ mainUrl: 'http://h:4001' }).mainReplicas).toEqual([]);
+    expect(merged({ mainUrl: 'http://h:3001/' }).mainReplicas).toEqual(state.mainReplicas);
+    expect(merged({ mainVersion: 'v3', mainReplicas: ['http://h:3101/'] }).mainReplicas).toEqual(['http://h:3101']);
+    expect(merged({ nightlyUrl: null, nightlyPercent: 0, releaseId: null }).nightlyReplicas).toEqual([]);
+    expect(merged({ mainReplicas: ['http://h:3001', 'http://h:3101', 'http://h:3101'] }).mainReplicas).toEqual(['http://h:3101']);
+  });
+
+  it('refuses a replica shared by both slots, nightly replicas without nightly, and malformed lists', () => {
+    expect(merge(state, { mainReplicas: ['http://h:3102'] })).toMatchObject({ ok: false, reason: expect.stringMatching(/both main and nightly/) });
+    expect(merge({ ...state, nightlyUrl: null, nightlyVersion: null, nightlyPercent: 0, nightlyReplicas: [] }, { nightlyReplicas: ['http://h:3102'] }))
+      .toMatchObject({ ok: false, reason: 'nightlyReplicas need a nightlyUrl' });
+    expect(parsePatch({ mainReplicas: 'http://h:3101' })).toMatchObject({ ok: false, reason: expect.stringMatching(/^mainReplicas: must be a list/) });
+    expect(parsePatch({ mainReplicas: ['ftp://h:1'] })).toMatchObject({ ok: false, reason: expect.stringMatching(/^mainReplicas: /) });
+    expect(parsePatch({ mainReplicas: [] })).toMatchObject({ ok: true });
   });
 });

@@ -62,8 +62,10 @@ export function registerReleaseMetrics(registry: Registry, cfg: Config, pool: Po
 
 /** The inference slots named by the routing state, as Prometheus http_sd groups. */
 export async function inferenceTargets(cfg: Config, pool: Pool): Promise<SdGroup[]> {
-  const { rows } = await pool.query<{ main_url: string; main_version: string; nightly_url: string | null; nightly_version: string | null }>(
-    'SELECT main_url, main_version, nightly_url, nightly_version FROM routing_state WHERE id = 1');
+  const { rows } = await pool.query<{ main_url: string; main_version: string; nightly_url: string | null; nightly_version: string | null; main_replicas: string[]; nightly_replicas: string[] }>(
+    'SELECT main_url, main_version, nightly_url, nightly_version, main_replicas, nightly_replicas FROM routing_state WHERE id = 1');
   const r = rows[0];
-  return inferenceGroups(cfg, r && { mainUrl: r.main_url, mainVersion: r.main_version, nightlyUrl: r.nightly_url, nightlyVersion: r.nightly_version });
+  return inferenceGroups(cfg, r && {
+    mainUrl: r.main_url, mainVersion: r.main_version, nightlyUrl: r.nightly_url, nightlyVersion: r.nightly_version, mainReplicas: r.main_replicas, nightlyReplicas: r.nightly_replicas,
+  });
 }

@@ -37,11 +37,12 @@ export interface SdGroup { targets: string[]; labels: Record<string, string> }
  * The inference slots as http_sd groups, from the routing state's URLs. Without a routing row
  * (a fresh database) main is where the config puts it and there is no nightly.
  */
-export function inferenceGroups(cfg: Config, routing: { mainUrl: string; mainVersion: string; nightlyUrl: string | null; nightlyVersion: string | null } | undefined): SdGroup[] {
+export function inferenceGroups(cfg: Config, routing: { mainUrl: string; mainVersion: string; nightlyUrl: string | null; nightlyVersion: string | null; mainReplicas?: string[]; nightlyReplicas?: string[] } | undefined): SdGroup[] {
   const hostPort = (url: string) => new URL(url).host;
   const firstCheck = (slot: string) => `the ${slot} slot: \`docker ps -a --filter label=marquee.slot=${slot}\` or its process, then its /healthz; the gateway falls back meanwhile`;
   if (!routing) return [{ targets: [`127.0.0.1:${cfg.services.inferenceMain.port}`], labels: { service: 'inference-main', slot: 'main', first_check: firstCheck('main') } }];
-  const groups: SdGroup[] = [{ targets: [hostPort(routing.mainUrl)], labels: { service: 'inference-main', slot: 'main', version: routing.mainVersion, first_check: firstCheck('main') } }];
-  if (routing.nightlyUrl) groups.push({ targets: [hostPort(routing.nightlyUrl)], labels: { service: 'inference-nightly', slot: 'nightly', version: routing.nightlyVersion ?? '', first_check: firstCheck('nightly') } });
+  // Every replica of a slot is a target of the slot's group: one series per replica, one slot label.
+  const groups: SdGroup[] = [{ targets: [routing.mainUrl, ...(routing.mainReplicas ?? [])].map(hostPort), labels: { service: 'inference-main', slot: 'main', version: routing.mainVersion, first_check: firstCheck('main') } }];
+  if (routing.nightlyUrl) groups.push({ targets: [routing.nightlyUrl, ...(routing.nightlyReplicas ?? [])].map(hostPort), labels: { service: 'inference-nightly', slot: 'nightly', version: routing.nightlyVersion ?? '', first_check: firstCheck('nightly') } });
   return groups;
 }

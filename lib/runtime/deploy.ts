@@ -70,9 +70,9 @@ export async function buildOrReuse(runtime: SlotRuntime, a: { version: string; m
  * only the spec hash counts: the very first main of a fresh install has no vectors to load until
  * the catalog has made them.
  */
-export async function waitHealthy(cfg: Config, slot: Slot, specHash: string, opts: { warm?: boolean; timeoutMs?: number; progress?: Progress } = {}): Promise<void> {
-  const { warm = true, timeoutMs = 600_000, progress = quiet } = opts;
-  const url = `${slotUrl(cfg, slot)}/healthz`;
+export async function waitHealthy(cfg: Config, slot: Slot, specHash: string, opts: { warm?: boolean; timeoutMs?: number; progress?: Progress; replica?: number } = {}): Promise<void> {
+  const { warm = true, timeoutMs = 600_000, progress = quiet, replica = 0 } = opts;
+  const url = `${slotUrl(cfg, slot, replica)}/healthz`;
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   while (Date.now() < deadline) {
@@ -93,8 +93,8 @@ export async function waitHealthy(cfg: Config, slot: Slot, specHash: string, opt
 }
 
 /** Runs the version in a slot (replacing what runs there) and waits until it serves that spec. */
-export async function deployToSlot(cfg: Config, runtime: SlotRuntime, a: { slot: Slot; version: string; model: string; image: BuiltImage; warm?: boolean }, progress: Progress = quiet): Promise<{ url: string; id: string }> {
-  const state = await runtime.deploy({ slot: a.slot, version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null });
-  await waitHealthy(cfg, a.slot, a.image.specHash, { warm: a.warm ?? true, progress });
+export async function deployToSlot(cfg: Config, runtime: SlotRuntime, a: { slot: Slot; version: string; model: string; image: BuiltImage; warm?: boolean; replica?: number }, progress: Progress = quiet): Promise<{ url: string; id: string }> {
+  const state = await runtime.deploy({ slot: a.slot, version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null, replica: a.replica ?? 0 });
+  await waitHealthy(cfg, a.slot, a.image.specHash, { warm: a.warm ?? true, progress, replica: a.replica ?? 0 });
   return { url: state.url, id: state.id };
 }

@@ -17,36 +17,38 @@ type SlotFile = SlotDeployment & { pid: number; port?: number; fingerprint?: str
  */
 export function processRuntime(cfg: Config): SlotRuntime {
   const runDir = path.join(stateDir(), 'run');
-  const stateFile = (slot: Slot) => path.join(runDir, `inference-${slot}-${slotPort(cfg, slot)}.json`);
+  const stateFile = (slot: Slot, replica = 0) => path.join(runDir, `inference-${slot}-${slotPort(cfg, slot, replica)}.json`);
   const parse = (file: string): SlotFile | undefined => {
     if (!existsSync(file)) return undefined;
     try { return JSON.parse(readFileSync(file, 'utf8')); } catch { return undefined; }
   };
-  const found = (slot: Slot): { file: string; state: SlotFile } | undefined => {
-    const state = parse(stateFile(slot));
-    if (state) return { file: stateFile(slot), state };
+  const found = (slot: Slot, replica = 0): { file: string; state: SlotFile } | undefined => {
+    const state = parse(stateFile(slot, replica));
+    if (state) return { file: stateFile(slot, replica), state };
+    if (replica > 0) return undefined;
     const legacyFile = path.join(runDir, `inference-${slot}.json`);
     const legacy = parse(legacyFile);
     return legacy && legacy.port === slotPort(cfg, slot) ? { file: legacyFile, state: legacy } : undefined;
   };
-  const read = (slot: Slot): SlotFile | undefined => found(slot)?.state;
+  const read = (slot: Slot, replica = 0): SlotFile | undefined => found(slot, replica)?.state;
 
   const runtime: SlotRuntime = {
     kind: 'process',
-    async describe(slot) {
-      const s = read(slot);
+    async describe(slot, replica = 0) {
+      const s = read(slot, replica);
       if (!s) return undefined;
-      return { slot, version: s.version, model: s.model, image: s.image, running: alive(s.pid), url: slotUrl(cfg, slot), id: String(s.pid), port: s.port, fingerprint: s.fingerprint };
+      return { slot, replica, version: s.version, model: s.model, image: s.image, running: alive(s.pid), url: slotUrl(cfg, slot, replica), id: String(s.pid), port: s.port, fingerprint: s.fingerprint };
     },
     async deploy(d): Promise<SlotState> {
-      const current = await runtime.describe(d.slot);
+      const replica = d.replica ?? 0;
+      const current = await runtime.describe(d.slot, replica);
       const fingerprint = slotFingerprint(cfg, d);
       // Reuse only the very same thing: same version, spec, port and database.
       if (current?.running && current.version === d.version && current.fingerprint === fingerprint) return current;
-      await runtime.remove(d.slot);
+      await runtime.remove(d.slot, replica);
       mkdirSync(runDir, { recursive: true });
       mkdirSync(path.join(stateDir(), 'logs'), { recursive: true });
-      const fd = openSync(path.join(stateDir(), 'logs', `inference-${d.slot}-${slotPort(cfg, d.slot)}.log`), 'a');
+      const fd = openSync(path.join(stateDir(), 'logs', `inference-${d.slot}-${slotPort(cfg, d.slot, replica)}.log`), 'a');
       const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'services/inference/main.ts')], {
         cwd: projectRoot,
         env: { ...process.env, ...slotEnv(cfg, d), INFERENCE_MODEL: d.model, MARQUEE_GIT_COMMIT: gitCommit() },
@@ -55,11 +57,11 @@ export function processRuntime(cfg: Config): SlotRuntime {
       });
       closeSync(fd);
       child.unref();
-      writeFileSync(stateFile(d.slot), JSON.stringify({ ...d, pid: child.pid, port: slotPort(cfg, d.slot), fingerprint }));
-      return { ...d, running: true, url: slotUrl(cfg, d.slot), id: String(child.pid), fingerprint };
+      writeFileSync(stateFile(d.slot, replica), JSON.stringify({ ...d, pid: child.pid, port: slotPort(cfg, d.slot, replica), fingerprint }));
+      return { ...d, running: true, url: slotUrl(cfg, d.slot, replica), id: String(child.pid), fingerprint };
     },
-    async remove(slot) {
-      const f = found(slot);
+    async remove(slot, replica = 0) {
+      const f = found(slot, replica);
       if (!f) return false;
       const s = f.state;
       if (alive(s.pid)) {

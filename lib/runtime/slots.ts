@@ -10,6 +10,8 @@ export interface SlotDeployment {
   model: string;
   /** marquee-inference:<version> when it runs from an image; null for a local process. */
   image: string | null;
+  /** Which replica of the slot (0, the default, is the slot's own port; see slotPort). */
+  replica?: number;
 }
 
 export interface SlotState extends SlotDeployment {
@@ -31,23 +33,28 @@ export interface SlotState extends SlotDeployment {
 export interface SlotRuntime {
   kind: 'docker' | 'process';
   deploy(d: SlotDeployment): Promise<SlotState>;
-  remove(slot: Slot): Promise<boolean>;
-  describe(slot: Slot): Promise<SlotState | undefined>;
+  remove(slot: Slot, replica?: number): Promise<boolean>;
+  describe(slot: Slot, replica?: number): Promise<SlotState | undefined>;
 }
 
-export function slotPort(cfg: Config, slot: Slot): number {
-  return slot === 'main' ? cfg.services.inferenceMain.port : cfg.services.inferenceNightly.port;
+/** Ports between replicas of a slot: replica k of main (3001) listens on 3001 + 100·k. */
+export const REPLICA_PORT_STEP = 100;
+/** Most replicas per slot (ports must stay clear of the next slot's replicas and of other services). */
+export const MAX_REPLICAS = 8;
+
+export function slotPort(cfg: Config, slot: Slot, replica = 0): number {
+  return (slot === 'main' ? cfg.services.inferenceMain.port : cfg.services.inferenceNightly.port) + REPLICA_PORT_STEP * replica;
 }
 
-export function slotUrl(cfg: Config, slot: Slot): string {
-  return `http://127.0.0.1:${slotPort(cfg, slot)}`;
+export function slotUrl(cfg: Config, slot: Slot, replica = 0): string {
+  return `http://127.0.0.1:${slotPort(cfg, slot, replica)}`;
 }
 
 /** Environment shared by both runtimes: the slot, its port, and the config overrides in force. */
 export function slotEnv(cfg: Config, d: SlotDeployment): Record<string, string> {
   const env: Record<string, string> = {
     INFERENCE_SLOT: d.slot,
-    INFERENCE_PORT: String(slotPort(cfg, d.slot)),
+    INFERENCE_PORT: String(slotPort(cfg, d.slot, d.replica)),
     INFERENCE_VERSION: d.version,
     MARQUEE_POSTGRES_URL: cfg.postgres.url,
     MARQUEE_CHROMA_URL: cfg.chroma.url,

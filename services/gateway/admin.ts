@@ -2,9 +2,12 @@
  * The admin API, the only way to change routing:
  *   GET /admin/routing              the state in force
  *   PUT /admin/routing              JSON with any of mainUrl, mainVersion, nightlyUrl, nightlyVersion,
- *                                   nightlyPercent, releaseId (omitted fields keep their value;
- *                                   nightlyUrl: null removes nightly). A new URL must answer /healthz;
- *                                   its version defaults to the model.version it reports.
+ *                                   nightlyPercent, releaseId, mainReplicas, nightlyReplicas (omitted
+ *                                   fields keep their value; nightlyUrl: null removes nightly). A new
+ *                                   URL must answer /healthz; its version defaults to the
+ *                                   model.version it reports. The replicas are a slot's endpoints
+ *                                   besides its URL, each running the slot's version; a slot whose
+ *                                   URL or version changes drops replicas not named again.
  *   GET /admin/routing/changes      the change log, newest first (?limit=, default 50)
  * Every call needs `Authorization: Bearer <services.gateway.adminToken>`. The caller names itself with
  * an `X-Marquee-Actor` header (e.g. a workflow id), recorded as who made the change.
@@ -66,6 +69,18 @@ export function adminRouter(gateway: Gateway, pool: Pool, upstreams: Upstreams, 
         else next.nightlyVersion = p.version;
       }
       if (next.nightlyUrl !== null && next.nightlyVersion === null) return 'nightlyVersion: needed with a nightlyUrl';
+      // A new replica must answer and run its slot's version: users of a slot see one version.
+      for (const slot of ['main', 'nightly'] as const) {
+        const list = slot === 'main' ? next.mainReplicas : next.nightlyReplicas;
+        const old = new Set(slot === 'main' ? before.mainReplicas : before.nightlyReplicas);
+        const version = slot === 'main' ? next.mainVersion : next.nightlyVersion;
+        for (const url of list) {
+          if (old.has(url)) continue;
+          const p = await probe(upstreams, url, 2000);
+          if (!p.ok) return `${slot}Replicas: ${p.reason}`;
+          if (p.version !== undefined && p.version !== version) return `${slot}Replicas: ${url} runs ${p.version}, not ${slot}'s version ${version}`;
+        }
+      }
       return undefined;
     });
     if (!result.ok) { res.status(400).type('text/plain').send(oneLine(result.reason)); return; }

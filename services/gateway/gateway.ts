@@ -21,7 +21,7 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import { serviceApp } from '../../lib/http.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { parseUserId, slotFor, type RoutingState, type Slot } from '../../lib/routing.ts';
+import { parseUserId, slotEndpoints, slotFor, type RoutingState, type Slot } from '../../lib/routing.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
 import { adminRouter } from './admin.ts';
 import { BatchWriter } from './batch.ts';
@@ -94,6 +94,7 @@ export class Gateway {
     slotUp: this.registry.gauge('gateway_slot_up', '1 when the slot passes its health checks, by slot', ['slot']),
     percent: this.registry.gauge('gateway_nightly_percent', 'Configured share of users in nightly'),
     loopDelay: this.registry.gauge('gateway_event_loop_delay_seconds', 'Event-loop delay over the last second (p99 and max): time requests wait before the gateway sees them', ['quantile']),
+    replicaRetries: this.registry.counter('gateway_replica_retries_total', 'Calls retried on another replica of the same slot after one failed, by slot', ['slot']),
     routingChanges: this.registry.counter('gateway_routing_changes_total', 'Routing changes applied through this process or picked up from Postgres'),
   };
 
@@ -124,8 +125,12 @@ export class Gateway {
   }
 
   private routedUrls(): string[] {
-    const s = this.state;
-    return s.nightlyUrl ? [s.mainUrl, s.nightlyUrl] : [s.mainUrl];
+    return [...slotEndpoints(this.state, 'main'), ...slotEndpoints(this.state, 'nightly')];
+  }
+
+  /** A slot is up while any of its replicas is. */
+  private slotIsUp(slot: Slot): boolean {
+    return slotEndpoints(this.state, slot).some((u) => this.health.isUp(u));
   }
 
   current(): RoutingState {
@@ -148,8 +153,8 @@ export class Gateway {
   private updateGauges(): void {
     const s = this.state;
     this.m.percent.set(undefined, s.nightlyUrl ? s.nightlyPercent : 0);
-    this.m.slotUp.set({ slot: 'main' }, this.health.isUp(s.mainUrl) ? 1 : 0);
-    if (s.nightlyUrl) this.m.slotUp.set({ slot: 'nightly' }, this.health.isUp(s.nightlyUrl) ? 1 : 0);
+    this.m.slotUp.set({ slot: 'main' }, this.slotIsUp('main') ? 1 : 0);
+    if (s.nightlyUrl) this.m.slotUp.set({ slot: 'nightly' }, this.slotIsUp('nightly') ? 1 : 0);
   }
 
   /** Reads the routing state from Postgres, creating it (main only) on a fresh database. */
@@ -221,12 +226,16 @@ export class Gateway {
   private healthBody(): Record<string, unknown> {
     this.syncWriteMetrics();
     const s = this.state;
-    const slot = (url: string | null) => url === null ? null : { url, ...(this.health.get(url) ?? { up: true, note: 'not checked yet' }) };
-    const down = !this.health.isUp(s.mainUrl) || (s.nightlyUrl !== null && !this.health.isUp(s.nightlyUrl));
+    const one = (url: string) => ({ url, pending: this.upstreams.pending(url), ...(this.health.get(url) ?? { up: true, note: 'not checked yet' }) });
+    const slot = (which: Slot) => {
+      const urls = slotEndpoints(s, which);
+      return urls.length === 0 ? null : { ...one(urls[0]), replicas: urls.map(one) };
+    };
+    const down = !this.slotIsUp('main') || (s.nightlyUrl !== null && !this.slotIsUp('nightly'));
     return {
       status: 'ok', service: 'gateway', version: packageVersion, commit: gitCommit(), degraded: down,
       routing: { ...routingFields(s), updatedAt: s.updatedAt, updatedBy: s.updatedBy },
-      slots: { main: slot(s.mainUrl), nightly: slot(s.nightlyUrl) },
+      slots: { main: slot('main'), nightly: slot('nightly') },
       inFlight: this.inFlight,
       writes: { served_recommendations: this.history.stats, user_assignments: this.assignments.stats },
       popular: { source: this.popular.source, size: this.popular.ids().length },
@@ -258,14 +267,14 @@ export class Gateway {
     let expired = false;
     const chain = async (): Promise<'done'> => {
       if (assigned === 'nightly') {
-        const r = await this.call('nightly', s.nightlyUrl!, userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)));
+        const r = await this.call('nightly', slotEndpoints(s, 'nightly'), userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)));
         if (expired) return 'done';
         if (r.ok) answer = r;
         else reasons.push(r.reason);
       }
       if (!answer && !expired) {
         by = 'main';
-        const r = await this.call('main', s.mainUrl, userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0));
+        const r = await this.call('main', slotEndpoints(s, 'main'), userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0));
         if (expired) return 'done';
         if (r.ok) answer = r;
         else reasons.push(r.reason);
@@ -313,30 +322,65 @@ export class Gateway {
     this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: sent.ids, latencyMs: ms, fallback });
   }
 
-  /** One slot's answer within `timeoutMs`, or why not (`<slot>_<kind>`, e.g. nightly_timeout). */
-  private async call(slot: Slot, url: string, userId: number, timeoutMs: number): Promise<Outcome> {
-    if (!this.health.isUp(url)) {
-      this.m.errors.inc({ slot, kind: 'down' });
-      return { ok: false, reason: `${slot}_down` };
+  private turn = 0;
+
+  /**
+   * The replica to call: the healthy one with the fewest calls in flight (least-pending spreads a
+   * slot's share by what each replica keeps up with), ties taken in turn; none when every one is
+   * down, already tried, or at `maxPendingPerUrl` (then `busy` says why).
+   */
+  private pick(urls: string[], tried: Set<string>): { url: string } | { none: 'down' | 'busy' } {
+    let best: string | undefined;
+    let least = Infinity;
+    let anyUp = false;
+    const start = this.turn++ % urls.length;
+    for (let k = 0; k < urls.length; k++) {
+      const u = urls[(start + k) % urls.length];
+      if (tried.has(u) || !this.health.isUp(u)) continue;
+      anyUp = true;
+      const n = this.upstreams.pending(u);
+      if (n < least && n < this.opts.maxPendingPerUrl) { best = u; least = n; }
     }
-    if (timeoutMs < 1) {
-      this.m.errors.inc({ slot, kind: 'timeout' });
-      return { ok: false, reason: `${slot}_timeout` };
-    }
-    if (this.upstreams.pending(url) >= this.opts.maxPendingPerUrl) {
-      this.m.errors.inc({ slot, kind: 'busy' });
-      return { ok: false, reason: `${slot}_busy` };
-    }
-    try {
-      const a = await this.upstreams.get(url, `recommend/${userId}`, timeoutMs);
-      const ids = parseAnswer(a);
-      this.m.upstreamLatency.observe({ slot }, a.ms / 1000);
-      return { ok: true, body: a.body, contentType: a.contentType, ids, outcome: a.outcome };
-    } catch (err) {
-      const kind = err instanceof UpstreamError ? err.kind : 'error';
-      if (kind === 'refused') this.health.refused(url);
-      this.m.errors.inc({ slot, kind });
-      return { ok: false, reason: `${slot}_${kind === 'refused' ? 'error' : kind}` };
+    if (this.turn > 1e9) this.turn = 0;
+    return best ? { url: best } : { none: anyUp ? 'busy' : 'down' };
+  }
+
+  /**
+   * One slot's answer within `timeoutMs`, or why not (`<slot>_<kind>`, e.g. nightly_timeout). A
+   * replica that fails fast (refused, reset, a bad status or answer) is followed, while time
+   * remains, by another replica of the same slot: a replica killed under load costs no answer.
+   */
+  private async call(slot: Slot, urls: string[], userId: number, timeoutMs: number): Promise<Outcome> {
+    const t0 = performance.now();
+    const tried = new Set<string>();
+    let reason = `${slot}_down`;
+    for (;;) {
+      const left = timeoutMs - (performance.now() - t0);
+      if (left < 1) {
+        this.m.errors.inc({ slot, kind: 'timeout' });
+        return { ok: false, reason: tried.size ? reason : `${slot}_timeout` };
+      }
+      const chosen = this.pick(urls, tried);
+      if ('none' in chosen) {
+        if (tried.size) return { ok: false, reason };
+        this.m.errors.inc({ slot, kind: chosen.none });
+        return { ok: false, reason: `${slot}_${chosen.none}` };
+      }
+      const url = chosen.url;
+      if (tried.size) this.m.replicaRetries.inc({ slot });
+      tried.add(url);
+      try {
+        const a = await this.upstreams.get(url, `recommend/${userId}`, left);
+        const ids = parseAnswer(a);
+        this.m.upstreamLatency.observe({ slot }, a.ms / 1000);
+        return { ok: true, body: a.body, contentType: a.contentType, ids, outcome: a.outcome };
+      } catch (err) {
+        const kind = err instanceof UpstreamError ? err.kind : 'error';
+        if (kind === 'refused') this.health.refused(url);
+        this.m.errors.inc({ slot, kind });
+        reason = `${slot}_${kind === 'refused' ? 'error' : kind}`;
+        if (kind === 'timeout') return { ok: false, reason };
+      }
     }
   }
 

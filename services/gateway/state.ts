@@ -24,6 +24,8 @@ export const patchSchema = z.strictObject({
   nightlyVersion: label.nullable().optional(),
   nightlyPercent: z.number().int('must be an integer').min(0, 'must be from 0 to 100').max(100, 'must be from 0 to 100').optional(),
   releaseId: label.nullable().optional(),
+  mainReplicas: z.array(url).max(64).optional(),
+  nightlyReplicas: z.array(url).max(64).optional(),
 });
 
 const fieldRules: Record<string, string> = {
@@ -33,6 +35,8 @@ const fieldRules: Record<string, string> = {
   nightlyVersion: 'must be a non-empty label without spaces, or null',
   nightlyPercent: 'must be an integer from 0 to 100',
   releaseId: 'must be a non-empty label without spaces, or null',
+  mainReplicas: 'must be a list of at most 64 http(s) URLs without query or fragment',
+  nightlyReplicas: 'must be a list of at most 64 http(s) URLs without query or fragment',
 };
 
 /** Validates a PUT body; on failure, one line naming the first problem. */
@@ -60,6 +64,18 @@ export function merge(current: RoutingState, patch: RoutingPatch): { ok: true; n
   next.mainUrl = normUrl(next.mainUrl);
   if (next.nightlyUrl !== null) next.nightlyUrl = normUrl(next.nightlyUrl);
   if (patch.nightlyUrl === null && patch.nightlyVersion === undefined) next.nightlyVersion = null;
+  // Replicas run one version: a slot that moves or changes version drops replicas not named again,
+  // so that no user is ever answered by a stale replica (deploy them again, then name them).
+  const moved = (url: 'mainUrl' | 'nightlyUrl', version: 'mainVersion' | 'nightlyVersion') =>
+    (patch[url] !== undefined && (patch[url] === null ? null : normUrl(patch[url]!)) !== current[url]) || (patch[version] !== undefined && patch[version] !== current[version]);
+  if (patch.mainReplicas === undefined && moved('mainUrl', 'mainVersion')) next.mainReplicas = [];
+  if (patch.nightlyReplicas === undefined && moved('nightlyUrl', 'nightlyVersion')) next.nightlyReplicas = [];
+  const replicas = (list: string[], first: string | null) => [...new Set(list.map(normUrl))].filter((u) => u !== first);
+  next.mainReplicas = replicas(next.mainReplicas, next.mainUrl);
+  next.nightlyReplicas = next.nightlyUrl === null ? [] : replicas(next.nightlyReplicas, next.nightlyUrl);
+  if (patch.nightlyReplicas?.length && next.nightlyUrl === null) return { ok: false, reason: 'nightlyReplicas need a nightlyUrl' };
+  const shared = next.mainReplicas.find((u) => u === next.nightlyUrl || next.nightlyReplicas.includes(u));
+  if (shared && next.nightlyPercent > 0) return { ok: false, reason: `${shared} cannot be a replica of both main and nightly` };
   if (next.nightlyUrl === null && next.nightlyPercent > 0) return { ok: false, reason: 'nightlyPercent above 0 needs a nightlyUrl' };
   if (next.nightlyPercent > 0 && next.releaseId === null) return { ok: false, reason: 'nightlyPercent above 0 needs a releaseId' };
   if (next.nightlyUrl !== null && next.nightlyUrl === next.mainUrl && next.nightlyPercent > 0) return { ok: false, reason: 'nightlyUrl must differ from mainUrl' };
@@ -68,7 +84,10 @@ export function merge(current: RoutingState, patch: RoutingPatch): { ok: true; n
 
 /** The routing fields only, as logged in routing_changes and returned by GET /admin/routing. */
 export function routingFields(s: RoutingState): RoutingPatch {
-  return { mainUrl: s.mainUrl, mainVersion: s.mainVersion, nightlyUrl: s.nightlyUrl, nightlyVersion: s.nightlyVersion, nightlyPercent: s.nightlyPercent, releaseId: s.releaseId };
+  return {
+    mainUrl: s.mainUrl, mainVersion: s.mainVersion, nightlyUrl: s.nightlyUrl, nightlyVersion: s.nightlyVersion, nightlyPercent: s.nightlyPercent, releaseId: s.releaseId,
+    mainReplicas: s.mainReplicas, nightlyReplicas: s.nightlyReplicas,
+  };
 }
 
 export const sameRouting = (a: RoutingState, b: RoutingState): boolean => JSON.stringify(routingFields(a)) === JSON.stringify(routingFields(b));
@@ -76,11 +95,12 @@ export const sameRouting = (a: RoutingState, b: RoutingState): boolean => JSON.s
 interface Row {
   main_url: string; main_version: string; nightly_url: string | null; nightly_version: string | null;
   nightly_percent: number; release_id: string | null; updated_at: Date; updated_by: string;
+  main_replicas: string[] | null; nightly_replicas: string[] | null;
 }
 
 const fromRow = (r: Row): RoutingState => ({
   mainUrl: r.main_url, mainVersion: r.main_version, nightlyUrl: r.nightly_url, nightlyVersion: r.nightly_version,
-  nightlyPercent: r.nightly_percent, releaseId: r.release_id, updatedAt: r.updated_at.toISOString(), updatedBy: r.updated_by,
+  nightlyPercent: r.nightly_percent, releaseId: r.release_id, mainReplicas: r.main_replicas ?? [], nightlyReplicas: r.nightly_replicas ?? [], updatedAt: r.updated_at.toISOString(), updatedBy: r.updated_by,
 });
 
 export async function loadState(pool: Pool): Promise<RoutingState | undefined> {
@@ -127,8 +147,9 @@ export async function applyChange(
     if (sameRouting(before, next)) return { ok: true as const, state: before, changed: false };
     const { rows: [saved] } = await client.query<Row>(
       `UPDATE routing_state SET main_url = $1, main_version = $2, nightly_url = $3, nightly_version = $4,
-         nightly_percent = $5, release_id = $6, updated_at = clock_timestamp(), updated_by = $7 WHERE id = 1 RETURNING *`,
-      [next.mainUrl, next.mainVersion, next.nightlyUrl, next.nightlyVersion, next.nightlyPercent, next.releaseId, by]);
+         nightly_percent = $5, release_id = $6, main_replicas = $8, nightly_replicas = $9,
+         updated_at = clock_timestamp(), updated_by = $7 WHERE id = 1 RETURNING *`,
+      [next.mainUrl, next.mainVersion, next.nightlyUrl, next.nightlyVersion, next.nightlyPercent, next.releaseId, by, next.mainReplicas, next.nightlyReplicas]);
     const { rows: [change] } = await client.query<{ id: number }>(
       'INSERT INTO routing_changes (changed_by, before, after) VALUES ($1, $2, $3) RETURNING id',
       [by, JSON.stringify(routingFields(before)), JSON.stringify(routingFields(fromRow(saved)))]);
