@@ -10,7 +10,8 @@
  * -10, GATEWAY_NICE: an operator's choice, see the README) and so does this load generator, in both
  * arms alike, so that a starved client does not blame the servers; the inference slot keeps the
  * default priority in both arms. `--rt 10` also runs the gateway with real-time scheduling
- * (GATEWAY_RT_PRIORITY).
+ * (GATEWAY_RT_PRIORITY). `--priority` applies the same priorities without neighbours (on a machine
+ * other people's work keeps busy).
  * Usage: npm run bench:gateway [-- --rps 200 --seconds 20 --block 5 --contention --neighbours 6]
  * Needs Postgres and ChromaDB (npm run stack -- up); uses a scratch database and collection.
  */
@@ -24,12 +25,14 @@ import { startNeighbours, oversubscribed, type Neighbours } from '../testkit/nei
 import { request } from '../testkit/net.ts';
 import { stop } from '../testkit/processes.ts';
 
-const args = benchArgs('npm run bench:gateway [-- --rps 200 --seconds 20 --block 5 --warmup 3 --contention --neighbours N --nice -10 --rt 0]',
-  { rps: '200', seconds: '20', block: '5', warmup: '3', contention: false, neighbours: String(oversubscribed(3)), nice: '-10', rt: '0' });
+const args = benchArgs('npm run bench:gateway [-- --rps 200 --seconds 20 --block 5 --warmup 3 --contention --neighbours N --nice -10 --rt 0 --priority]',
+  { rps: '200', seconds: '20', block: '5', warmup: '3', contention: false, neighbours: String(oversubscribed(3)), nice: '-10', rt: '0', priority: false });
 const CONTENTION = args.flag('contention');
 const NEIGHBOURS = args.number('neighbours', { min: 0, integer: true });
 const NICE = args.number('nice', { min: -20, integer: true });
 const RT = args.number('rt', { min: 0, integer: true });
+// Priorities apply in contention mode, or on request (--priority) on a machine that is not quiet.
+const PRIORITY = CONTENTION || args.flag('priority');
 const BUDGET_MS = 600;
 const RPS = args.number('rps', { min: 1 });
 const SECONDS = args.number('seconds', { min: 1 });
@@ -46,7 +49,7 @@ await migrate(pool);
 const world = await inferenceWorld(cfg, { name, pool });
 const main = await world.startSlot('main');
 const gw = await startGateway(cfg, name, main.url, {
-  ...(CONTENTION && NICE !== 0 ? { GATEWAY_NICE: String(NICE) } : {}), ...(CONTENTION && RT > 0 ? { GATEWAY_RT_PRIORITY: String(RT) } : {}),
+  ...(PRIORITY && NICE !== 0 ? { GATEWAY_NICE: String(NICE) } : {}), ...(PRIORITY && RT > 0 ? { GATEWAY_RT_PRIORITY: String(RT) } : {}),
 });
 let neighbours: Neighbours | undefined;
 
@@ -72,9 +75,12 @@ try {
   if (CONTENTION) {
     // Started before the warm-up and kept to the end: both arms meet the same neighbours.
     neighbours = startNeighbours(NEIGHBOURS);
-    // After the children are started (they would inherit it); neighbours and the slot stay at nice 0.
+    console.log(`contention: ${NEIGHBOURS} neighbours (${neighbours.kinds.join(', ')}) on ${oversubscribed(1)} cores`);
+  }
+  if (PRIORITY) {
+    // After the children are started (they would inherit it): neighbours and the slot stay at nice 0.
     if (NICE !== 0) setProcessPriority(NICE);
-    console.log(`contention: ${NEIGHBOURS} neighbours (${neighbours.kinds.join(', ')}) on ${oversubscribed(1)} cores; gateway and load generator at nice ${NICE}${RT > 0 ? `, the gateway real-time (SCHED_RR ${RT})` : ''}, the slot at nice 0`);
+    console.log(`priorities: gateway and load generator at nice ${NICE}${RT > 0 ? `, the gateway real-time (SCHED_RR ${RT})` : ''}, the slot at nice 0`);
   }
   await run('direct', WARMUP, 0, false);
   await run('gateway', WARMUP, 0, false);

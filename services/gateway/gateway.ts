@@ -281,7 +281,8 @@ export class Gateway {
       }
       return 'done';
     };
-    const first = await Promise.race([chain(), deadline]);
+    // call() turns every failure into an outcome; the catch only keeps a bug from leaving a request unanswered.
+    const first = await Promise.race([chain().catch((err: Error) => { this.opts.log(`request path error: ${err.stack ?? err.message}`); return 'done' as const; }), deadline]);
     expired = true;
     clearTimeout(deadlineTimer);
     if (first === 'deadline' && !answer) {
