@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { SMTPServer } from 'smtp-server';
+import { catchMail, type MailCatcher } from '../testkit/mail.ts';
 import { startGateway, type GatewayProc } from '../testkit/inference.ts';
 import { freePort } from '../testkit/net.ts';
 import { stop } from '../testkit/processes.ts';
@@ -44,7 +44,7 @@ const { connectClient } = await import('../lib/temporal.ts');
 const { createActivities, createActivityDeps } = await import('../activities/index.ts');
 const { workflowsPath } = await import('../workers/worker.ts');
 const { applyReconcileSchedule } = await import('../cli/release.ts');
-const { requireServer } = await import('./support/servers.ts');
+const { requireStack } = await import('./support/servers.ts');
 type SlotRuntime = import('../lib/runtime/slots.ts').SlotRuntime;
 type SlotState = import('../lib/runtime/slots.ts').SlotState;
 type Pool = import('../lib/db.ts').Pool;
@@ -56,7 +56,7 @@ let pool: Pool;
 let client: Client;
 let gateway: GatewayProc;
 let mainStub: StubProc;
-let smtp: SMTPServer;
+let smtp: MailCatcher | undefined;
 const mails: string[] = [];
 let worker: Worker;
 let workerRun: Promise<void>;
@@ -156,16 +156,11 @@ async function expectReconciled(version: string, nightly: StubProc) {
 
 describe('reconcile after terminate, on the real servers', () => {
   beforeAll(async () => {
-    await requireServer('postgres', 5432);
-    await requireServer('temporal', Number(cfg.temporal.address.split(':').pop()));
+    await requireStack(cfg, 'postgres', 'temporal');
     await admin.query(`CREATE DATABASE "${dbName}"`);
     pool = createPool(cfg, { max: 4 });
     await migrate(pool);
-    smtp = new SMTPServer({
-      authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-      onData(stream, _s, cb) { let raw = ''; stream.on('data', (c: Buffer) => { raw += c.toString(); }); stream.on('end', () => { mails.push(raw); cb(); }); },
-    });
-    await new Promise<void>((r) => smtp.listen(ports.smtp, '127.0.0.1', r));
+    smtp = await catchMail(ports.smtp, { into: mails });
     mainStub = await startStub(`main-${tag}`);
     gateway = await startGateway(cfg, dbName, mainStub.url, {}, ports.gateway);
     client = await connectClient(cfg);
@@ -196,7 +191,7 @@ describe('reconcile after terminate, on the real servers', () => {
     await client?.connection.close();
     await runtime.remove('nightly');
     await Promise.all([stop(gateway?.proc), stop(mainStub?.proc)]);
-    await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
+    await smtp?.close();
     await pool?.end();
     await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
     await admin.end();

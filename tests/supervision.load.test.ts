@@ -25,7 +25,7 @@ const { openLoop, percentiles } = await import('../testkit/load.ts');
 const { stop } = await import('../testkit/processes.ts');
 const { scratchDatabase } = await import('./support/db.ts');
 const { actualRows, deleteTopic, expectedRows, ingestedCount } = await import('./support/ingest.ts');
-const { requireServer } = await import('./support/servers.ts');
+const { requireStack } = await import('./support/servers.ts');
 
 type Supervisor = import('../lib/supervise.ts').Supervisor;
 const cfg = loadConfig();
@@ -71,9 +71,7 @@ async function topicLines(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  await requireServer('kafka', Number(cfg.kafka.brokers[0].split(':')[1]));
-  await requireServer('temporal', Number(cfg.temporal.address.split(':')[1]), cfg.temporal.address.split(':')[0]);
-  await requireServer('chroma', Number(new URL(cfg.chroma.url).port), new URL(cfg.chroma.url).hostname);
+  await requireStack(cfg, 'kafka', 'temporal', 'chroma');
   // The slot ranks from a small world of its own; the services write into another database, so
   // that the rows ingest writes can be counted against the topic alone.
   worldDb = await scratchDatabase('supervise_world');
