@@ -11,7 +11,7 @@ import { atFromMs, formatEvent } from '../../lib/events/format.ts';
 import type { EventKind } from '../../lib/events/types.ts';
 import type { Rng } from '../../lib/random.ts';
 import {
-  chooseUser, defaultBehaviour, discoverMovie, MINUTE_MS, pickRecommended, planSession, ratingFor,
+  chooseUser, defaultBehaviour, discoverMovie, MINUTE_MS, pickMostShown, pickRecommended, planSession, ratingFor,
   type BehaviourOptions,
 } from './behaviour.ts';
 import type { World } from './world.ts';
@@ -165,6 +165,16 @@ export class Engine {
   private readonly initiallyRegistered: number;
   /** New users who have had their herded first pick. */
   private readonly herded = new Set<number>();
+  /** Amplification: how many times each movie was on a list the platform answered, and when the run began. */
+  private readonly shown = new Map<string, number>();
+  private firstT: number | null = null;
+
+  /** Amplification: the share of visits that ask and follow the platform's push, 0 → 1 over the ramp. */
+  trustAt(t: number): number {
+    const ramp = this.behaviour.amplifyRampMs;
+    if (ramp === undefined || this.firstT === null) return 0;
+    return Math.min(1, Math.max(0, (t - this.firstT) / ramp));
+  }
 
   /** Events waiting in the queue (sessions in progress, ratings and first steps to come). */
   get pending(): number { return this.queue.size; }
@@ -197,6 +207,7 @@ export class Engine {
    */
   beginActivity(t: number): boolean {
     const b = this.behaviour;
+    this.firstT ??= t;
     if (this.registered < this.world.userCount && this.rng.chance(b.newAccountFraction)) {
       const user = this.registered++;
       this.active.add(user);
@@ -229,6 +240,13 @@ export class Engine {
     this.emit(userId, line, 'recommendation');
     const user = this.world.user(userId)!;
     let picked = ans.movieIds.length > 0 ? pickRecommended(this.world, this.rng, user, ans.movieIds) : -1;
+    if (this.behaviour.amplifyRampMs !== undefined && ans.movieIds.length > 0) {
+      for (const id of ans.movieIds) this.shown.set(id, (this.shown.get(id) ?? 0) + 1);
+      if (this.rng.chance(this.trustAt(nowT))) {
+        const pushed = pickMostShown(this.world, this.rng, ans.movieIds, this.shown);
+        if (pushed >= 0) picked = pushed;
+      }
+    }
     if (this.behaviour.herdNewUsers && userId >= this.initiallyRegistered && !this.herded.has(userId) && ans.movieIds.length > 0) {
       const first = this.world.movie(ans.movieIds[0]);
       if (first) { picked = first.index; this.herded.add(userId); }
@@ -244,6 +262,7 @@ export class Engine {
    * live loop writes at its full rate from the start instead of ramping up over an hour.
    */
   prefill(t: number, count: number): number {
+    this.firstT ??= t;
     let n = 0;
     let busy = 0;
     while (n < count && busy <= count + 100) {
@@ -286,7 +305,10 @@ export class Engine {
   private visit(user: number, t: number): void {
     // A herded new user's first visit always asks (and then takes the list's first movie).
     const herd = this.behaviour.herdNewUsers === true && user >= this.initiallyRegistered && !this.herded.has(user);
-    if (this.hooks.recommend && (herd || this.rng.chance(this.behaviour.recommendFraction)) && this.hooks.recommend(user, t)) {
+    // An amplified user who trusts the platform asks for its list (drawn only with the switch on,
+    // so runs without it keep their random sequence).
+    const trusting = this.behaviour.amplifyRampMs !== undefined && this.rng.chance(this.trustAt(t));
+    if (this.hooks.recommend && (herd || trusting || this.rng.chance(this.behaviour.recommendFraction)) && this.hooks.recommend(user, t)) {
       this.stats.recRequests++;
       return;
     }
