@@ -124,6 +124,37 @@ function less(x: Timed, y: Timed): boolean {
   return x.t < y.t || (x.t === y.t && x.seq < y.seq);
 }
 
+/**
+ * What both simulators share: events wait in a time-ordered queue, and the caller owns time — the
+ * live loop runs the queue up to its clock, an offline run goes event by event.
+ */
+export abstract class QueueDriven<E extends Timed> {
+  protected readonly queue = new EventQueue<E>();
+
+  protected abstract run(e: E): void;
+
+  /** Time of the next queued event, Infinity when none. */
+  nextTime(): number { return this.queue.peekTime(); }
+
+  /** Runs every queued event due at or before t; returns how many ran. */
+  runUntil(t: number, maxEvents = Infinity): number {
+    let n = 0;
+    while (n < maxEvents && this.queue.peekTime() <= t) {
+      this.run(this.queue.pop()!);
+      n++;
+    }
+    return n;
+  }
+
+  /** Runs just the next queued event; false when there is none. */
+  runNext(): boolean {
+    const e = this.queue.pop();
+    if (!e) return false;
+    this.run(e);
+    return true;
+  }
+}
+
 export interface EngineStats {
   lines: Record<EventKind, number>;
   activities: number;
@@ -141,7 +172,7 @@ export interface EngineStats {
   prefilled: number;
 }
 
-export class Engine {
+export class Engine extends QueueDriven<QueuedEvent> {
   /** Users 0..registered-1 have accounts; new accounts take the next id. */
   registered: number;
   readonly active = new Set<number>();
@@ -150,11 +181,11 @@ export class Engine {
     activities: 0, accounts: 0, recRequests: 0, recommendedSessions: 0, discoveredSessions: 0,
     recommendedMinutes: 0, minutes: 0, ratings: 0, prefilled: 0,
   };
-  private queue = new EventQueue();
   private seq = 0;
   readonly behaviour: BehaviourOptions;
 
   constructor(readonly world: World, private rng: Rng, private hooks: EngineHooks, behaviour: Partial<BehaviourOptions> = {}) {
+    super();
     const given = Object.fromEntries(Object.entries(behaviour).filter(([, v]) => v !== undefined));
     this.behaviour = { ...defaultBehaviour, ...given };
     this.registered = Math.max(1, Math.min(world.userCount, Math.floor(world.userCount * this.behaviour.initialUsersFraction)));
@@ -179,26 +210,6 @@ export class Engine {
   /** Events waiting in the queue (sessions in progress, ratings and first steps to come). */
   get pending(): number { return this.queue.size; }
 
-  /** Simulated time of the next queued event, Infinity when none. */
-  nextTime(): number { return this.queue.peekTime(); }
-
-  /** Runs every queued event due at or before t; returns how many ran. */
-  runUntil(t: number, maxEvents = Infinity): number {
-    let n = 0;
-    while (n < maxEvents && this.queue.peekTime() <= t) {
-      this.run(this.queue.pop()!);
-      n++;
-    }
-    return n;
-  }
-
-  /** Runs just the next queued event; false when there is none. */
-  runNext(): boolean {
-    const e = this.queue.pop();
-    if (!e) return false;
-    this.run(e);
-    return true;
-  }
 
   /**
    * Starts an activity at simulated time t: a new user's account creation (and, a little later,
@@ -322,7 +333,7 @@ export class Engine {
     this.push(t, Ev.Minute, user, movie, plan.first, plan.last, fromRec, null);
   }
 
-  private run(e: QueuedEvent): void {
+  protected run(e: QueuedEvent): void {
     switch (e.type) {
       case Ev.Minute: {
         const movieId = this.world.movies[e.movie].id;
