@@ -1,0 +1,100 @@
+/**
+ * Drives the Temporal Web UI (2.x, served by `temporal server start-dev`) in headless Chromium as an
+ * operator would: the Start Workflow form, the Queries tab and the Send a Signal dialog. Elements
+ * are found by their labels, ARIA names and the UI's own data-testid attributes; the JSON fields are
+ * CodeMirror editors (role textbox, aria-label "Data"), filled with one text insertion so that the
+ * editor's bracket auto-closing does not double the braces.
+ */
+import type { Page } from 'puppeteer-core';
+
+export interface UiWorkflow { ui: string; namespace: string; workflowId: string }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The page's visible text, for assertions and error messages. */
+export async function pageText(page: Page): Promise<string> {
+  return (await page.evaluate('document.body.innerText')) as string;
+}
+
+/** Fills a CodeMirror JSON editor and checks that it holds exactly `value` (the UI re-indents it). */
+async function fillJson(page: Page, editor: string, value: unknown): Promise<void> {
+  await page.locator(editor).click();
+  await page.keyboard.sendCharacter(JSON.stringify(value));
+  const held = (await page.$eval(editor, (el) => el.textContent)) ?? '';
+  if (JSON.stringify(JSON.parse(held)) !== JSON.stringify(value)) throw new Error(`the UI's JSON editor ${editor} holds ${held}, not ${JSON.stringify(value)}`);
+}
+
+/** Start Workflow form: workflow id, task queue, type and one JSON input; resolves once the UI says it started. */
+export async function startWorkflowInUi(page: Page, w: UiWorkflow & { taskQueue: string; workflowType: string; input: unknown }): Promise<void> {
+  await page.goto(`${w.ui}/namespaces/${w.namespace}/workflows/start-workflow`, { waitUntil: 'networkidle0' });
+  await page.locator('input#workflowId').fill(w.workflowId);
+  await page.locator('input#taskQueue').fill(w.taskQueue);
+  await page.locator('input#workflowType').fill(w.workflowType);
+  await fillJson(page, '[role=textbox][aria-label=Data]', w.input);
+  // The editor hands its text to the form when it loses focus; a click on Start while it has the
+  // focus only blurs it.
+  await page.locator('h1').click();
+  await page.waitForNetworkIdle({ idleTime: 300 });
+  await page.locator('[data-testid=start-workflow-button]').click();
+  await page.waitForSelector('::-p-text(Workflow started successfully)', { timeout: 15_000 }).catch(async () => {
+    throw new Error(`the UI did not confirm the start of ${w.workflowId}; the page says:\n${(await pageText(page)).slice(0, 3000)}`);
+  });
+}
+
+/** The workflow's page (latest run), once its header and tabs are drawn. */
+export async function openWorkflow(page: Page, w: UiWorkflow): Promise<void> {
+  // The page keeps long polls open, so it never reaches network idle.
+  await page.goto(`${w.ui}/namespaces/${w.namespace}/workflows/${encodeURIComponent(w.workflowId)}`, { waitUntil: 'load' });
+  await page.waitForSelector('[data-testid=queries-tab]', { visible: true, timeout: 30_000 });
+}
+
+/** The workflow's status badge in the page header (RUNNING, COMPLETED, ...). */
+export async function workflowStatusInUi(page: Page, w: UiWorkflow): Promise<string> {
+  await openWorkflow(page, w);
+  const m = /\n(RUNNING|COMPLETED|FAILED|TERMINATED|CANCELED|TIMED OUT|CONTINUED AS NEW)\n/.exec(await pageText(page));
+  if (!m) throw new Error(`no workflow status in the page of ${w.workflowId}:\n${(await pageText(page)).slice(0, 2000)}`);
+  return m[1];
+}
+
+/**
+ * Runs a query from the Queries tab and returns its result as the page shows it, parsed. The query
+ * types come from the workflow itself (its metadata query), so `name` must be one it defines.
+ */
+export async function queryInUi(page: Page, w: UiWorkflow & { name: string }): Promise<unknown> {
+  await openWorkflow(page, w);
+  await page.locator('[data-testid=queries-tab]').click();
+  const select = '[data-testid=query-select-button]';
+  await page.waitForSelector(select, { visible: true });
+  // The first query type is selected by default; choose `name` when it is another.
+  if ((await page.$eval('input#query-select', (el) => (el as unknown as { value: string }).value)) !== w.name) {
+    await page.locator(select).click();
+    await page.locator(`li[role=option] ::-p-text(${w.name})`).click();
+  }
+  await page.locator('::-p-aria([role="button"][name="Run Query"])').click();
+  const result = '[role=textbox][aria-label="Query Result"]';
+  // A string: the project compiles without the DOM library; this runs in the page.
+  await page.waitForFunction(`(document.querySelector(${JSON.stringify(result)})?.textContent ?? '').trim().length > 0`, { timeout: 30_000 });
+  // The editor draws only the lines in view (the page must be tall enough for the whole result).
+  const text = (await page.$eval(result, (el) => el.textContent)) ?? '';
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`the result of query ${w.name} in the UI is not whole JSON (a taller viewport?): ${text.slice(0, 500)}`);
+  }
+}
+
+/** More Actions → Send a Signal: picks `name` from the workflow's signals, gives `input` as JSON, submits. */
+export async function signalInUi(page: Page, w: UiWorkflow & { name: string; input: unknown }): Promise<void> {
+  await openWorkflow(page, w);
+  await page.locator('::-p-aria([role="button"][name="More Actions"])').click();
+  await page.locator('::-p-aria([role="menuitem"][name="Send a Signal"])').click();
+  const dialog = 'dialog[open][data-testid=signal-confirmation-modal]';
+  await page.locator(`${dialog} [data-testid=signal-select-button]`).click();
+  await page.locator(`${dialog} li[role=option] ::-p-text(${w.name})`).click();
+  await fillJson(page, `${dialog} [role=textbox][aria-label=Data]`, w.input);
+  // Blur the editor inside the dialog (a click on its title would close it).
+  await page.locator(`${dialog} h5 ::-p-text(Input)`).click();
+  await sleep(300);
+  await page.locator(`${dialog} [data-testid=confirm-modal-button]`).click();
+  await page.waitForSelector(dialog, { hidden: true, timeout: 15_000 });
+}
