@@ -8,7 +8,7 @@
  *
  * The release runs on the release rig (tests/support/release-rig.ts): a worker with the real
  * activities on a task queue of its own, the real gateway, a contract stub as nightly. Screenshots
- * of the UI after the start and after the abort are kept in .marquee/test-artifacts/release-ui/.
+ * of the UI (the filled form, the bake, the abort) are kept in .marquee/test-artifacts/release-ui/.
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,7 +22,7 @@ const rig: ReleaseRig = await startReleaseRig('release-ui');
 const { stateDir } = await import('../lib/config.ts');
 const { launchChromium } = await import('./support/browser.ts');
 const { requireServer } = await import('./support/servers.ts');
-const { pageText, queryInUi, signalInUi, startWorkflowInUi, workflowStatusInUi } = await import('./support/temporal-ui.ts');
+const { expectUiWritable, pageText, queryInUi, searchAttributesInUi, signalInUi, startWorkflowInUi, workflowStatusInUi } = await import('./support/temporal-ui.ts');
 
 const { cfg, client, tag } = rig;
 const ui = `http://127.0.0.1:${cfg.temporal.uiPort}`;
@@ -51,6 +51,7 @@ function expectPng(file: string) {
 describe('a release from the Temporal UI', () => {
   beforeAll(async () => {
     await requireServer('the Temporal UI', cfg.temporal.uiPort);
+    await expectUiWritable(ui);
     rmSync(artifacts, { recursive: true, force: true });
     mkdirSync(artifacts, { recursive: true });
     browser = await launchChromium();
@@ -69,7 +70,11 @@ describe('a release from the Temporal UI', () => {
     try {
       // Start: the form, as the README tells an operator to fill it.
       const input = { version, model: 'models/affinity-v1.json', percent: 20, bake: '2h', interval: '30m' };
-      await startWorkflowInUi(page, { ...w, taskQueue: cfg.temporal.taskQueue, workflowType: 'CanaryRelease', input });
+      let formShot = '';
+      await startWorkflowInUi(page, {
+        ...w, taskQueue: cfg.temporal.taskQueue, workflowType: 'CanaryRelease', input,
+        beforeStart: async () => { formShot = await keepScreenshot('01-start-form.png'); },
+      });
       const handle = client.workflow.getHandle(w.workflowId);
       const started = await handle.describe();
       expect(started).toMatchObject({ type: 'CanaryRelease', taskQueue: cfg.temporal.taskQueue });
@@ -82,8 +87,10 @@ describe('a release from the Temporal UI', () => {
       }, 90_000);
       expect(baking).toMatchObject({ version, model: 'models/affinity-v1.json', percent: 20, step: 1, steps: [20] });
       expect(baking.bakeEndsAt).toMatch(/^\d{4}-\d\d-\d\dT/);
-      const startedShot = await keepScreenshot('01-started-baking.png');
+      const startedShot = await keepScreenshot('02-started-baking.png');
       expect(await workflowStatusInUi(page, w)).toBe('RUNNING');
+      // The list's MarqueePhase column comes from the search attribute the workflow sets.
+      expect(await searchAttributesInUi(page, w)).toMatchObject({ MarqueePhase: ['baking'], MarqueeVersion: [version] });
       // The release is real: a fifth of the users are on nightly.
       expect(await rig.routing()).toMatchObject({ nightly_percent: 20, release_id: version });
       expect(await rig.servedBy(60)).toEqual(new Set(['main', 'nightly']));
@@ -100,7 +107,8 @@ describe('a release from the Temporal UI', () => {
       const aborted = await queryInUi(page, { ...w, name: 'status' }) as ReleaseStatus;
       expect(aborted).toMatchObject({ phase: 'aborted', decision: 'aborted', reason: 'aborted by ui-operator: aborted from the Temporal UI' });
       expect(Object.keys(aborted.phaseTimes)).toEqual(expect.arrayContaining(['baking', 'aborting', 'aborted']));
-      const abortedShot = await keepScreenshot('02-aborted.png');
+      const abortedShot = await keepScreenshot('03-aborted.png');
+      expect(await searchAttributesInUi(page, w)).toMatchObject({ MarqueePhase: ['aborted'] });
 
       // And everywhere else: traffic back to main, nightly gone, the row finished, the mail sent.
       expect((await handle.describe()).status.name).toBe('COMPLETED');
@@ -111,8 +119,8 @@ describe('a release from the Temporal UI', () => {
       expect(await rig.row(version)).toMatchObject({ phase: 'aborted', decision: 'aborted', reason: 'aborted by ui-operator: aborted from the Temporal UI' });
       await until('the outcome mail', async () => rig.mails.find((m) => m.includes(`[marquee] release ${version}: ABORTED`)));
 
-      for (const shot of [startedShot, abortedShot]) expectPng(shot);
-      console.log(`screenshots: ${startedShot}, ${abortedShot}`);
+      for (const shot of [formShot, startedShot, abortedShot]) expectPng(shot);
+      console.log(`screenshots: ${[formShot, startedShot, abortedShot].join(', ')}`);
     } catch (err) {
       // What the browser saw when it went wrong, next to the other artifacts.
       await keepScreenshot('failure.png').catch(() => undefined);

@@ -24,8 +24,13 @@ async function fillJson(page: Page, editor: string, value: unknown): Promise<voi
   if (JSON.stringify(JSON.parse(held)) !== JSON.stringify(value)) throw new Error(`the UI's JSON editor ${editor} holds ${held}, not ${JSON.stringify(value)}`);
 }
 
-/** Start Workflow form: workflow id, task queue, type and one JSON input; resolves once the UI says it started. */
-export async function startWorkflowInUi(page: Page, w: UiWorkflow & { taskQueue: string; workflowType: string; input: unknown }): Promise<void> {
+/**
+ * Start Workflow form: workflow id, task queue, type and one JSON input; `beforeStart` runs on the
+ * filled form. Resolves once the UI says it started.
+ */
+export async function startWorkflowInUi(
+  page: Page, w: UiWorkflow & { taskQueue: string; workflowType: string; input: unknown; beforeStart?: () => Promise<unknown> },
+): Promise<void> {
   await page.goto(`${w.ui}/namespaces/${w.namespace}/workflows/start-workflow`, { waitUntil: 'networkidle0' });
   await page.locator('input#workflowId').fill(w.workflowId);
   await page.locator('input#taskQueue').fill(w.taskQueue);
@@ -35,10 +40,20 @@ export async function startWorkflowInUi(page: Page, w: UiWorkflow & { taskQueue:
   // focus only blurs it.
   await page.locator('h1').click();
   await page.waitForNetworkIdle({ idleTime: 300 });
+  await w.beforeStart?.();
   await page.locator('[data-testid=start-workflow-button]').click();
   await page.waitForSelector('::-p-text(Workflow started successfully)', { timeout: 15_000 }).catch(async () => {
     throw new Error(`the UI did not confirm the start of ${w.workflowId}; the page says:\n${(await pageText(page)).slice(0, 3000)}`);
   });
+}
+
+/** Fails with the reason when the UI would not offer what these helpers drive (a UI started with write actions off). */
+export async function expectUiWritable(ui: string): Promise<void> {
+  const r = await fetch(`${ui}/api/v1/settings`);
+  if (!r.ok) throw new Error(`${ui}/api/v1/settings answered ${r.status}: is the Temporal UI there?`);
+  const s = await r.json() as Record<string, unknown>;
+  const off = ['DisableWriteActions', 'StartWorkflowDisabled', 'WorkflowSignalDisabled'].filter((k) => s[k] === true);
+  if (off.length) throw new Error(`the Temporal UI at ${ui} (version ${String(s.Version)}) has ${off.join(', ')} set: the release cannot be started or aborted from it`);
 }
 
 /** The workflow's page (latest run), once its header and tabs are drawn. */
@@ -56,6 +71,27 @@ export async function workflowStatusInUi(page: Page, w: UiWorkflow): Promise<str
   return m[1];
 }
 
+/** The JSON a read-only editor of the page shows (the UI draws results and attributes in CodeMirror). */
+async function shownJson(page: Page, label: string): Promise<unknown> {
+  const editor = `[role=textbox][aria-label="${label}"]`;
+  // A string: the project compiles without the DOM library; this runs in the page.
+  await page.waitForFunction(`(document.querySelector(${JSON.stringify(editor)})?.textContent ?? '').trim().length > 0`, { timeout: 30_000 });
+  // The editor draws only the lines in view (the page must be tall enough for the whole text).
+  const text = (await page.$eval(editor, (el) => el.textContent)) ?? '';
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`"${label}" in the UI is not whole JSON (a taller viewport?): ${text.slice(0, 500)}`);
+  }
+}
+
+/** The Search Attributes tab: the workflow's search attributes as the UI shows them. */
+export async function searchAttributesInUi(page: Page, w: UiWorkflow): Promise<Record<string, unknown>> {
+  await openWorkflow(page, w);
+  await page.locator('[data-testid=search-attributes-tab]').click();
+  return await shownJson(page, 'Search Attributes') as Record<string, unknown>;
+}
+
 /**
  * Runs a query from the Queries tab and returns its result as the page shows it, parsed. The query
  * types come from the workflow itself (its metadata query), so `name` must be one it defines.
@@ -71,16 +107,7 @@ export async function queryInUi(page: Page, w: UiWorkflow & { name: string }): P
     await page.locator(`li[role=option] ::-p-text(${w.name})`).click();
   }
   await page.locator('::-p-aria([role="button"][name="Run Query"])').click();
-  const result = '[role=textbox][aria-label="Query Result"]';
-  // A string: the project compiles without the DOM library; this runs in the page.
-  await page.waitForFunction(`(document.querySelector(${JSON.stringify(result)})?.textContent ?? '').trim().length > 0`, { timeout: 30_000 });
-  // The editor draws only the lines in view (the page must be tall enough for the whole result).
-  const text = (await page.$eval(result, (el) => el.textContent)) ?? '';
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new Error(`the result of query ${w.name} in the UI is not whole JSON (a taller viewport?): ${text.slice(0, 500)}`);
-  }
+  return shownJson(page, 'Query Result');
 }
 
 /** More Actions → Send a Signal: picks `name` from the workflow's signals, gives `input` as JSON, submits. */
