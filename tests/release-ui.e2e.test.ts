@@ -15,16 +15,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'puppeteer-core';
 import type { ReleaseStatus } from '../lib/release/types.ts';
-import { startReleaseRig, until, type ReleaseRig } from './support/release-rig.ts';
+import { releaseRig, until } from './support/release-rig.ts';
 
 // Before anything else loads the config: the rig sets the database, task queue and ports.
-const rig: ReleaseRig = await startReleaseRig('release-ui');
+const rig = await releaseRig('release-ui');
 const { stateDir } = await import('../lib/config.ts');
 const { launchChromium } = await import('./support/browser.ts');
 const { requireServer } = await import('./support/servers.ts');
 const { expectUiWritable, pageText, queryInUi, searchAttributesInUi, signalInUi, startWorkflowInUi, workflowStatusInUi } = await import('./support/temporal-ui.ts');
 
-const { cfg, client, tag } = rig;
+const { cfg, tag } = rig;
 const ui = `http://127.0.0.1:${cfg.temporal.uiPort}`;
 const version = `ui-${tag}`;
 const w = { ui, namespace: cfg.temporal.namespace, workflowId: `release-${version}` };
@@ -52,6 +52,7 @@ describe('a release from the Temporal UI', () => {
   beforeAll(async () => {
     await requireServer('the Temporal UI', cfg.temporal.uiPort);
     await expectUiWritable(ui);
+    await rig.start();
     rmSync(artifacts, { recursive: true, force: true });
     mkdirSync(artifacts, { recursive: true });
     browser = await launchChromium();
@@ -61,7 +62,7 @@ describe('a release from the Temporal UI', () => {
   });
 
   afterAll(async () => {
-    await client.workflow.getHandle(w.workflowId).terminate('test cleanup').catch(() => undefined);
+    await rig.client?.workflow.getHandle(w.workflowId).terminate('test cleanup').catch(() => undefined);
     await browser?.close();
     await rig.stop();
   }, 120_000);
@@ -75,7 +76,7 @@ describe('a release from the Temporal UI', () => {
         ...w, taskQueue: cfg.temporal.taskQueue, workflowType: 'CanaryRelease', input,
         beforeStart: async () => { formShot = await keepScreenshot('01-start-form.png'); },
       });
-      const handle = client.workflow.getHandle(w.workflowId);
+      const handle = rig.client.workflow.getHandle(w.workflowId);
       const started = await handle.describe();
       expect(started).toMatchObject({ type: 'CanaryRelease', taskQueue: cfg.temporal.taskQueue });
       expect(started.status.name).toBe('RUNNING');

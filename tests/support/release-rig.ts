@@ -5,8 +5,10 @@
  * started and stopped through the slot runtime interface, and the offline gate passes: a real
  * inference slot needs vectors and a warm model (docker.test.ts and canary.e2e.test.ts cover those).
  *
- * Call startReleaseRig before anything loads the config: it sets the MARQUEE_* overrides (database,
- * task queue, ports, SMTP) that the worker's activities and this process then share.
+ * `await releaseRig(name)` at the top of a test file, before anything loads the config: it sets the
+ * MARQUEE_* overrides (database, task queue, ports, SMTP) that the worker's activities, CLI child
+ * processes and the test then share. `start()` in beforeAll, `stop()` in afterAll (it stops what
+ * started, also after a failed start).
  */
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
@@ -21,22 +23,7 @@ import { stop } from '../../testkit/processes.ts';
 import { requireServer } from './servers.ts';
 import { startStub, type StubProc } from './upstream.ts';
 
-export interface ReleaseRig {
-  tag: string;
-  cfg: Config;
-  pool: Pool;
-  client: Client;
-  gateway: GatewayProc;
-  /** Every mail the SMTP server received, raw. */
-  mails: string[];
-  /** The nightly stub the runtime runs now, if any. */
-  nightly(): (StubProc & { deployedVersion: string }) | undefined;
-  routing(): Promise<{ nightly_percent: number; release_id: string | null; nightly_url: string | null }>;
-  row(version: string): Promise<{ phase: string; decision: string | null; reason: string | null; ended_at: Date | null } | undefined>;
-  /** Which slots answered `users` users through the gateway (its x-marquee-slot header). */
-  servedBy(users: number): Promise<Set<string>>;
-  stop(): Promise<void>;
-}
+export type NightlyStub = StubProc & { deployedVersion: string };
 
 /** Polls `probe` every 250 ms until it returns something truthy. */
 export async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
@@ -49,7 +36,7 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined 
   }
 }
 
-export async function startReleaseRig(name: string): Promise<ReleaseRig> {
+export async function releaseRig(name: string): Promise<ReleaseRig> {
   Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
   const tag = randomBytes(3).toString('hex');
   const dbName = `marquee_${name.replace(/\W/g, '_')}_${tag}`;
@@ -65,95 +52,131 @@ export async function startReleaseRig(name: string): Promise<ReleaseRig> {
     MARQUEE_SMTP_TO: `oncall@${name}.test`,
   });
   const { loadConfig } = await import('../../lib/config.ts');
-  const { createPool, migrate } = await import('../../lib/db.ts');
-  const { connectClient } = await import('../../lib/temporal.ts');
-  const { createActivities, createActivityDeps } = await import('../../activities/index.ts');
-  const { workflowsPath } = await import('../../workers/worker.ts');
-  const cfg = loadConfig();
-  await requireServer('postgres', 5432);
-  await requireServer('temporal', Number(cfg.temporal.address.split(':').pop()));
+  return new ReleaseRig(loadConfig(), tag, dbName, ports);
+}
 
-  const admin = createPool(cfg, { database: 'postgres', max: 1 });
-  await admin.query(`CREATE DATABASE "${dbName}"`);
-  const pool = createPool(cfg, { max: 4 });
-  await migrate(pool);
-  const mails: string[] = [];
-  const smtp = new SMTPServer({
-    authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-    onData(stream, _s, cb) { let raw = ''; stream.on('data', (c: Buffer) => { raw += c.toString(); }); stream.on('end', () => { mails.push(raw); cb(); }); },
-  });
-  await new Promise<void>((r) => smtp.listen(ports.smtp, '127.0.0.1', r));
-  const mainStub = await startStub(`main-${tag}`);
-  const gateway = await startGateway(cfg, dbName, mainStub.url, {}, ports.gateway);
-  const client = await connectClient(cfg);
+export class ReleaseRig {
+  pool!: Pool;
+  client!: Client;
+  gateway!: GatewayProc;
+  /** Every mail the SMTP server received, raw. */
+  readonly mails: string[] = [];
+  /** The slot runtime the worker deploys nightly with: a contract stub on the nightly port. */
+  readonly runtime: SlotRuntime;
+  private nightlyStub: NightlyStub | undefined;
+  private mainStub?: StubProc;
+  private smtp?: SMTPServer;
+  private admin?: Pool;
+  private worker?: Worker;
+  private workerRun?: Promise<void>;
+  private closeDeps?: () => Promise<void>;
 
-  // Nightly as a contract stub process on the configured nightly port, as a runtime would run it.
-  let nightly: (StubProc & { deployedVersion: string }) | undefined;
-  const state = (): SlotState | undefined => nightly && {
-    slot: 'nightly', version: nightly.deployedVersion, model: 'stub', image: null, running: nightly.proc.exitCode === null, url: nightly.url, id: String(nightly.proc.pid),
-  };
-  const runtime: SlotRuntime = {
-    kind: 'process',
-    async deploy(d) {
-      if (d.slot !== 'nightly') throw new Error('the release rig runs nightly only');
-      if (nightly) await stop(nightly.proc);
-      nightly = Object.assign(await startStub(d.version, ports.nightly), { deployedVersion: d.version });
-      return state()!;
-    },
-    async remove(slot) {
-      if (slot !== 'nightly' || !nightly) return false;
-      await stop(nightly.proc);
-      nightly = undefined;
-      return true;
-    },
-    async describe(slot) { return slot === 'nightly' ? state() : undefined; },
-  };
-
-  const deps = await createActivityDeps(cfg, { pool, runtime });
-  const real = createActivities(deps);
-  const connection = await NativeConnection.connect({ address: cfg.temporal.address });
-  const worker = await Worker.create({
-    connection, namespace: cfg.temporal.namespace, taskQueue: cfg.temporal.taskQueue, workflowsPath,
-    activities: {
-      ...real,
-      offlineGate: async () => ({ passed: true, reason: 'not evaluated by the release rig', table: '', numbers: {} }),
-      deploySlot: async (a: Parameters<typeof real.deploySlot>[0]) => {
-        const s = await runtime.deploy({ slot: a.slot, version: a.version, model: a.model, image: null });
-        return { url: s.url, id: s.id };
+  constructor(readonly cfg: Config, readonly tag: string, readonly dbName: string, private readonly ports: { gateway: number; nightly: number; smtp: number }) {
+    const state = (): SlotState | undefined => this.nightlyStub && {
+      slot: 'nightly', version: this.nightlyStub.deployedVersion, model: 'stub', image: null,
+      running: this.nightlyStub.proc.exitCode === null, url: this.nightlyStub.url, id: String(this.nightlyStub.proc.pid),
+    };
+    this.runtime = {
+      kind: 'process',
+      deploy: async (d) => {
+        if (d.slot !== 'nightly') throw new Error('the release rig runs nightly only');
+        if (this.nightlyStub) await stop(this.nightlyStub.proc);
+        this.nightlyStub = Object.assign(await startStub(d.version, ports.nightly), { deployedVersion: d.version });
+        return state()!;
       },
-    },
-  });
-  const workerRun = worker.run().finally(() => connection.close());
+      remove: async (slot) => {
+        if (slot !== 'nightly' || !this.nightlyStub) return false;
+        await stop(this.nightlyStub.proc);
+        this.nightlyStub = undefined;
+        return true;
+      },
+      describe: async (slot) => (slot === 'nightly' ? state() : undefined),
+    };
+  }
 
-  return {
-    tag, cfg, pool, client, gateway, mails,
-    nightly: () => nightly,
-    async routing() {
-      return (await pool.query('SELECT nightly_percent, release_id, nightly_url FROM routing_state WHERE id = 1')).rows[0];
-    },
-    async row(version) {
-      return (await pool.query('SELECT phase, decision, reason, ended_at FROM releases WHERE id = $1', [version])).rows[0];
-    },
-    async servedBy(users) {
-      const slots = new Set<string>();
-      for (let u = 0; u < users; u++) {
-        const r = await fetch(`${gateway.url}/recommend/${u}`);
-        await r.text();
-        slots.add(String(r.headers.get('x-marquee-slot')));
-      }
-      return slots;
-    },
-    async stop() {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
-      await workerRun.catch(() => undefined);
-      await deps.temporal.connection.close();
-      await client.connection.close();
-      await runtime.remove('nightly');
-      await Promise.all([stop(gateway.proc), stop(mainStub.proc)]);
-      await new Promise<void>((r) => smtp.close(() => r()));
-      await pool.end();
-      await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-      await admin.end();
-    },
-  };
+  /** The nightly stub the runtime runs now, if any. */
+  nightly(): NightlyStub | undefined {
+    return this.nightlyStub;
+  }
+
+  async start(): Promise<void> {
+    const { cfg } = this;
+    const { createPool, migrate } = await import('../../lib/db.ts');
+    const { connectClient } = await import('../../lib/temporal.ts');
+    const { createActivities, createActivityDeps } = await import('../../activities/index.ts');
+    const { workflowsPath } = await import('../../workers/worker.ts');
+    await requireServer('postgres', Number(new URL(cfg.postgres.url).port || 5432));
+    await requireServer('temporal', Number(cfg.temporal.address.split(':').pop()));
+
+    this.admin = createPool(cfg, { database: 'postgres', max: 1 });
+    await this.admin.query(`CREATE DATABASE "${this.dbName}"`);
+    this.pool = createPool(cfg, { max: 4 });
+    await migrate(this.pool);
+    const mails = this.mails;
+    this.smtp = new SMTPServer({
+      authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
+      onData(stream, _s, cb) { let raw = ''; stream.on('data', (c: Buffer) => { raw += c.toString(); }); stream.on('end', () => { mails.push(raw); cb(); }); },
+    });
+    await new Promise<void>((r) => this.smtp!.listen(this.ports.smtp, '127.0.0.1', r));
+    this.mainStub = await startStub(`main-${this.tag}`);
+    await this.startGateway();
+    this.client = await connectClient(cfg);
+
+    const deps = await createActivityDeps(cfg, { pool: this.pool, runtime: this.runtime });
+    this.closeDeps = () => deps.temporal.connection.close();
+    const real = createActivities(deps);
+    const connection = await NativeConnection.connect({ address: cfg.temporal.address });
+    this.worker = await Worker.create({
+      connection, namespace: cfg.temporal.namespace, taskQueue: cfg.temporal.taskQueue, workflowsPath,
+      activities: {
+        ...real,
+        offlineGate: async () => ({ passed: true, reason: 'not evaluated in this test', table: '', numbers: {} }),
+        deploySlot: async (a: Parameters<typeof real.deploySlot>[0]) => {
+          const s = await this.runtime.deploy({ slot: a.slot, version: a.version, model: a.model, image: null });
+          return { url: s.url, id: s.id };
+        },
+      },
+    });
+    this.workerRun = this.worker.run().finally(() => connection.close());
+  }
+
+  /** (Re)starts the gateway on its configured port, in front of the main stub. */
+  async startGateway(): Promise<GatewayProc> {
+    this.gateway = await startGateway(this.cfg, this.dbName, this.mainStub!.url, {}, this.ports.gateway);
+    return this.gateway;
+  }
+
+  async routing(): Promise<{ nightly_percent: number; release_id: string | null; nightly_url: string | null }> {
+    return (await this.pool.query('SELECT nightly_percent, release_id, nightly_url FROM routing_state WHERE id = 1')).rows[0];
+  }
+
+  async row(version: string): Promise<{ phase: string; decision: string | null; reason: string | null; ended_at: Date | null } | undefined> {
+    return (await this.pool.query('SELECT phase, decision, reason, ended_at FROM releases WHERE id = $1', [version])).rows[0];
+  }
+
+  /** What users see through the gateway: which slots answered users 0..users-1 (its x-marquee-slot header). */
+  async servedBy(users: number): Promise<Set<string>> {
+    const slots = new Set<string>();
+    for (let u = 0; u < users; u++) {
+      const r = await fetch(`${this.gateway.url}/recommend/${u}`);
+      await r.text();
+      slots.add(String(r.headers.get('x-marquee-slot')));
+    }
+    return slots;
+  }
+
+  async stop(): Promise<void> {
+    if (this.worker?.getState() === 'RUNNING') this.worker.shutdown();
+    await this.workerRun?.catch(() => undefined);
+    await this.closeDeps?.();
+    await this.client?.connection.close();
+    await this.runtime.remove('nightly');
+    await Promise.all([stop(this.gateway?.proc), stop(this.mainStub?.proc)]);
+    await new Promise<void>((r) => (this.smtp ? this.smtp.close(() => r()) : r()));
+    await this.pool?.end();
+    if (this.admin) {
+      await this.admin.query(`DROP DATABASE IF EXISTS "${this.dbName}" WITH (FORCE)`);
+      await this.admin.end();
+    }
+  }
 }
