@@ -1,0 +1,167 @@
+/**
+ * Users' histories (readHistory with no asOf) held in memory, so that a request for a returning
+ * user costs no Postgres round trip. Kept exact by Postgres itself: migration 007's triggers send
+ * the users whose watches, ratings or watched movies' runtimes change on channel marquee_history
+ * at commit, and their entries are dropped when the notice arrives. The only staleness is that
+ * delivery (commit to notice, ~1 ms on loopback): an answer may miss a change committed less
+ * than that before the request. While the listening connection is down nothing is cached (every
+ * request reads Postgres), and everything is dropped when it comes back, since notices may have
+ * been missed meanwhile.
+ */
+import pg from 'pg';
+import type { HistoryEntry } from '../../lib/models/rank.ts';
+
+export const HISTORY_CHANNEL = 'marquee_history';
+const REQUIRED_TRIGGERS = ['watches', 'ratings'].flatMap((t) => ['insert', 'update', 'delete', 'truncate'].map((op) => `${t}_history_${op}`))
+  .concat(['insert', 'update', 'delete', 'truncate'].map((op) => `movies_runtime_${op}`));
+
+export interface HistoryCacheStats {
+  state: 'connecting' | 'listening' | 'down' | 'off';
+  users: number;
+  hits: number;
+  misses: number;
+  invalidations: number;
+  resets: number;
+  lastError: string | null;
+}
+
+interface Loading {
+  promise: Promise<HistoryEntry[]>;
+  /** A notice for the user arrived while it was being read: the result may be stale, do not keep it. */
+  dirty: boolean;
+}
+
+export class HistoryCache {
+  private readonly entries = new Map<number, readonly HistoryEntry[]>();
+  private readonly loading = new Map<number, Loading>();
+  private client: pg.Client | null = null;
+  private stopped = false;
+  private retry: NodeJS.Timeout | null = null;
+  /** Bumped on every reset, so a read begun before one is not kept after it. */
+  private epoch = 0;
+  readonly stats: HistoryCacheStats;
+
+  /**
+   * @param connectionString the database the histories are read from
+   * @param maxUsers how many users are kept (least recently asked dropped first); 0 turns the cache off
+   */
+  constructor(private readonly connectionString: string, readonly maxUsers: number, private readonly retryMs = 1000) {
+    this.stats = { state: maxUsers > 0 ? 'connecting' : 'off', users: 0, hits: 0, misses: 0, invalidations: 0, resets: 0, lastError: null };
+  }
+
+  start(): void {
+    if (this.maxUsers > 0) void this.listen();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
+    const c = this.client;
+    this.client = null;
+    void c?.end().catch(() => undefined);
+  }
+
+  /** The user's history when it is kept (the request then needs no Postgres at all). */
+  peek(userId: number): readonly HistoryEntry[] | undefined {
+    if (this.stats.state !== 'listening') return undefined;
+    const kept = this.entries.get(userId);
+    if (kept === undefined) return undefined;
+    this.stats.hits++;
+    // Re-inserted to mark it as recently used (a Map iterates in insertion order).
+    this.entries.delete(userId);
+    this.entries.set(userId, kept);
+    return kept;
+  }
+
+  /**
+   * Reads a history that is not kept with `read`, and keeps it unless a notice for the user came
+   * meanwhile; requests for a user being read share that read.
+   */
+  load(userId: number, read: () => Promise<HistoryEntry[]>): Promise<readonly HistoryEntry[]> {
+    if (this.stats.state !== 'listening') return read();
+    this.stats.misses++;
+    const pending = this.loading.get(userId);
+    if (pending !== undefined) return pending.promise;
+    const epoch = this.epoch;
+    const entry: Loading = { promise: read(), dirty: false };
+    this.loading.set(userId, entry);
+    entry.promise.then((history) => {
+      if (this.loading.get(userId) === entry) this.loading.delete(userId);
+      if (entry.dirty || epoch !== this.epoch || this.stats.state !== 'listening') return;
+      this.entries.set(userId, history);
+      if (this.entries.size > this.maxUsers) this.entries.delete(this.entries.keys().next().value!);
+      this.stats.users = this.entries.size;
+    }, () => {
+      if (this.loading.get(userId) === entry) this.loading.delete(userId);
+    });
+    return entry.promise;
+  }
+
+  /** Handles one notice: comma-separated user ids, or '*' for everyone. */
+  invalidate(payload: string): void {
+    if (payload === '*') {
+      this.reset();
+      return;
+    }
+    for (const part of payload.split(',')) {
+      const id = Number(part);
+      this.stats.invalidations++;
+      this.entries.delete(id);
+      const pending = this.loading.get(id);
+      if (pending !== undefined) {
+        pending.dirty = true;
+        this.loading.delete(id);
+      }
+    }
+    this.stats.users = this.entries.size;
+  }
+
+  private reset(): void {
+    this.epoch++;
+    this.stats.resets++;
+    this.entries.clear();
+    for (const l of this.loading.values()) l.dirty = true;
+    this.loading.clear();
+    this.stats.users = 0;
+  }
+
+  private async listen(): Promise<void> {
+    if (this.stopped) return;
+    const client = new pg.Client({ connectionString: this.connectionString, application_name: 'marquee-inference-history', connectionTimeoutMillis: 5000 });
+    this.client = client;
+    const down = (err: Error | null) => {
+      if (this.client !== client) return;
+      this.client = null;
+      this.stats.state = 'down';
+      if (err) this.stats.lastError = err.message.split('\n')[0];
+      this.reset();
+      void client.end().catch(() => undefined);
+      if (!this.stopped) {
+        this.retry = setTimeout(() => void this.listen(), this.retryMs);
+        this.retry.unref();
+      }
+    };
+    client.on('error', (err) => down(err));
+    client.on('end', () => down(null));
+    client.on('notification', (n) => {
+      if (n.channel === HISTORY_CHANNEL) this.invalidate(n.payload ?? '*');
+    });
+    try {
+      await client.connect();
+      // Without the triggers no notice would ever come and kept histories would go stale.
+      const { rows } = await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_trigger WHERE tgname = ANY($1) AND tgenabled <> 'D'`, [REQUIRED_TRIGGERS]);
+      if (rows[0].n !== REQUIRED_TRIGGERS.length) {
+        throw new Error(`the history triggers of migration 007 are missing or disabled (${rows[0].n} of ${REQUIRED_TRIGGERS.length}): histories are read from Postgres on every request`);
+      }
+      await client.query(`LISTEN ${HISTORY_CHANNEL}`);
+      if (this.client !== client) return;
+      // Anything read before LISTEN took effect may have missed a notice.
+      this.reset();
+      this.stats.state = 'listening';
+      this.stats.lastError = null;
+    } catch (err) {
+      down(err as Error);
+    }
+  }
+}
