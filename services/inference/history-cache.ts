@@ -4,9 +4,12 @@
  * the users whose watches, ratings or watched movies' runtimes change on channel marquee_history
  * at commit, and their entries are dropped when the notice arrives. The only staleness is that
  * delivery (commit to notice, ~1 ms on loopback): an answer may miss a change committed less
- * than that before the request. While the listening connection is down nothing is cached (every
+ * than that before the request. While the listening connection is down nothing is kept (every
  * request reads Postgres), and everything is dropped when it comes back, since notices may have
  * been missed meanwhile.
+ *
+ * It also holds the ids of every user with any history (read once after LISTEN, then grown by the
+ * notices), so that a user who has none, a first visit, needs no read either.
  */
 import pg from 'pg';
 import type { HistoryEntry } from '../../lib/models/rank.ts';
@@ -14,10 +17,15 @@ import type { HistoryEntry } from '../../lib/models/rank.ts';
 export const HISTORY_CHANNEL = 'marquee_history';
 const REQUIRED_TRIGGERS = ['watches', 'ratings'].flatMap((t) => ['insert', 'update', 'delete', 'truncate'].map((op) => `${t}_history_${op}`))
   .concat(['insert', 'update', 'delete', 'truncate'].map((op) => `movies_runtime_${op}`));
+const NO_HISTORY: readonly HistoryEntry[] = Object.freeze([]);
 
 export interface HistoryCacheStats {
   state: 'connecting' | 'listening' | 'down' | 'off';
+  /** Histories kept. */
   users: number;
+  /** Ids of the users known to have some history (null while they are being read). */
+  usersWithHistory: number | null;
+  /** Requests answered from memory: a kept history, or none for a user known to have none. */
   hits: number;
   misses: number;
   invalidations: number;
@@ -34,6 +42,10 @@ interface Loading {
 export class HistoryCache {
   private readonly entries = new Map<number, readonly HistoryEntry[]>();
   private readonly loading = new Map<number, Loading>();
+  /** Every user with some history (a superset: deleted histories stay); null: not known yet. */
+  private withHistory: Set<number> | null = null;
+  /** Users notified while withHistory is being read, added to it once read. */
+  private notifiedWhileReading: Set<number> | null = null;
   private client: pg.Client | null = null;
   private stopped = false;
   private retry: NodeJS.Timeout | null = null;
@@ -46,7 +58,7 @@ export class HistoryCache {
    * @param maxUsers how many users are kept (least recently asked dropped first); 0 turns the cache off
    */
   constructor(private readonly connectionString: string, readonly maxUsers: number, private readonly retryMs = 1000) {
-    this.stats = { state: maxUsers > 0 ? 'connecting' : 'off', users: 0, hits: 0, misses: 0, invalidations: 0, resets: 0, lastError: null };
+    this.stats = { state: maxUsers > 0 ? 'connecting' : 'off', users: 0, usersWithHistory: null, hits: 0, misses: 0, invalidations: 0, resets: 0, lastError: null };
   }
 
   start(): void {
@@ -61,16 +73,22 @@ export class HistoryCache {
     void c?.end().catch(() => undefined);
   }
 
-  /** The user's history when it is kept (the request then needs no Postgres at all). */
+  /** The user's history when it is known without a read (the request then needs no Postgres at all). */
   peek(userId: number): readonly HistoryEntry[] | undefined {
     if (this.stats.state !== 'listening') return undefined;
     const kept = this.entries.get(userId);
-    if (kept === undefined) return undefined;
-    this.stats.hits++;
-    // Re-inserted to mark it as recently used (a Map iterates in insertion order).
-    this.entries.delete(userId);
-    this.entries.set(userId, kept);
-    return kept;
+    if (kept !== undefined) {
+      this.stats.hits++;
+      // Re-inserted to mark it as recently used (a Map iterates in insertion order).
+      this.entries.delete(userId);
+      this.entries.set(userId, kept);
+      return kept;
+    }
+    if (this.withHistory !== null && !this.withHistory.has(userId)) {
+      this.stats.hits++;
+      return NO_HISTORY;
+    }
+    return undefined;
   }
 
   /**
@@ -100,13 +118,16 @@ export class HistoryCache {
   /** Handles one notice: comma-separated user ids, or '*' for everyone. */
   invalidate(payload: string): void {
     if (payload === '*') {
-      this.reset();
+      // Emptied tables: the users with history stay a superset, only the kept histories go.
+      this.dropAll();
       return;
     }
     for (const part of payload.split(',')) {
       const id = Number(part);
       this.stats.invalidations++;
       this.entries.delete(id);
+      this.withHistory?.add(id);
+      this.notifiedWhileReading?.add(id);
       const pending = this.loading.get(id);
       if (pending !== undefined) {
         pending.dirty = true;
@@ -114,9 +135,40 @@ export class HistoryCache {
       }
     }
     this.stats.users = this.entries.size;
+    if (this.withHistory !== null) this.stats.usersWithHistory = this.withHistory.size;
   }
 
-  private reset(): void {
+  /** LISTEN is in effect: keeping may start, from nothing, since notices before it were not heard. */
+  listening(): void {
+    this.dropAll();
+    this.withHistory = null;
+    this.notifiedWhileReading = new Set();
+    this.stats.usersWithHistory = null;
+    this.stats.state = 'listening';
+    this.stats.lastError = null;
+  }
+
+  /** The users with some history as read after listening() (plus those notified since). */
+  usersWithHistoryRead(ids: Iterable<number>): void {
+    if (this.stats.state !== 'listening' || this.notifiedWhileReading === null) return;
+    const all = new Set(ids);
+    for (const id of this.notifiedWhileReading) all.add(id);
+    this.withHistory = all;
+    this.notifiedWhileReading = null;
+    this.stats.usersWithHistory = all.size;
+  }
+
+  /** The connection is lost: nothing may be trusted until listening() again. */
+  down(reason: string | null): void {
+    this.stats.state = 'down';
+    if (reason !== null) this.stats.lastError = reason;
+    this.dropAll();
+    this.withHistory = null;
+    this.notifiedWhileReading = null;
+    this.stats.usersWithHistory = null;
+  }
+
+  private dropAll(): void {
     this.epoch++;
     this.stats.resets++;
     this.entries.clear();
@@ -129,20 +181,18 @@ export class HistoryCache {
     if (this.stopped) return;
     const client = new pg.Client({ connectionString: this.connectionString, application_name: 'marquee-inference-history', connectionTimeoutMillis: 5000 });
     this.client = client;
-    const down = (err: Error | null) => {
+    const lost = (err: Error | null) => {
       if (this.client !== client) return;
       this.client = null;
-      this.stats.state = 'down';
-      if (err) this.stats.lastError = err.message.split('\n')[0];
-      this.reset();
+      this.down(err ? err.message.split('\n')[0] : 'connection closed');
       void client.end().catch(() => undefined);
       if (!this.stopped) {
         this.retry = setTimeout(() => void this.listen(), this.retryMs);
         this.retry.unref();
       }
     };
-    client.on('error', (err) => down(err));
-    client.on('end', () => down(null));
+    client.on('error', (err) => lost(err));
+    client.on('end', () => lost(null));
     client.on('notification', (n) => {
       if (n.channel === HISTORY_CHANNEL) this.invalidate(n.payload ?? '*');
     });
@@ -156,12 +206,11 @@ export class HistoryCache {
       }
       await client.query(`LISTEN ${HISTORY_CHANNEL}`);
       if (this.client !== client) return;
-      // Anything read before LISTEN took effect may have missed a notice.
-      this.reset();
-      this.stats.state = 'listening';
-      this.stats.lastError = null;
+      this.listening();
+      const users = await client.query<{ user_id: number }>({ text: 'SELECT user_id FROM watches UNION SELECT user_id FROM ratings', rowMode: 'array' } as pg.QueryConfig);
+      if (this.client === client) this.usersWithHistoryRead((users.rows as unknown as [number][]).map((r) => r[0]));
     } catch (err) {
-      down(err as Error);
+      lost(err as Error);
     }
   }
 }
