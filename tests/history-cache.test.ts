@@ -135,4 +135,44 @@ describe('history cache', () => {
     const p = c.load(1, r.read(1)); r.finish(0, []); await p;
     expect(c.peek(1)).toBeUndefined();
   });
+
+  it('starts warm: keeps the histories read in bulk, except those a notice named during the read', async () => {
+    let release: (() => void) | null = null;
+    const asked: number[][] = [];
+    const c = new HistoryCache('postgresql://unused', 3, {
+      users: async (limit) => [5, 6, 7, 8].slice(0, limit),
+      read: async (users) => {
+        asked.push([...users]);
+        await new Promise<void>((r) => { release = r; });
+        return new Map(users.map((u) => [u, [entry(`m${u}`)]]));
+      },
+    });
+    c.listening();
+    c.usersWithHistoryRead([5, 6, 7, 8]);
+    const done = c.preload();
+    await tick();
+    c.invalidate('6');
+    release!();
+    await done;
+    expect(asked).toEqual([[5, 6, 7]]);
+    expect(c.peek(5)).toEqual([entry('m5')]);
+    expect(c.peek(6)).toBeUndefined();
+    expect(c.peek(7)).toEqual([entry('m7')]);
+    expect(c.stats.preloaded).toBe(2);
+  });
+
+  it('keeps nothing from a bulk read that a reset overtook', async () => {
+    let release: (() => void) | null = null;
+    const c = new HistoryCache('postgresql://unused', 10, {
+      users: async () => [5],
+      read: async (users) => { await new Promise<void>((r) => { release = r; }); return new Map(users.map((u) => [u, [entry('a')]])); },
+    });
+    c.listening();
+    const done = c.preload();
+    await tick();
+    c.invalidate('*');
+    release!();
+    await done;
+    expect(c.peek(5)).toBeUndefined();
+  });
 });

@@ -12,6 +12,8 @@ import { ChromaClient } from 'chromadb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, projectRoot } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
+import { readHistories, readHistory, recentlyActiveUsers } from '../lib/models/history.ts';
+import type { HistoryEntry } from '../lib/models/rank.ts';
 import { chromaClientAt } from '../lib/chroma.ts';
 import { chromaBinary } from '../stack/components/venv.ts';
 import { scratchDatabase } from './support/db.ts';
@@ -305,12 +307,18 @@ describe('inference service on real Postgres and ChromaDB', () => {
   it('answers from the cached list within 600 ms when Postgres stalls, and counts the fallback', async () => {
     // User 1's history is in memory by now (asked before), so it needs no Postgres.
     const kept = await request(`${affinity.url}/recommend/1`);
+    // Users 800…804 get a history after the slot read every history (long ago: outside every
+    // list's window): theirs must be read from Postgres, and the read waits on the lock.
+    const withHistory = async () => JSON.parse((await request(`${affinity.url}/healthz`)).body).history.usersWithHistory as number;
+    const known = await withHistory();
+    await db.pool.query(`INSERT INTO watches (user_id, movie_id, first_at, last_at, minutes, max_minute) SELECT u, 'p5', $1, $1, 10, 10 FROM generate_series(800, 804) u`, [ago(40 * DAY)]);
+    await waitForHttp(`${affinity.url}/healthz`, 3000, (r) => JSON.parse(r.body).history.usersWithHistory === known + 5);
+    expect(await withHistory()).toBe(known + 5);
     const locker = await db.pool.connect();
     try {
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE watches IN ACCESS EXCLUSIVE MODE');
-      // Users with a history never asked for before: it must be read, and the read waits on the lock.
-      const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => request(`${affinity.url}/recommend/${100 + i}`)));
+      const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => request(`${affinity.url}/recommend/${800 + i}`)));
       for (const r of replies) {
         expect(r.status).toBe(200);
         expect(r.ms).toBeLessThan(600);
@@ -330,6 +338,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
     } finally {
       await locker.query('ROLLBACK');
       locker.release();
+      await db.pool.query('DELETE FROM watches WHERE user_id BETWEEN 800 AND 804');
     }
     const metrics = (await request(`${affinity.url}/metrics`)).body;
     expect(metrics).toMatch(/inference_fallbacks_total\{reason="deadline"\} [5-9]/);
@@ -386,6 +395,24 @@ describe('inference service on real Postgres and ChromaDB', () => {
       await stop(svc?.proc);
       rmSync(chromaDir, { recursive: true, force: true });
     }
+  });
+
+  it('reads many histories in one query exactly as one by one, and a slot starts with them in memory', async () => {
+    const users = [1, 2, 3, 4, 5, 10, 100, 424242];
+    const bulk = await readHistories(db.pool, users);
+    const byMovie = (h: readonly HistoryEntry[]) => [...h].sort((a, b) => (a.movieId < b.movieId ? -1 : 1));
+    for (const u of users) expect(byMovie(bulk.get(u)!), `user ${u}`).toEqual(byMovie(await readHistory(db.pool, u)));
+    expect(bulk.get(3)!.map((h) => h.movieId).sort()).toEqual(['c1', 'd1']);
+    expect(bulk.get(424242)).toEqual([]);
+    const recent = await recentlyActiveUsers(db.pool, 3);
+    expect(recent).toHaveLength(3);
+    expect(recent).toContain(10); // an hour ago, the latest watch of all
+    const h = JSON.parse((await request(`${taste.url}/healthz`)).body).history;
+    // Every user with a watch when the slot started (earlier tests have added some since).
+    const atStart = new Set(WATCHES.map((w) => w.user)).size;
+    expect(h.state).toBe('listening');
+    expect(h.preloaded, JSON.stringify(h)).toBe(atStart);
+    expect(h.usersWithHistory).toBeGreaterThanOrEqual(atStart);
   });
 
   // Last, since it changes the data (and puts it back): user 7 is nobody else's.

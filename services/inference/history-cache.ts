@@ -9,7 +9,9 @@
  * been missed meanwhile.
  *
  * It also holds the ids of every user with any history (read once after LISTEN, then grown by the
- * notices), so that a user who has none, a first visit, needs no read either.
+ * notices), so that a user who has none, a first visit, needs no read either; and it starts warm:
+ * after LISTEN the histories of the most recently active users are read in bulk (a new slot's
+ * first minutes would otherwise read Postgres for nearly every request).
  */
 import pg from 'pg';
 import type { HistoryEntry } from '../../lib/models/rank.ts';
@@ -30,8 +32,20 @@ export interface HistoryCacheStats {
   misses: number;
   invalidations: number;
   resets: number;
+  /** Histories read in bulk after the last LISTEN. */
+  preloaded: number;
   lastError: string | null;
 }
+
+/** How to read many histories at once (on the service's pool, never the listening connection, whose notices must not wait). */
+export interface HistoryPreload {
+  /** The users to read first, most likely to be asked first. */
+  users(limit: number): Promise<number[]>;
+  read(users: readonly number[]): Promise<Map<number, HistoryEntry[]>>;
+}
+
+/** Users per bulk read. */
+const PRELOAD_CHUNK = 1000;
 
 interface Loading {
   promise: Promise<HistoryEntry[]>;
@@ -46,6 +60,8 @@ export class HistoryCache {
   private withHistory: Set<number> | null = null;
   /** Users notified while withHistory is being read, added to it once read. */
   private notifiedWhileReading: Set<number> | null = null;
+  /** Users notified while a bulk read runs: their read histories may be stale, not kept. */
+  private notifiedWhilePreloading: Set<number> | null = null;
   private client: pg.Client | null = null;
   private stopped = false;
   private retry: NodeJS.Timeout | null = null;
@@ -57,8 +73,8 @@ export class HistoryCache {
    * @param connectionString the database the histories are read from
    * @param maxUsers how many users are kept (least recently asked dropped first); 0 turns the cache off
    */
-  constructor(private readonly connectionString: string, readonly maxUsers: number, private readonly retryMs = 1000) {
-    this.stats = { state: maxUsers > 0 ? 'connecting' : 'off', users: 0, usersWithHistory: null, hits: 0, misses: 0, invalidations: 0, resets: 0, lastError: null };
+  constructor(private readonly connectionString: string, readonly maxUsers: number, private readonly preloader: HistoryPreload | null = null, private readonly retryMs = 1000) {
+    this.stats = { state: maxUsers > 0 ? 'connecting' : 'off', users: 0, usersWithHistory: null, hits: 0, misses: 0, invalidations: 0, resets: 0, preloaded: 0, lastError: null };
   }
 
   start(): void {
@@ -128,6 +144,7 @@ export class HistoryCache {
       this.entries.delete(id);
       this.withHistory?.add(id);
       this.notifiedWhileReading?.add(id);
+      this.notifiedWhilePreloading?.add(id);
       const pending = this.loading.get(id);
       if (pending !== undefined) {
         pending.dirty = true;
@@ -166,6 +183,38 @@ export class HistoryCache {
     this.withHistory = null;
     this.notifiedWhileReading = null;
     this.stats.usersWithHistory = null;
+  }
+
+  /**
+   * Reads the histories of the most recently active users in bulk, while nothing resets the cache,
+   * keeping those no notice named during their read, until the cache is full.
+   */
+  async preload(): Promise<void> {
+    const p = this.preloader;
+    if (p === null || this.stats.state !== 'listening') return;
+    const epoch = this.epoch;
+    this.stats.preloaded = 0;
+    const users = await p.users(this.maxUsers);
+    for (let i = 0; i < users.length && this.entries.size < this.maxUsers; i += PRELOAD_CHUNK) {
+      if (epoch !== this.epoch) return;
+      const chunk = users.slice(i, i + PRELOAD_CHUNK).filter((u) => !this.entries.has(u) && !this.loading.has(u));
+      const notified = new Set<number>();
+      this.notifiedWhilePreloading = notified;
+      let read: Map<number, HistoryEntry[]>;
+      try {
+        read = await p.read(chunk);
+      } finally {
+        if (this.notifiedWhilePreloading === notified) this.notifiedWhilePreloading = null;
+      }
+      if (epoch !== this.epoch || this.stats.state !== 'listening') return;
+      for (const [u, history] of read) {
+        if (this.entries.size >= this.maxUsers) break;
+        if (notified.has(u) || this.entries.has(u) || this.loading.has(u)) continue;
+        this.entries.set(u, history);
+        this.stats.preloaded++;
+      }
+      this.stats.users = this.entries.size;
+    }
   }
 
   private dropAll(): void {
@@ -211,6 +260,9 @@ export class HistoryCache {
       if (this.client === client) this.usersWithHistoryRead((users.rows as unknown as [number][]).map((r) => r[0]));
     } catch (err) {
       lost(err as Error);
+      return;
     }
+    // A failed bulk read only leaves the cache colder: requests read what it did not.
+    await this.preload().catch((err: unknown) => { this.stats.lastError = `preload: ${(err as Error).message.split('\n')[0]}`; });
   }
 }

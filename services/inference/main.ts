@@ -12,6 +12,7 @@
 import { loadConfig } from '../../lib/config.ts';
 import { createPool } from '../../lib/db.ts';
 import http from 'node:http';
+import { readHistories, recentlyActiveUsers } from '../../lib/models/history.ts';
 import { loadSpec, SpecError } from '../../lib/models/spec.ts';
 import { inferenceHandler } from './app.ts';
 import { Engine } from './engine.ts';
@@ -53,7 +54,10 @@ const engine = new Engine(model, pool, cfg.chroma.url, {
   refreshMs: intEnv('INFERENCE_REFRESH_MS', 30_000),
   fullReloadMs: intEnv('INFERENCE_FULL_RELOAD_MS', 900_000),
   listsRefreshMs: intEnv('INFERENCE_LISTS_REFRESH_MS', 30_000),
-  historyCache: new HistoryCache(cfg.postgres.url, intEnv('INFERENCE_HISTORY_USERS', 50_000, 0)),
+  historyCache: new HistoryCache(cfg.postgres.url, intEnv('INFERENCE_HISTORY_USERS', 50_000, 0), {
+    users: (limit) => recentlyActiveUsers(pool, limit),
+    read: (users) => readHistories(pool, users),
+  }),
 });
 const server = http.createServer(inferenceHandler(engine, { slot, image: process.env.INFERENCE_IMAGE || null }));
 await new Promise<void>((resolve, reject) => {
