@@ -12,6 +12,7 @@ export const unitTests = [
   'tests/cli.test.ts',
   'tests/config.test.ts',
   'tests/eval.test.ts',
+  'tests/history-cache.test.ts',
   'tests/judge.test.ts',
   'tests/lint.test.ts',
   'tests/models.test.ts',
