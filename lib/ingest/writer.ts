@@ -35,7 +35,8 @@ export interface WriteOptions {
  * All rows of a batch and its next offset in ONE statement: each table's rows arrive as column
  * arrays and are unnested by a data-modifying CTE. Sent with its COMMIT as one simple query (the
  * arrays inlined as literals, since a parameterised query cannot carry a second statement), after
- * `BEGIN` and the offset lock, also one query: a batch costs two round trips whatever it holds.
+ * the new movie and user ids, `BEGIN` and the offset lock, also one query: a batch costs two
+ * round trips whatever it holds.
  * Each round trip waits for Postgres and then for this event loop, which kafkajs' decoding keeps
  * busy; the former COPY-then-upsert per table took about fourteen.
  * Every upsert runs in key order, so that two writers sharing a key wait instead of deadlocking.
@@ -128,23 +129,25 @@ function rowParams(b: BatchRows, topic: string, partition: number, nextOffset: n
  */
 export async function writeBatch(client: pg.PoolClient, topic: string, partition: number, messages: RawMessage[], logStart = 0, opts: WriteOptions = {}): Promise<BatchResult> {
   const all = opts.built ?? buildBatch(messages);
-  // Movies and users are only "seen" markers (ON CONFLICT DO NOTHING), so they go in their own
-  // short transactions ahead of the batch's: partitions written side by side then wait on each
-  // other's new ids for one statement, not for a whole batch. In key order, so that two sharing
-  // new ids wait instead of deadlocking.
+  // Movies and users are only "seen" markers (ON CONFLICT DO NOTHING), so they are committed on
+  // their own ahead of the batch's transaction (same round trip): partitions written side by side
+  // then wait on each other's new ids for one statement, not for a whole batch. In key order, so
+  // that two sharing new ids wait instead of deadlocking.
   const movies = (opts.known ? opts.known.newMovies(all.movies) : [...all.movies]).sort();
   const users = (opts.known ? opts.known.newUsers(all.users) : [...all.users]).sort((x, y) => x - y);
-  if (movies.length) await client.query('INSERT INTO movies (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING', [movies]);
-  if (users.length) await client.query('INSERT INTO users (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING', [users]);
-  opts.known?.remember(movies, users);
+  let seen = '';
+  if (movies.length) seen += inline(client, 'INSERT INTO movies (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING;\n', [movies]);
+  if (users.length) seen += inline(client, 'INSERT INTO users (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING;\n', [users]);
+  if (seen) seen += 'COMMIT;\n';
 
   try {
-    // Creates the row if missing and locks it in one statement: the no-op update takes the row lock
-    // (a concurrent writer waits for our commit, then reads the offset we stored).
-    const results = await client.query(inline(client, `BEGIN;
+    // Creates the offset row if missing and locks it in one statement: the no-op update takes the
+    // row lock (a concurrent writer waits for our commit, then reads the offset we stored).
+    const results = await client.query(seen + inline(client, `BEGIN;
       INSERT INTO ingest_offsets AS o (topic, kafka_partition, next_offset) VALUES ($1, $2, 0)
       ON CONFLICT (topic, kafka_partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset`, [topic, partition])) as unknown as pg.QueryResult<{ next_offset: string }>[];
-    const stored = Number(results[1].rows[0].next_offset);
+    opts.known?.remember(movies, users);
+    const stored = Number(results[results.length - 1].rows[0].next_offset);
     const fresh = messages.filter((m) => m.offset >= stored);
     const skipped = messages.length - fresh.length;
     const empty = { watches: 0, ratings: 0, accounts: 0, recommendations: 0 };
