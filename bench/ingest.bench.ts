@@ -15,10 +15,18 @@ import { openSync, closeSync } from 'node:fs';
 import { loadConfig } from '../lib/config.ts';
 import { createPool, migrate, type Pool } from '../lib/db.ts';
 import { parseLine } from '../lib/events/parser.ts';
+import { INGEST_NODE_FLAGS } from '../lib/ingest/runtime.ts';
 import { ensureTopic, kafkaClient, produceLines } from '../lib/kafka.ts';
 import { Ingest } from '../services/ingest/consumer.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { benchArgs } from '../testkit/args.ts';
+
+// The ingest service runs with INGEST_NODE_FLAGS; so does this process, where both kafkajs arms
+// (marquee ingest and read-and-discard) run: re-executed with them unless they are already set.
+if (!INGEST_NODE_FLAGS.every((f) => process.execArgv.includes(f))) {
+  const child = spawnSync(process.execPath, [...INGEST_NODE_FLAGS, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
+  process.exit(child.status ?? 1);
+}
 
 const usage = 'npm run bench:ingest [-- --lines 1000000 --rounds 3 --baseline-lines 50000]';
 const args = benchArgs(usage, { lines: '1000000', rounds: '3', 'baseline-lines': '50000' });
@@ -171,6 +179,7 @@ async function main(): Promise<void> {
   await ensureTopic(cfg, topic, cfg.kafka.partitions);
   await produceLines(cfg, lines, { topic });
   console.log(`  produced in ${((performance.now() - t0) / 1000).toFixed(1)} s (before any timing); kcat: ${kcat ? `kcat ${kcat}` : 'kcat not installed (apt-get install kcat)'}`);
+  console.log(`  node flags of both kafkajs arms (the ingest service's): ${INGEST_NODE_FLAGS.join(' ')}`);
   try {
     type Arm = 'marquee' | 'discard' | 'kcat';
     const arms: Arm[] = kcat ? ['marquee', 'discard', 'kcat'] : ['marquee', 'discard'];
