@@ -95,7 +95,19 @@ export class Ingest {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      for (const p of await admin.fetchTopicOffsets(this.topic)) this.logStart.set(p.partition, Number(p.low));
+      // A topic created a moment ago may have no partition leader yet ("not the leader for that
+      // topic-partition"): that passes within seconds, so wait it out instead of exiting.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for (const p of await admin.fetchTopicOffsets(this.topic)) this.logStart.set(p.partition, Number(p.low));
+          return;
+        } catch (err) {
+          const retriable = (err as { retriable?: boolean }).retriable === true || /leader/i.test((err as Error).message);
+          if (!retriable || attempt >= 30) throw err;
+          if (attempt === 1) this.log(`ingest: offsets of ${this.topic} not available yet (${(err as Error).message}); retrying`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
     } finally {
       await admin.disconnect();
     }
