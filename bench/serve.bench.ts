@@ -9,6 +9,8 @@
  * the end). Requests mix warm users (with history) and cold ones (unknown ids).
  *
  * Usage: npm run bench:serve [-- --model models/affinity-v1.json --movies 27000 --users 20000 --seconds 10 --quick]
+ *   --history-users N  histories the service keeps in memory (INFERENCE_HISTORY_USERS; 0: read Postgres per request)
+ *   --profile DIR      write the service's CPU profile (node --cpu-prof) into DIR
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -26,8 +28,8 @@ import { benchArgs } from '../testkit/args.ts';
 import { freePort } from '../testkit/net.ts';
 
 // Empty defaults: the real ones depend on --quick (see main).
-const args = benchArgs('npm run bench:serve [-- --model models/affinity-v1.json --movies 27000 --users 20000 --seconds 10 --quick]', {
-  model: 'models/affinity-v1.json', movies: '', users: '', seconds: '', quick: false, 'baseline-server': '',
+const args = benchArgs('npm run bench:serve [-- --model models/affinity-v1.json --movies 27000 --users 20000 --seconds 10 --quick --history-users N --profile DIR]', {
+  model: 'models/affinity-v1.json', movies: '', users: '', seconds: '', quick: false, 'baseline-server': '', profile: '', 'history-users': '',
 });
 /** A number option, or `def` when it was not given. */
 const count = (name: string, def: number) => (args.string(name) === '' ? def : args.number(name, { min: 1, integer: true }));
@@ -68,8 +70,10 @@ async function fixedRate(port: number, user: () => number, rate: number, seconds
     const at = t0 + (i * 1000) / rate;
     const wait = at - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    // Latency counts from the scheduled time, or from the send when that is earlier (timers wake up to 1 ms early).
+    const from = Math.min(at, performance.now());
     pending.push(get(agent, port, `/recommend/${user()}`).then((r) => {
-      lat.push(performance.now() - at);
+      lat.push(performance.now() - from);
       if (!r.ok) errors++;
       if (r.fallback) fallbacks++;
     }));
@@ -186,8 +190,8 @@ async function buildWorld(nMovies: number, nUsers: number): Promise<World> {
   };
 }
 
-function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+function spawnNode(args: string[], env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', ...args], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', (c: Buffer) => process.stderr.write(`[${path.basename(args[0])}] ${c}`));
   return child;
 }
@@ -215,8 +219,10 @@ async function main(): Promise<void> {
   const seconds = count('seconds', quick ? 4 : 10);
   const satSeconds = quick ? 3 : 5;
   const levels = [1, 8, 32, 64];
+  const rates = [200, 500];
   const warmShare = 0.8;
 
+  const profileDir = args.string('profile') === '' ? '' : path.resolve(args.string('profile'));
   const cfg = loadConfig();
   const t0 = performance.now();
   console.log(`serve bench: ${model}, ${nMovies} movies, ${nUsers} users, ${Math.round(warmShare * 100)}% warm users; building the world…`);
@@ -237,9 +243,11 @@ async function main(): Promise<void> {
   let service: ChildProcess | undefined;
   let baseline: ChildProcess | undefined;
   const results: { who: string; stats: Stats[] }[] = [];
+  let history: { state: string; hits?: number; misses?: number } = { state: 'unknown' };
   try {
     const sPort = await freePort();
-    service = spawnNode(['services/inference/main.ts'], { MARQUEE_POSTGRES_URL: databaseUrl(cfg, world.dbName), INFERENCE_PORT: String(sPort), INFERENCE_MODEL: specFile, INFERENCE_SLOT: 'nightly' });
+    service = spawnNode(['services/inference/main.ts'], { MARQUEE_POSTGRES_URL: databaseUrl(cfg, world.dbName), INFERENCE_PORT: String(sPort), INFERENCE_MODEL: specFile, INFERENCE_SLOT: 'nightly', ...(args.string('history-users') === '' ? {} : { INFERENCE_HISTORY_USERS: args.string('history-users') }) },
+      profileDir === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]);
     const bPort = await freePort();
     baseline = spawnNode([fileURLToPath(import.meta.url), '--baseline-server', String(bPort)], {});
     await waitHttp(`http://127.0.0.1:${sPort}/healthz`, (b) => JSON.parse(b).degraded === false, 120_000, service);
@@ -254,12 +262,16 @@ async function main(): Promise<void> {
     }
     console.log(`  service ready in ${((performance.now() - t0) / 1000).toFixed(1)} s (neighbour lists cached: ${lists})`);
 
-    for (const [who, port] of [['baseline', bPort], ['inference', sPort]] as const) {
-      await saturate(port, user, 16, quick ? 1 : 3); // warm-up: JIT, connections
-      const stats = [await fixedRate(port, user, 200, seconds)];
-      for (const c of levels) stats.push(await saturate(port, user, c, satSeconds));
-      results.push({ who, stats });
-    }
+    // Arms interleaved level by level, so a neighbour's burst on the shared cores hits both alike.
+    const arms = [['baseline', bPort], ['inference', sPort]] as const;
+    const steps: ((port: number) => Promise<Stats>)[] = [
+      ...rates.map((rate) => (port: number) => fixedRate(port, user, rate, seconds)),
+      ...levels.map((c) => (port: number) => saturate(port, user, c, satSeconds)),
+    ];
+    for (const [, port] of arms) await saturate(port, user, 16, quick ? 1 : 3); // warm-up: JIT, connections
+    for (const [who] of arms) results.push({ who, stats: [] });
+    for (const step of steps) for (const [i, [, port]] of arms.entries()) results[i].stats.push(await step(port));
+    history = (await fetch(`http://127.0.0.1:${sPort}/healthz`).then((x) => x.json()) as { history: typeof history }).history;
   } finally {
     await Promise.all([stopChild(service), stopChild(baseline)]);
     await world.cleanup();
@@ -269,13 +281,15 @@ async function main(): Promise<void> {
   console.log(`\n${'target'.padEnd(10)} ${'load'.padEnd(11)} ${'requests'.padStart(7)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'req/s'.padStart(8)} ${'errors'.padStart(6)} ${'fallbacks'.padStart(9)}`);
   for (const { who, stats } of results) for (const s of stats) console.log(row(who, s));
   const [b, s] = results;
-  const best = (x: Stats[]) => Math.max(...x.slice(1).map((t) => t.rps));
+  const best = (x: Stats[]) => Math.max(...x.slice(rates.length).map((t) => t.rps));
   console.log('\nratio inference / baseline:');
-  console.log(`  at 200 req/s: p50 ${(s.stats[0].p50 / b.stats[0].p50).toFixed(2)}x, p99 ${(s.stats[0].p99 / b.stats[0].p99).toFixed(2)}x`);
-  console.log(`  saturation:   ${best(s.stats).toFixed(0)} vs ${best(b.stats).toFixed(0)} req/s = ${(best(s.stats) / best(b.stats)).toFixed(2)}x`);
-  const p99ok = s.stats[0].p99 < 30;
-  const rpsOk = best(s.stats) >= 1000;
-  console.log(`goals: p99 < 30 ms at 200 req/s: ${p99ok ? 'met' : 'NOT met'} (${s.stats[0].p99.toFixed(2)} ms); ≥ 1000 req/s at saturation: ${rpsOk ? 'met' : 'NOT met'} (${best(s.stats).toFixed(0)})`);
+  rates.forEach((rate, i) => console.log(`  at ${rate} req/s: p50 ${(s.stats[i].p50 / b.stats[i].p50).toFixed(2)}x, p99 ${(s.stats[i].p99 / b.stats[i].p99).toFixed(2)}x`));
+  const ratio = best(s.stats) / best(b.stats);
+  console.log(`  saturation:   ${best(s.stats).toFixed(0)} vs ${best(b.stats).toFixed(0)} req/s = ${ratio.toFixed(2)}x`);
+  const served = (history.hits ?? 0) + (history.misses ?? 0);
+  console.log(`histories: ${history.state}${served > 0 ? `, ${history.hits} from memory, ${history.misses} read from Postgres (${((100 * history.hits!) / served).toFixed(1)} % from memory: kept histories and users with none; a read is a warm user's first request)` : ''}`);
+  const at500 = s.stats[rates.indexOf(500)];
+  console.log(`goals: saturation ≥ 0.5x the baseline: ${ratio >= 0.5 ? 'met' : 'NOT met'} (${ratio.toFixed(2)}x); p99 < 10 ms at 500 req/s: ${at500.p99 < 10 ? 'met' : 'NOT met'} (${at500.p99.toFixed(2)} ms; baseline ${b.stats[rates.indexOf(500)].p99.toFixed(2)} ms)`);
   const errors = results.flatMap((x) => x.stats).reduce((a, t) => a + t.errors, 0);
   if (errors > 0) console.log(`WARNING: ${errors} requests failed`);
 }

@@ -2,14 +2,15 @@ import path from 'node:path';
 import { projectRoot } from '../lib/config.ts';
 import { Supervisor, type ChildSpec, type SuperviseOptions } from '../lib/supervise.ts';
 import { engineAvailable } from '../lib/docker.ts';
+import { INGEST_NODE_FLAGS } from '../lib/ingest/runtime.ts';
 import { isContainerService, startServiceContainers, stopServiceContainers, type ContainerService } from '../lib/runtime/services.ts';
 import { parseOptions, UsageError, withUsage } from './args.ts';
 import { ensureMain } from './deploy.ts';
 
 /** The long-running processes of the main job. Every service a later change builds joins this list. */
-export const services: { name: string; entry: string; args?: string[]; env?: Record<string, string> }[] = [
+export const services: { name: string; entry: string; args?: string[]; nodeArgs?: readonly string[]; env?: Record<string, string> }[] = [
   { name: 'worker', entry: 'workers/main.ts' },
-  { name: 'ingest', entry: 'services/ingest/main.ts' },
+  { name: 'ingest', entry: 'services/ingest/main.ts', nodeArgs: INGEST_NODE_FLAGS },
   { name: 'catalog', entry: 'services/catalog/main.ts' },
   { name: 'gateway', entry: 'services/gateway/main.ts' },
   { name: 'dashboard', entry: 'services/dashboard/main.ts' },
@@ -26,7 +27,7 @@ export function serviceSpecs(names: string[] = [], env: NodeJS.ProcessEnv = proc
   return chosen.map((s) => ({
     name: s.name,
     command: process.execPath,
-    args: ['--import', 'tsx', path.join(projectRoot, s.entry), ...(s.args ?? [])],
+    args: [...(s.nodeArgs ?? []), '--import', 'tsx', path.join(projectRoot, s.entry), ...(s.args ?? [])],
     cwd: projectRoot,
     env: { ...s.env, ...env },
   }));

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
-import { SMTPServer } from 'smtp-server';
+import { catchMail, type MailCatcher } from '../testkit/mail.ts';
 import { applySchedules } from '../cli/backup.ts';
 import { loadConfig } from '../lib/config.ts';
 import { createPool, type Pool } from '../lib/db.ts';
@@ -30,7 +30,7 @@ import type { DatabaseRestoreInput, DatabaseRestoreResult, RestoreStatus } from 
 import { scratchDatabase } from './support/db.ts';
 import { actualRows, deleteTopic, expectedRows, ingestedCount, waitForIngested } from './support/ingest.ts';
 import { committedHistory, recordHistory } from './support/histories.ts';
-import { requireServer } from './support/servers.ts';
+import { requireStack } from './support/servers.ts';
 import { freePort } from '../testkit/net.ts';
 import { alive, spawnTs, stop, type Proc } from '../testkit/processes.ts';
 
@@ -44,7 +44,7 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-backups-'));
 
 let client: Client;
 let admin: Pool;
-let smtp: SMTPServer;
+let smtp: MailCatcher | undefined;
 let smtpPort: number;
 /** An address where no ingest listens: the restore records that and goes on. */
 let noIngest: string;
@@ -138,20 +138,11 @@ async function startIngest(database: string) {
 
 describe('DatabaseBackup and DatabaseRestore workflows', () => {
   beforeAll(async () => {
-    await requireServer('temporal', Number(cfg.temporal.address.split(':').pop()));
-    await requireServer('kafka', Number(cfg.kafka.brokers[0].split(':')[1]));
+    await requireStack(cfg, 'temporal', 'kafka');
     admin = createPool(cfg, { database: 'postgres', max: 1 });
     smtpPort = await freePort();
     noIngest = `http://127.0.0.1:${await freePort()}`;
-    smtp = new SMTPServer({
-      authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-      onData(stream, _session, cb) {
-        let raw = '';
-        stream.on('data', (c: Buffer) => { raw += c.toString(); });
-        stream.on('end', () => { mails.push(raw); cb(); });
-      },
-    });
-    await new Promise<void>((resolve) => smtp.listen(smtpPort, '127.0.0.1', resolve));
+    smtp = await catchMail(smtpPort, { into: mails });
     client = await connectClient(cfg);
     worker = await startWorker();
     await ensureTopic(cfg, topic, 4);
@@ -161,7 +152,7 @@ describe('DatabaseBackup and DatabaseRestore workflows', () => {
   afterAll(async () => {
     await stop(worker);
     await client?.connection.close();
-    await new Promise<void>((resolve) => smtp ? smtp.close(() => resolve()) : resolve());
+    await smtp?.close();
     for (const p of prefixes) for (const name of await databases(p)) await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
     await admin?.end();
     await deleteTopic(cfg, topic);

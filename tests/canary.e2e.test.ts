@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
-import { SMTPServer } from 'smtp-server';
+import { catchMail, type MailCatcher } from '../testkit/mail.ts';
 
 const tag = randomBytes(3).toString('hex');
 const dbName = `marquee_e2e_${tag}`;
@@ -56,7 +56,7 @@ const { gatewayAdmin } = await import('../lib/gateway-client.ts');
 const { engineAvailable, dockerDisabled } = await import('../lib/docker.ts');
 const { temporalBinary } = await import('../stack/components/venv.ts');
 const { statusQuery } = await import('../workflows/canary.ts');
-const { requireServer } = await import('./support/servers.ts');
+const { requireStack } = await import('./support/servers.ts');
 const { spawnService, waitForHttp } = await import('./support/processes.ts');
 type Service = import('./support/processes.ts').Service;
 type ReleaseOutcome = import('../lib/release/types.ts').ReleaseOutcome;
@@ -68,7 +68,7 @@ const world = { seed: 11, movies: 1500, users: 12_000 };
 const historyLines = 800_000;
 const mails: string[] = [];
 const services: Service[] = [];
-let smtp: SMTPServer;
+let smtp: MailCatcher | undefined;
 let client: Client;
 const admin = createPool(cfg, { database: 'postgres', max: 1 });
 const pool = () => createPool(cfg, { max: 2 });
@@ -120,19 +120,12 @@ async function failedOrLate(): Promise<{ total: number; bad: number }> {
 
 describe('canary release end to end', () => {
   beforeAll(async () => {
-    await requireServer('postgres', 5432);
-    await requireServer('kafka', Number(cfg.kafka.brokers[0].split(':')[1]));
-    await requireServer('temporal', Number(cfg.temporal.address.split(':').pop()));
-    await requireServer('chroma', Number(new URL(cfg.chroma.url).port));
+    await requireStack(cfg, 'postgres', 'kafka', 'temporal', 'chroma');
     if (!dockerDisabled()) {
       const engine = await engineAvailable();
       if (!engine.ok) throw new Error(`the Docker engine is not available (${engine.reason}); start it with npm run stack -- up docker, or set MARQUEE_DOCKER=off to run the slots as local processes`);
     }
-    smtp = new SMTPServer({
-      authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-      onData(stream, _s, cb) { let raw = ''; stream.on('data', (c: Buffer) => { raw += c.toString(); }); stream.on('end', () => { mails.push(raw); cb(); }); },
-    });
-    await new Promise<void>((r) => smtp.listen(ports.smtp, '127.0.0.1', r));
+    smtp = await catchMail(ports.smtp, { into: mails });
 
     await admin.query(`CREATE DATABASE "${dbName}"`);
     const p = pool();
@@ -169,7 +162,7 @@ describe('canary release end to end', () => {
     await runtime.remove('nightly');
     await runtime.remove('main');
     await client?.connection.close();
-    await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
+    await smtp?.close();
     await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
     await admin.end();
     const k = kafkaClient(cfg, 'e2e').admin();

@@ -19,7 +19,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
-import { SMTPServer } from 'smtp-server';
+import { catchMail, type MailCatcher } from '../testkit/mail.ts';
 
 const tag = randomBytes(3).toString('hex');
 const dbName = `marquee_replaye2e_${tag}`;
@@ -62,7 +62,7 @@ const { deploy } = await import('../cli/deploy.ts');
 const { chooseRuntime } = await import('../lib/runtime/index.ts');
 const { gatewayAdmin } = await import('../lib/gateway-client.ts');
 const { engineAvailable, dockerDisabled } = await import('../lib/docker.ts');
-const { requireServer } = await import('./support/servers.ts');
+const { requireStack } = await import('./support/servers.ts');
 const { spawnService, waitForHttp } = await import('./support/processes.ts');
 type Service = import('./support/processes.ts').Service;
 type ReleaseOutcome = import('../lib/release/types.ts').ReleaseOutcome;
@@ -76,7 +76,7 @@ const prefix = `replaye2e_${tag}_`;
 const mails: string[] = [];
 const services: Service[] = [];
 const specFiles: string[] = [];
-let smtp: SMTPServer;
+let smtp: MailCatcher | undefined;
 let client: Client;
 let simulator: Service;
 const admin = createPool(cfg, { database: 'postgres', max: 1 });
@@ -121,19 +121,12 @@ async function ingested(atLeast: number, timeoutMs = 180_000): Promise<void> {
 
 describe('canary releases on the replay world (MovieLens 100K)', () => {
   beforeAll(async () => {
-    await requireServer('postgres', 5432);
-    await requireServer('kafka', Number(cfg.kafka.brokers[0].split(':')[1]));
-    await requireServer('temporal', Number(cfg.temporal.address.split(':').pop()));
-    await requireServer('chroma', Number(new URL(cfg.chroma.url).port));
+    await requireStack(cfg, 'postgres', 'kafka', 'temporal', 'chroma');
     if (!dockerDisabled()) {
       const engine = await engineAvailable();
       if (!engine.ok) throw new Error(`the Docker engine is not available (${engine.reason}); start it with npm run stack -- up docker, or set MARQUEE_DOCKER=off to run the slots as local processes`);
     }
-    smtp = new SMTPServer({
-      authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-      onData(stream, _s, cb) { let raw = ''; stream.on('data', (c: Buffer) => { raw += c.toString(); }); stream.on('end', () => { mails.push(raw); cb(); }); },
-    });
-    await new Promise<void>((r) => smtp.listen(ports.smtp, '127.0.0.1', r));
+    smtp = await catchMail(ports.smtp, { into: mails });
 
     await admin.query(`CREATE DATABASE "${dbName}"`);
     const p = pool();
@@ -188,7 +181,7 @@ describe('canary releases on the replay world (MovieLens 100K)', () => {
     await runtime.remove('nightly');
     await runtime.remove('main');
     await client?.connection.close();
-    await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
+    await smtp?.close();
     await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
     await admin.end();
     const k = kafkaClient(cfg, 'replay-e2e').admin();

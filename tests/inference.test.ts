@@ -12,6 +12,8 @@ import { ChromaClient } from 'chromadb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, projectRoot } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
+import { readHistories, readHistory, recentlyActiveUsers } from '../lib/models/history.ts';
+import type { HistoryEntry } from '../lib/models/rank.ts';
 import { chromaClientAt } from '../lib/chroma.ts';
 import { chromaBinary } from '../stack/components/venv.ts';
 import { scratchDatabase } from './support/db.ts';
@@ -303,17 +305,31 @@ describe('inference service on real Postgres and ChromaDB', () => {
   });
 
   it('answers from the cached list within 600 ms when Postgres stalls, and counts the fallback', async () => {
+    // User 1's history is in memory by now (asked before), so it needs no Postgres.
+    const kept = await request(`${affinity.url}/recommend/1`);
+    // Users 800…804 get a history after the slot read every history (long ago: outside every
+    // list's window): theirs must be read from Postgres, and the read waits on the lock.
+    const withHistory = async () => JSON.parse((await request(`${affinity.url}/healthz`)).body).history.usersWithHistory as number;
+    const known = await withHistory();
+    await db.pool.query(`INSERT INTO watches (user_id, movie_id, first_at, last_at, minutes, max_minute) SELECT u, 'p5', $1, $1, 10, 10 FROM generate_series(800, 804) u`, [ago(40 * DAY)]);
+    await waitForHttp(`${affinity.url}/healthz`, 3000, (r) => JSON.parse(r.body).history.usersWithHistory === known + 5);
+    expect(await withHistory()).toBe(known + 5);
     const locker = await db.pool.connect();
     try {
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE watches IN ACCESS EXCLUSIVE MODE');
-      const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => request(`${affinity.url}/recommend/${i + 1}`)));
+      const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => request(`${affinity.url}/recommend/${800 + i}`)));
       for (const r of replies) {
         expect(r.status).toBe(200);
         expect(r.ms).toBeLessThan(600);
         expect(r.headers['x-marquee-outcome']).toBe('fallback:deadline');
         expect(r.body.split(',').slice(0, 2)).toEqual(['c1', 'h1']);
       }
+      // Nobody can change user 1's watches while the lock is held: the kept history is exact.
+      const r = await request(`${affinity.url}/recommend/1`);
+      expect(r.ms).toBeLessThan(600);
+      expect(r.headers['x-marquee-outcome']).toBe('model');
+      expect(r.body).toBe(kept.body);
       // As of a time whose lists are built already, the fallback is the cold-start list of then
       // (24 h before: d1 twice; then the counts of then), not today's.
       const then = await request(`${affinity.url}/recommend/1?asOf=${ago(2.5 * DAY).toISOString()}`);
@@ -322,6 +338,7 @@ describe('inference service on real Postgres and ChromaDB', () => {
     } finally {
       await locker.query('ROLLBACK');
       locker.release();
+      await db.pool.query('DELETE FROM watches WHERE user_id BETWEEN 800 AND 804');
     }
     const metrics = (await request(`${affinity.url}/metrics`)).body;
     expect(metrics).toMatch(/inference_fallbacks_total\{reason="deadline"\} [5-9]/);
@@ -378,5 +395,67 @@ describe('inference service on real Postgres and ChromaDB', () => {
       await stop(svc?.proc);
       rmSync(chromaDir, { recursive: true, force: true });
     }
+  });
+
+  it('reads many histories in one query exactly as one by one, and a slot starts with them in memory', async () => {
+    const users = [1, 2, 3, 4, 5, 10, 100, 424242];
+    const bulk = await readHistories(db.pool, users);
+    const byMovie = (h: readonly HistoryEntry[]) => [...h].sort((a, b) => (a.movieId < b.movieId ? -1 : 1));
+    for (const u of users) expect(byMovie(bulk.get(u)!), `user ${u}`).toEqual(byMovie(await readHistory(db.pool, u)));
+    expect(bulk.get(3)!.map((h) => h.movieId).sort()).toEqual(['c1', 'd1']);
+    expect(bulk.get(424242)).toEqual([]);
+    const recent = await recentlyActiveUsers(db.pool, 3);
+    expect(recent).toHaveLength(3);
+    expect(recent).toContain(10); // an hour ago, the latest watch of all
+    const h = JSON.parse((await request(`${taste.url}/healthz`)).body).history;
+    // Every user with a watch when the slot started (earlier tests have added some since).
+    const atStart = new Set(WATCHES.map((w) => w.user)).size;
+    expect(h.state).toBe('listening');
+    expect(h.preloaded, JSON.stringify(h)).toBe(atStart);
+    expect(h.usersWithHistory).toBeGreaterThanOrEqual(atStart);
+  });
+
+  // Last, since it changes the data (and puts it back): user 7 is nobody else's.
+  it('keeps a history in memory and drops it as soon as a watch, a rating or a runtime changes', async () => {
+    const url = `${affinity.url}/recommend/7`;
+    const stats = async () => JSON.parse((await request(`${affinity.url}/healthz`)).body).history as { state: string; hits: number; misses: number; invalidations: number };
+    expect((await stats()).state).toBe('listening');
+    /** The answer once it satisfies `ok`: there is no expiry, so only the change's notice can bring it. */
+    const until = async (ok: (a: string[]) => boolean, what: string): Promise<string[]> => {
+      const end = Date.now() + 3000;
+      for (;;) {
+        const a = await ids(url);
+        if (ok(a)) return a;
+        if (Date.now() > end) throw new Error(`${what}: still ${a.join(',')} after 3 s`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const cold = await ids(url);
+    expect(cold.slice(0, 2)).toEqual(['c1', 'h1']);
+    const before = await stats();
+    expect(await ids(url)).toEqual(cold);
+    expect((await stats()).hits).toBe(before.hits + 1);
+
+    try {
+      // c1 watched through, long ago (outside every list's window): its neighbours lead, c1 is excluded.
+      await db.pool.query(`INSERT INTO watches (user_id, movie_id, first_at, last_at, minutes, max_minute) VALUES (7, 'c1', $1, $1, 100, 100)`, [ago(40 * DAY)]);
+      const watched = await until((a) => a[0] !== 'c1', 'after the watch');
+      expect(watched.slice(0, 2).sort()).toEqual(['c2', 'c3']);
+      // Rated 1: a disliked source counts against its neighbours, and nothing is left to rank.
+      await db.pool.query(`INSERT INTO ratings (user_id, movie_id, rating, rated_at) VALUES (7, 'c1', 1, $1)`, [ago(40 * DAY)]);
+      expect((await until((a) => a[0] === 'h1', 'after the rating')).slice(0, 2)).toEqual(['h1', 'p1']);
+      await db.pool.query('DELETE FROM ratings WHERE user_id = 7');
+      expect((await until((a) => a[0] !== 'h1', 'after the rating was deleted')).slice(0, 2).sort()).toEqual(['c2', 'c3']);
+      // Unrated, the watch counts by the share of the runtime seen: 100 of 1000 minutes is a dislike.
+      await db.pool.query(`UPDATE movies SET runtime = 1000 WHERE id = 'c1'`);
+      await until((a) => a[0] === 'h1', 'after the runtime changed');
+      const after = await stats();
+      expect(after.invalidations).toBeGreaterThanOrEqual(before.invalidations + 4);
+      expect(after.hits).toBeGreaterThan(before.hits);
+    } finally {
+      await db.pool.query(`UPDATE movies SET runtime = 100 WHERE id = 'c1'`);
+      await db.pool.query('DELETE FROM watches WHERE user_id = 7');
+    }
+    expect(await until((a) => a[0] === 'c1', 'after the watch was deleted')).toEqual(cold);
   });
 });

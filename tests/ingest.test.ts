@@ -7,7 +7,7 @@ import { Ingest } from '../services/ingest/consumer.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { scratchDatabase } from './support/db.ts';
 import { actualRows, deleteTopic, exited, expectedRows, ingestedCount, spawnIngest, waitForIngested } from './support/ingest.ts';
-import { requireServer } from './support/servers.ts';
+import { requireStack } from './support/servers.ts';
 
 const cfg = loadConfig();
 const N = 100_000;
@@ -19,7 +19,7 @@ describe('ingest end to end on real Kafka and Postgres', () => {
   const topics: string[] = [topic];
 
   beforeAll(async () => {
-    await requireServer('kafka', Number(cfg.kafka.brokers[0].split(':')[1]));
+    await requireStack(cfg, 'kafka');
     await ensureTopic(cfg, topic, 4);
     expect(await produceLines(cfg, lines, { topic })).toBe(N);
   });

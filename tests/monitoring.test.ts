@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SMTPServer } from 'smtp-server';
+import { catchMail, type MailCatcher } from '../testkit/mail.ts';
 import { freePort, request, waitForHttp } from '../testkit/net.ts';
 
 const tag = randomBytes(3).toString('hex');
@@ -42,7 +42,7 @@ const { serviceSpecs, superviseServices } = await import('../cli/services.ts');
 const { openLoop } = await import('../testkit/load.ts');
 const { stop } = await import('../testkit/processes.ts');
 const { scratchDatabase } = await import('./support/db.ts');
-const { requireServer } = await import('./support/servers.ts');
+const { requireStack } = await import('./support/servers.ts');
 
 const cfg = loadConfig();
 const prom = `http://127.0.0.1:${ports.prometheus}`;
@@ -56,7 +56,7 @@ let supervisor: import('../lib/supervise.ts').Supervisor | undefined;
 const serviceLog: string[] = [];
 const daemons: ChildProcess[] = [];
 const daemonOutput: string[] = [];
-let smtp: SMTPServer;
+let smtp: MailCatcher | undefined;
 const mails: string[] = [];
 let dir: string;
 let loadDone: Promise<unknown> = Promise.resolve();
@@ -110,8 +110,7 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs
 }
 
 beforeAll(async () => {
-  await requireServer('chroma', Number(new URL(cfg.chroma.url).port), new URL(cfg.chroma.url).hostname);
-  await requireServer('temporal', Number(cfg.temporal.address.split(':')[1]), cfg.temporal.address.split(':')[0]);
+  await requireStack(cfg, 'chroma', 'temporal');
   db = await scratchDatabase('monitoring');
   world = await inferenceWorld(cfg, db, { movies: 200, users: 500 });
   slot = await world.startSlot('main');
@@ -124,11 +123,7 @@ beforeAll(async () => {
     await waitForHttp(url, 120_000).catch((err) => { throw new Error(`${(err as Error).message}\n${serviceLog.slice(-30).join('\n')}`); });
   }
 
-  smtp = new SMTPServer({
-    authOptional: true, disabledCommands: ['STARTTLS'], logger: false,
-    onData(stream, _s, cb) { let raw = ''; stream.on('data', (c: Buffer) => { raw += c.toString(); }); stream.on('end', () => { mails.push(unQuote(raw)); cb(); }); },
-  });
-  await new Promise<void>((r) => smtp.listen(ports.smtp, '127.0.0.1', r));
+  smtp = await catchMail(ports.smtp, { into: mails, decode: unQuote });
 
   dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-monitoring-'));
   const files = writeMonitoringFiles(cfg, path.join(dir, 'config'), {
@@ -149,7 +144,7 @@ afterAll(async () => {
   for (const p of daemons) await stop(p);
   await supervisor?.stop();
   await stop(slot?.proc);
-  await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
+  await smtp?.close();
   await world?.cleanup();
   await db?.drop();
   if (dir) rmSync(dir, { recursive: true, force: true });

@@ -24,7 +24,7 @@ import { fillOnce } from '../services/catalog/fill.ts';
 import { scratchDatabase } from './support/db.ts';
 import { deleteTopic, ingestedCount, spawnIngest } from './support/ingest.ts';
 import { spawnService, waitForHttp, type Service } from './support/processes.ts';
-import { requireServer } from './support/servers.ts';
+import { requireStack } from './support/servers.ts';
 import { freePort } from '../testkit/net.ts';
 
 const cfg = loadConfig();
@@ -95,8 +95,7 @@ describe('marquee report on a simulated platform', () => {
   }
 
   beforeAll(async () => {
-    await requireServer('kafka', Number(cfg.kafka.brokers[0].split(':')[1]), cfg.kafka.brokers[0].split(':')[0]);
-    await requireServer('chroma', Number(new URL(cfg.chroma.url).port), new URL(cfg.chroma.url).hostname);
+    await requireStack(cfg, 'kafka', 'chroma');
     db = await scratchDatabase('reporte2e');
     url = databaseUrl(cfg, db.name);
     apiPort = await freePort();

@@ -1,7 +1,8 @@
 /**
  * The simulator's switches that produce feedback loops on purpose (issue 15): --herd makes new
  * users start the first movie of their first list; --stall holds lines back from Kafka for a
- * stretch while traffic goes on, then sends them in order.
+ * stretch while traffic goes on, then sends them in order; --amplify makes users follow the
+ * platform's most shown movies more and more (that the report flags it: report.loops.test.ts).
  */
 import { describe, expect, it } from 'vitest';
 import { durationMs } from '../lib/duration.ts';
@@ -11,6 +12,22 @@ import { Engine } from '../services/simulator/engine.ts';
 import { MemorySink } from '../services/simulator/sink.ts';
 import { parseStall, StallingSink } from '../services/simulator/stall.ts';
 import { createWorld } from '../services/simulator/world.ts';
+import { simulatedPlatform } from './support/loop-worlds.ts';
+
+const HOUR = 3_600_000;
+
+/** Per hour of the period, the share of first watches that went to the period's 10 most shown movies. */
+function topWatchSharePerHour(amplifyRampMs?: number): { shares: number[]; trust: number[] } {
+  const w = simulatedPlatform({ seed: 4, start: Date.UTC(2026, 0, 1), warmupMs: HOUR / 2, durationMs: 3 * HOUR, users: 2000, movies: 300, amplifyRampMs });
+  const shown = new Map<string, number>();
+  for (const l of w.served) for (const id of l.ids) shown.set(id, (shown.get(id) ?? 0) + 1);
+  const top = new Set([...shown].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([id]) => id));
+  const shares = [0, 1, 2].map((h) => {
+    const ws = w.watches.filter((x) => x.at >= w.since + h * HOUR && x.at < w.since + (h + 1) * HOUR);
+    return ws.filter((x) => top.has(x.movie)).length / ws.length;
+  });
+  return { shares, trust: [0, 1.75, 3.5].map((h) => w.engine.trustAt(w.since - HOUR / 2 + h * HOUR)) };
+}
 
 /** New users' first watched movie, with every list answered by the same default list. */
 function firstWatchesOfNewUsers(herd: boolean): string[] {
@@ -42,6 +59,17 @@ describe('simulator loop switches', () => {
     expect(herded[0]).toBe(createWorld({ seed: 5, movies: 300, users: 2000 }).movies[0].id);
     expect(free.length).toBeGreaterThan(100);
     expect(new Set(free).size).toBeGreaterThan(5);
+  });
+
+  it('amplify: trust ramps from 0 to 1 and the most shown movies take a growing share of the watches; without it the share holds', () => {
+    const amplified = topWatchSharePerHour(3.5 * HOUR);
+    expect(amplified.trust).toEqual([0, 0.5, 1]);
+    expect(amplified.shares[2] - amplified.shares[0]).toBeGreaterThan(0.1);
+    expect(amplified.shares[1]).toBeGreaterThan(amplified.shares[0]);
+    const plain = topWatchSharePerHour();
+    expect(plain.trust).toEqual([0, 0, 0]);
+    expect(Math.abs(plain.shares[2] - plain.shares[0])).toBeLessThan(0.05);
+    expect(amplified.shares[2]).toBeGreaterThan(plain.shares[2] + 0.1);
   });
 
   it('stall: lines are held for the stretch, count as no backlog, and go out in order after it', async () => {

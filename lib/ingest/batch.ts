@@ -10,7 +10,8 @@ export interface RawMessage {
 export interface WatchAgg {
   userId: number; movieId: string;
   firstMs: number; firstIso: string; lastMs: number; lastIso: string;
-  minutes: Set<number>; maxMinute: number;
+  /** Every minute seen, repeats allowed: a push per line is cheaper than a set insert. */
+  minutes: number[]; maxMinute: number;
 }
 export interface RatingAgg { userId: number; movieId: string; rating: number; atMs: number; atIso: string }
 export interface AccountAgg { userId: number; atMs: number; atIso: string }
@@ -19,7 +20,7 @@ export interface DeadLetter { offset: number; line: string; reason: string }
 
 /** What one Kafka batch turns into: rows aggregated per key, ready for one upsert per table. */
 export interface BatchRows {
-  watches: Map<string, WatchAgg>;
+  watches: WatchAgg[];
   ratings: Map<string, RatingAgg>;
   accounts: Map<number, AccountAgg>;
   recommendations: RecommendationRow[];
@@ -41,9 +42,12 @@ function storableLine(line: string): string {
 /** Parses and aggregates a batch in offset order; later events win ties for "latest". */
 export function buildBatch(messages: RawMessage[]): BatchRows {
   const rows: BatchRows = {
-    watches: new Map(), ratings: new Map(), accounts: new Map(), recommendations: [], deadLetters: [],
+    watches: [], ratings: new Map(), accounts: new Map(), recommendations: [], deadLetters: [],
     movies: new Set(), users: new Set(), events: 0,
   };
+  // Watches by user, then movie: two lookups without building a key string for every line (the
+  // lines are nearly all watches, one per minute, so this is ingest's hottest loop).
+  const watchIndex = new Map<number, Map<string, WatchAgg>>();
   for (const m of messages) {
     if (m.value === null) {
       rows.deadLetters.push({ offset: m.offset, line: '', reason: 'empty message (null value)' });
@@ -55,29 +59,36 @@ export function buildBatch(messages: RawMessage[]): BatchRows {
       continue;
     }
     rows.events++;
-    addEvent(rows, parsed.event, m.offset);
+    addEvent(rows, watchIndex, parsed.event, m.offset);
   }
   return rows;
 }
 
-function addEvent(rows: BatchRows, e: LogEvent, offset: number): void {
-  rows.users.add(e.userId);
+function addEvent(rows: BatchRows, watchIndex: Map<number, Map<string, WatchAgg>>, e: LogEvent, offset: number): void {
   switch (e.kind) {
     case 'watch': {
-      rows.movies.add(e.movieId);
-      const key = `${e.userId}\t${e.movieId}`;
-      const w = rows.watches.get(key);
+      let byMovie = watchIndex.get(e.userId);
+      if (!byMovie) {
+        byMovie = new Map();
+        watchIndex.set(e.userId, byMovie);
+        rows.users.add(e.userId);
+      }
+      const w = byMovie.get(e.movieId);
       if (!w) {
-        rows.watches.set(key, { userId: e.userId, movieId: e.movieId, firstMs: e.atMs, firstIso: e.atIso, lastMs: e.atMs, lastIso: e.atIso, minutes: new Set([e.minute]), maxMinute: e.minute });
+        rows.movies.add(e.movieId);
+        const agg: WatchAgg = { userId: e.userId, movieId: e.movieId, firstMs: e.atMs, firstIso: e.atIso, lastMs: e.atMs, lastIso: e.atIso, minutes: [e.minute], maxMinute: e.minute };
+        byMovie.set(e.movieId, agg);
+        rows.watches.push(agg);
       } else {
         if (e.atMs < w.firstMs) { w.firstMs = e.atMs; w.firstIso = e.atIso; }
         if (e.atMs >= w.lastMs) { w.lastMs = e.atMs; w.lastIso = e.atIso; }
-        w.minutes.add(e.minute);
+        w.minutes.push(e.minute);
         if (e.minute > w.maxMinute) w.maxMinute = e.minute;
       }
-      break;
+      return;
     }
     case 'rate': {
+      rows.users.add(e.userId);
       rows.movies.add(e.movieId);
       const key = `${e.userId}\t${e.movieId}`;
       const r = rows.ratings.get(key);
@@ -85,11 +96,13 @@ function addEvent(rows: BatchRows, e: LogEvent, offset: number): void {
       break;
     }
     case 'account': {
+      rows.users.add(e.userId);
       const a = rows.accounts.get(e.userId);
       if (!a || e.atMs < a.atMs) rows.accounts.set(e.userId, { userId: e.userId, atMs: e.atMs, atIso: e.atIso });
       break;
     }
     case 'recommendation':
+      rows.users.add(e.userId);
       for (const id of e.movieIds) rows.movies.add(id);
       rows.recommendations.push({ offset, atIso: e.atIso, userId: e.userId, server: e.server, status: e.status, movieIds: e.movieIds, error: e.error, latencyMs: e.latencyMs });
       break;
@@ -97,7 +110,7 @@ function addEvent(rows: BatchRows, e: LogEvent, offset: number): void {
 }
 
 /** The minutes seen as a bit string, bit i set when minute i was seen (Postgres varbit text form). */
-export function minuteBits(minutes: Set<number>, maxMinute: number): string {
+export function minuteBits(minutes: readonly number[], maxMinute: number): string {
   const bits = new Uint8Array(maxMinute + 1).fill(48);
   for (const m of minutes) bits[m] = 49;
   return Buffer.from(bits).toString('latin1');

@@ -20,6 +20,7 @@ export interface CoWatchOptions {
 /** Co-watch neighbour lists of every movie watched before some time. */
 export class CoWatchIndex {
   private readonly pos: Map<string, number>;
+  private readonly built: (readonly Neighbour[] | undefined)[] = [];
 
   private constructor(
     readonly movies: readonly string[],
@@ -50,15 +51,20 @@ export class CoWatchIndex {
     return i === undefined ? 0 : this.watchers[i];
   }
 
-  /** The movie's k most co-watched others, most similar first; [] for a movie nobody watched. */
-  neighbours(id: string, k: number): Neighbour[] {
+  /** The movie's k most co-watched others, most similar first; [] for a movie nobody watched. Shared: do not change it. */
+  neighbours(id: string, k: number): readonly Neighbour[] {
     const i = this.pos.get(id);
     if (i === undefined) return [];
-    const l = this.lists[i];
-    const n = Math.min(k, l.idx.length);
-    const out: Neighbour[] = new Array(n);
-    for (let t = 0; t < n; t++) out[t] = { id: this.movies[l.idx[t]], similarity: l.sim[t] };
-    return out;
+    // Built once per movie: a request asks for thousands of neighbours, and allocating them each
+    // time cost as much as ranking them.
+    let all = this.built[i];
+    if (all === undefined) {
+      const l = this.lists[i];
+      const made: Neighbour[] = new Array(l.idx.length);
+      for (let t = 0; t < made.length; t++) made[t] = { id: this.movies[l.idx[t]], similarity: l.sim[t] };
+      this.built[i] = all = made;
+    }
+    return k >= all.length ? all : all.slice(0, Math.max(0, k));
   }
 
   /**

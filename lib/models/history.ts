@@ -47,24 +47,55 @@ export async function readHistory(db: Queryable, userId: number, asOf: Date | nu
     query_timeout: opts.timeoutMs ?? 2000,
   } as pg.QueryConfig);
   const cut = asOf?.getTime() ?? Infinity;
-  return rows.map((r) => {
-    let minutes = r.minutes ?? 0;
-    let lastAt = r.last_at?.getTime() ?? null;
-    const firstAt = r.first_at?.getTime() ?? null;
-    if (lastAt !== null && firstAt !== null && lastAt >= cut) {
-      minutes = lastAt > firstAt ? Math.floor((minutes * (cut - firstAt)) / (lastAt - firstAt)) : minutes;
-      lastAt = cut;
-    }
-    return {
-      movieId: r.movie_id,
-      minutes,
-      firstAt,
-      lastAt,
-      rating: r.rating,
-      ratedAt: r.rated_at?.getTime() ?? null,
-      runtime: r.runtime,
-    };
-  });
+  return rows.map((r) => historyEntry(r, cut));
+}
+
+function historyEntry(r: HistoryRow, cut: number): HistoryEntry {
+  let minutes = r.minutes ?? 0;
+  let lastAt = r.last_at?.getTime() ?? null;
+  const firstAt = r.first_at?.getTime() ?? null;
+  if (lastAt !== null && firstAt !== null && lastAt >= cut) {
+    minutes = lastAt > firstAt ? Math.floor((minutes * (cut - firstAt)) / (lastAt - firstAt)) : minutes;
+    lastAt = cut;
+  }
+  return {
+    movieId: r.movie_id,
+    minutes,
+    firstAt,
+    lastAt,
+    rating: r.rating,
+    ratedAt: r.rated_at?.getTime() ?? null,
+    runtime: r.runtime,
+  };
+}
+
+/** readHistory (no asOf) of many users in one query: every user asked has an entry, [] when none. */
+export async function readHistories(db: Queryable, userIds: readonly number[], opts: QueryOptions = {}): Promise<Map<number, HistoryEntry[]>> {
+  const { rows } = await db.query<HistoryRow & { user_id: number }>({
+    text: `
+WITH w AS (SELECT user_id, movie_id, minutes, first_at, last_at FROM watches WHERE user_id = ANY($1::int[])),
+     r AS (SELECT user_id, movie_id, rating, rated_at FROM ratings WHERE user_id = ANY($1::int[]))
+SELECT x.user_id, x.movie_id, x.minutes, x.first_at, x.last_at, x.rating, x.rated_at,
+       (SELECT m.runtime FROM movies m WHERE m.id = x.movie_id) AS runtime
+FROM (SELECT coalesce(w.user_id, r.user_id) AS user_id, coalesce(w.movie_id, r.movie_id) AS movie_id,
+             w.minutes, w.first_at, w.last_at, r.rating, r.rated_at
+      FROM w FULL JOIN r ON r.user_id = w.user_id AND r.movie_id = w.movie_id) x`,
+    values: [userIds],
+    query_timeout: opts.timeoutMs ?? 30_000,
+  } as pg.QueryConfig);
+  const out = new Map<number, HistoryEntry[]>(userIds.map((u) => [u, []]));
+  for (const r of rows) out.get(r.user_id)?.push(historyEntry(r, Infinity));
+  return out;
+}
+
+/** The users most recently active (by their latest watch), most recent first. */
+export async function recentlyActiveUsers(db: Queryable, limit: number, opts: QueryOptions = {}): Promise<number[]> {
+  const { rows } = await db.query<{ user_id: number }>({
+    text: 'SELECT user_id FROM watches GROUP BY user_id ORDER BY max(last_at) DESC, user_id LIMIT $1',
+    values: [limit],
+    query_timeout: opts.timeoutMs ?? 60_000,
+  } as pg.QueryConfig);
+  return rows.map((r) => r.user_id);
 }
 
 /** Movies by how many users started watching them in [asOf - windowHours, asOf), most first. */

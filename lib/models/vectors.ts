@@ -28,6 +28,7 @@ export class VectorIndex implements VectorSpace {
   /** Vote average and count per movie, null when unknown. */
   private readonly voteStats: ({ average: number; count: number } | null)[];
   private readonly cache = new Map<number, CachedNeighbours>();
+  private readonly built = new WeakMap<CachedNeighbours, readonly Neighbour[]>();
 
   private constructor(ids: string[], data: Float32Array, dim: number, pops: (number | null)[], votes: ({ average: number; count: number } | null)[]) {
     this.ids = ids;
@@ -147,7 +148,7 @@ export class VectorIndex implements VectorSpace {
   }
 
   /** The k most similar other movies, most similar first; [] for an unknown id. */
-  neighbours(id: string, k: number): Neighbour[] {
+  neighbours(id: string, k: number): readonly Neighbour[] {
     const i = this.pos.get(id);
     if (i === undefined || k <= 0) return [];
     let c = this.cache.get(i);
@@ -155,10 +156,14 @@ export class VectorIndex implements VectorSpace {
       this.warm([id], k);
       c = this.cache.get(i)!;
     }
-    const n = Math.min(k, c.idx.length);
-    const out: Neighbour[] = new Array(n);
-    for (let j = 0; j < n; j++) out[j] = { id: this.ids[c.idx[j]], similarity: c.sim[j] };
-    return out;
+    // Built once per cached list: a request asks for hundreds of neighbours, each an allocation.
+    let all = this.built.get(c);
+    if (all === undefined) {
+      const made: Neighbour[] = new Array(c.idx.length);
+      for (let j = 0; j < made.length; j++) made[j] = { id: this.ids[c.idx[j]], similarity: c.sim[j] };
+      this.built.set(c, (all = made));
+    }
+    return k >= all.length ? all : all.slice(0, k);
   }
 
   /** Same ids in the same order with the same vectors (a periodic full reload that changed nothing). */

@@ -38,26 +38,18 @@ export function registerReleaseMetrics(registry: Registry, cfg: Config, pool: Po
   let pending: Promise<ReleaseRow[]> | undefined;
   // Both gauges collect in the same scrape: one query serves them.
   const read = (): Promise<ReleaseRow[]> => (pending ??= releasesInFlight(pool).finally(() => setTimeout(() => { pending = undefined; }, 500)));
-  new client.Gauge({
-    name: 'marquee_release_phase_age_seconds',
-    help: 'How long each release in flight has been in its current phase',
-    labelNames: ['version', 'phase'],
-    registers: [registry.prom],
+  // Both gauges are one per release in flight, labelled alike; only the value differs.
+  const perRelease = (name: string, help: string, value: (r: ReleaseRow) => number) => new client.Gauge({
+    name, help, labelNames: ['version', 'phase'], registers: [registry.prom],
     async collect() {
       this.reset();
-      for (const r of await read()) this.set({ version: r.id, phase: r.phase }, (Date.now() - r.since.getTime()) / 1000);
+      for (const r of await read()) this.set({ version: r.id, phase: r.phase }, value(r));
     },
   });
-  new client.Gauge({
-    name: 'marquee_release_phase_expected_seconds',
-    help: 'How long the current phase of each release in flight is expected to take (from temporal.yaml release defaults)',
-    labelNames: ['version', 'phase'],
-    registers: [registry.prom],
-    async collect() {
-      this.reset();
-      for (const r of await read()) this.set({ version: r.id, phase: r.phase }, expected[r.phase] ?? 600);
-    },
-  });
+  perRelease('marquee_release_phase_age_seconds', 'How long each release in flight has been in its current phase',
+    (r) => (Date.now() - r.since.getTime()) / 1000);
+  perRelease('marquee_release_phase_expected_seconds', 'How long the current phase of each release in flight is expected to take (from temporal.yaml release defaults)',
+    (r) => expected[r.phase] ?? 600);
 }
 
 /** The inference slots named by the routing state, as Prometheus http_sd groups. */

@@ -16,6 +16,7 @@ import type Docker from 'dockerode';
 import { sharedLibraries } from '../../docker/base/make-rootfs.ts';
 import { loadConfigFile, projectRoot, stateDir } from '../config.ts';
 import { buildImage, dockerClient, dockerSocket, LABELS, tarFiles } from '../docker.ts';
+import { INGEST_NODE_FLAGS } from '../ingest/runtime.ts';
 import { gitCommit } from '../version.ts';
 import { bundleEntry } from './image.ts';
 
@@ -208,7 +209,7 @@ export async function startServiceContainers(services: ContainerService[], o: St
     const container = await docker.createContainer({
       name,
       Image: worker ? workerImage : bundled,
-      Cmd: worker ? ['node', '--import', 'tsx', path.join(projectRoot, 'workers/main.ts')] : ['node', `/app/dist/${service}.mjs`],
+      Cmd: worker ? ['node', '--import', 'tsx', path.join(projectRoot, 'workers/main.ts')] : ['node', ...(service === 'ingest' ? INGEST_NODE_FLAGS : []), `/app/dist/${service}.mjs`],
       WorkingDir: worker ? projectRoot : '/app',
       Env: containerEnv(service, o.env),
       Labels: { ...LABELS, 'marquee.component': 'service', [SERVICE_LABEL]: service },

@@ -19,11 +19,14 @@ export interface DashboardData {
   release: Record<string, unknown> | null;
 }
 
-/** The PromQL behind each Prometheus panel (metric names as the services export them). */
+/**
+ * The PromQL behind each Prometheus panel (metric names as the services export them). The fallback
+ * counter has no series until the first fallback, so a healthy gateway counts as 0, not "no samples".
+ */
 export const PROM_QUERIES: { id: string; title: string; unit: string; query: string; legend: string }[] = [
   { id: 'request-rate', title: 'Requests per second by assigned slot', unit: 'req/s', query: 'sum by (slot) (rate(gateway_requests_total[1m]))', legend: 'slot' },
   { id: 'p99', title: 'p99 answer time by answering slot', unit: 's', query: 'histogram_quantile(0.99, sum by (slot, le) (rate(gateway_request_duration_seconds_bucket[5m])))', legend: 'slot' },
-  { id: 'fallback-rate', title: 'Fallback rate', unit: 'share', query: 'sum(rate(gateway_fallbacks_total[5m])) / sum(rate(gateway_requests_total[5m]))', legend: '' },
+  { id: 'fallback-rate', title: 'Fallback rate', unit: 'share', query: '(sum(rate(gateway_fallbacks_total[5m])) or 0 * sum(rate(gateway_requests_total[5m]))) / sum(rate(gateway_requests_total[5m]))', legend: '' },
   { id: 'ingest-rate', title: 'Ingest: messages written per second', unit: 'msg/s', query: 'sum(rate(ingest_messages_total[1m]))', legend: '' },
   { id: 'ingest-lag', title: 'Ingest: consumer lag (messages)', unit: 'messages', query: 'sum(ingest_consumer_lag)', legend: '' },
 ];

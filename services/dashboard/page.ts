@@ -60,7 +60,7 @@ async function refresh() {
     charts[p.id].setOption({
       animation: false, legend: { top: 0 }, tooltip: { trigger: 'axis' },
       grid: { left: 50, right: 16, top: 28, bottom: 28 },
-      xAxis: { type: 'time' }, yAxis: { type: 'value' },
+      xAxis: { type: 'time', axisLabel: { hideOverlap: true } }, yAxis: { type: 'value' },
       series: p.series.map((s) => ({ name: s.name, type: 'line', showSymbol: false, data: s.points })),
     }, true);
     window.marqueePanels[p.id] = { source: p.source, points: p.series.reduce((n, s) => n + s.points.filter((x) => x[1] !== null).length, 0), note: p.note };

@@ -1,9 +1,10 @@
 /** The HTTP face of the inference service: GET /recommend/<userid>, /healthz, /metrics. */
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type express from 'express';
 import { serviceApp } from '../../lib/http.ts';
 import { parseUserId } from '../../lib/routing.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
-import type { Engine } from './engine.ts';
+import type { Answer, Engine } from './engine.ts';
 
 const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}:?\d{2})?$/;
 
@@ -60,11 +61,46 @@ export function inferenceApp(engine: Engine, info: AppInfo): express.Express {
       res.status(400).type('text/plain').send(problem ?? 'bad user id');
       return;
     }
-    const answer = await engine.recommend(user.id, asOf);
-    // Lets the gateway and offline evaluation tell a model answer from a fallback.
-    res.setHeader('X-Marquee-Model', spec.version);
-    res.setHeader('X-Marquee-Outcome', answer.reason ? `${answer.outcome}:${answer.reason}` : answer.outcome);
-    res.type('text/plain').send(answer.ids.join(','));
+    sendAnswer(res, spec.version, await engine.recommend(user.id, asOf));
   });
   return app;
+}
+
+/** One answer: its ids as one line, headers and body in a single write. */
+function sendAnswer(res: ServerResponse, version: string, answer: Answer): void {
+  const body = answer.ids.join(',');
+  res.writeHead(200, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    // Lets the gateway and offline evaluation tell a model answer from a fallback.
+    'X-Marquee-Model': version,
+    'X-Marquee-Outcome': answer.reason ? `${answer.outcome}:${answer.reason}` : answer.outcome,
+  });
+  res.end(body);
+}
+
+/** The common request, a plain id and nothing else; anything else goes through express. */
+const PLAIN = /^\/recommend\/(\d{1,10})$/;
+
+/**
+ * The service's request handler: GET /recommend/<digits> answered straight on node:http (express's
+ * routing and response helpers cost about as much as a ranking), everything else by the express
+ * app, which also holds the full /recommend route (asOf, bad ids, HEAD) with the same answers.
+ */
+export function inferenceHandler(engine: Engine, info: AppInfo): RequestListener {
+  const app = inferenceApp(engine, info);
+  const version = engine.model.spec.version;
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const m = req.method === 'GET' ? PLAIN.exec(req.url ?? '') : null;
+    const user = m === null ? null : parseUserId(m[1]);
+    if (user === null || !user.ok) {
+      void app(req, res);
+      return;
+    }
+    engine.recommend(user.id, null).then((answer) => sendAnswer(res, version, answer), (err: unknown) => {
+      console.error(`inference: request for user ${user.id} failed: ${(err as Error).stack}`);
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('internal error');
+    });
+  };
 }

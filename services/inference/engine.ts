@@ -14,6 +14,8 @@ import { coWatchLists, coWatchPrior, listsAsOf, rankWithLists, recentStarts, typ
 import { coldStartList, LIST_SIZE, mergePopularity, neighbourCount, padPopular, popularityTable, selectSources, usesVectors, type PopularityTable } from '../../lib/models/rank.ts';
 import type { LoadedSpec } from '../../lib/models/spec.ts';
 import { VectorIndex } from '../../lib/models/vectors.ts';
+import type { HistoryCache } from './history-cache.ts';
+import type { HistoryEntry } from '../../lib/models/rank.ts';
 
 export interface EngineOptions {
   /** The answer budget: past it the request is answered from the cached list. */
@@ -24,6 +26,8 @@ export interface EngineOptions {
   fullReloadMs: number;
   /** How often to refresh the popular and cold-start lists. */
   listsRefreshMs: number;
+  /** Users' histories kept in memory between requests (absent: every request reads Postgres). */
+  historyCache?: HistoryCache;
 }
 
 export type FallbackReason = 'deadline' | 'postgres' | 'vectors_unavailable' | 'internal';
@@ -67,6 +71,7 @@ export class Engine {
   private readonly vectorsGauge = this.registry.gauge('inference_vectors', 'Movie vectors held in memory', ['collection']);
   private readonly vectorsLoaded = this.registry.gauge('inference_vectors_loaded_timestamp_seconds', 'When the vectors were last read from ChromaDB');
   private readonly listsGauge = this.registry.gauge('inference_lists_refreshed_timestamp_seconds', 'When the cold-start list was last refreshed');
+  private readonly historyReads = this.registry.counter('inference_history_reads_total', 'Histories of requests without asOf, by where they came from (memory, postgres)', ['from']);
 
   private index: VectorIndex | null = null;
   private collection: Collection | null = null;
@@ -93,12 +98,14 @@ export class Engine {
 
   /** Starts the background loops; returns at once (serving works before vectors arrive). */
   start(): void {
+    this.opts.historyCache?.start();
     void this.vectorLoop();
     void this.listsLoop();
   }
 
   stop(): void {
     this.stopped = true;
+    this.opts.historyCache?.stop();
     for (const t of this.timers) clearTimeout(t);
   }
 
@@ -274,6 +281,12 @@ export class Engine {
   /** The answer for a user, always within the deadline. */
   async recommend(userId: number, asOf: Date | null): Promise<Answer> {
     const started = performance.now();
+    // A kept history needs no I/O: ranked at once, with no deadline to arm.
+    const kept = asOf === null ? this.opts.historyCache?.peek(userId) : undefined;
+    if (kept !== undefined) {
+      this.historyReads.inc({ from: 'memory' });
+      return this.counted(this.rankHistory(userId, kept, null, this.listsNow()), started);
+    }
     // Lists as of a past time are built once per time, before the deadline starts: such requests
     // are evaluation and reproduction, and a faithful answer matters more there than a fast one.
     let lists: ServingLists;
@@ -283,10 +296,7 @@ export class Engine {
       this.errors.inc({ kind: 'postgres' });
       console.error(`inference: lists as of ${asOf!.toISOString()}: ${message(err)}`);
       // Today's cached list would hold movies that did not exist then: nothing is the faithful answer.
-      const answer: Answer = { ids: [], outcome: 'fallback', reason: 'postgres' };
-      this.fallbacks.inc({ reason: 'postgres' });
-      this.latency.observe({ outcome: answer.outcome }, (performance.now() - started) / 1000);
-      return answer;
+      return this.counted({ ids: [], outcome: 'fallback', reason: 'postgres' }, started);
     }
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<Answer>((resolve) => {
@@ -298,6 +308,10 @@ export class Engine {
     } finally {
       clearTimeout(timer);
     }
+    return this.counted(answer, started);
+  }
+
+  private counted(answer: Answer, started: number): Answer {
     if (answer.outcome === 'fallback') this.fallbacks.inc({ reason: answer.reason! });
     this.latency.observe({ outcome: answer.outcome }, (performance.now() - started) / 1000);
     return answer;
@@ -309,15 +323,22 @@ export class Engine {
   }
 
   private async answer(userId: number, asOf: Date | null, lists: ServingLists): Promise<Answer> {
-    let history;
-    const coldStart = lists.coldStart;
+    let history: readonly HistoryEntry[];
     try {
-      history = await readHistory(this.pool, userId, asOf, { timeoutMs: Math.max(this.opts.deadlineMs * 4, 2000) });
+      const read = () => readHistory(this.pool, userId, asOf, { timeoutMs: Math.max(this.opts.deadlineMs * 4, 2000) });
+      const cache = this.opts.historyCache;
+      history = await (asOf === null && cache !== undefined ? cache.load(userId, read) : read());
+      if (asOf === null) this.historyReads.inc({ from: 'postgres' });
     } catch (err) {
       this.errors.inc({ kind: 'postgres' });
       if (this.errors.get({ kind: 'postgres' }) % 100 === 1) console.error(`inference: postgres: ${message(err)}`);
       return this.fallback('postgres', lists);
     }
+    return this.rankHistory(userId, history, asOf, lists);
+  }
+
+  private rankHistory(userId: number, history: readonly HistoryEntry[], asOf: Date | null, lists: ServingLists): Answer {
+    const coldStart = lists.coldStart;
     try {
       const index = this.index;
       const spec = this.model.spec;
@@ -367,6 +388,7 @@ export class Engine {
         ...(spec.rule === 'cowatch' ? { coWatchMovies: this.cowatch?.coWatch.size ?? 0, coWatchUsers: this.cowatch?.coWatch.users ?? 0, coWatchBuiltAt: this.cowatchBuiltAt ? new Date(this.cowatchBuiltAt).toISOString() : null } : {}),
       },
       // Serving goes on in these cases, but from popularity only until vectors (or co-watches) arrive.
+      history: this.opts.historyCache?.stats ?? { state: 'off' },
       degraded: (usesVectors(spec) && this.vectorState.state !== 'ready') || this.listsState.refreshedAt === null || (spec.rule === 'cowatch' && this.cowatch === null),
       fallbacks: Object.fromEntries((['deadline', 'postgres', 'vectors_unavailable', 'internal'] as const).map((r) => [r, this.fallbacks.get({ reason: r })])),
     };

@@ -5,15 +5,18 @@
  * env: INFERENCE_MODEL (spec path, default models/seed-baseline.json), INFERENCE_SLOT (main|nightly),
  * INFERENCE_PORT (default from the slot's config), INFERENCE_IMAGE, MARQUEE_GIT_COMMIT,
  * INFERENCE_DEADLINE_MS (400), INFERENCE_REFRESH_MS (30000), INFERENCE_FULL_RELOAD_MS (900000),
- * INFERENCE_LISTS_REFRESH_MS (30000), INFERENCE_PG_POOL (8); MARQUEE_POSTGRES_URL and
+ * INFERENCE_LISTS_REFRESH_MS (30000), INFERENCE_PG_POOL (8), INFERENCE_HISTORY_USERS (50000 histories kept
+ * in memory, 0: none; see history-cache.ts); MARQUEE_POSTGRES_URL and
  * MARQUEE_CHROMA_URL as for every service.
  */
 import { loadConfig } from '../../lib/config.ts';
 import { createPool } from '../../lib/db.ts';
-import { listen } from '../../lib/http.ts';
+import http from 'node:http';
+import { readHistories, recentlyActiveUsers } from '../../lib/models/history.ts';
 import { loadSpec, SpecError } from '../../lib/models/spec.ts';
-import { inferenceApp } from './app.ts';
+import { inferenceHandler } from './app.ts';
 import { Engine } from './engine.ts';
+import { HistoryCache } from './history-cache.ts';
 
 function intEnv(name: string, fallback: number, min = 1): number {
   const raw = process.env[name];
@@ -51,9 +54,16 @@ const engine = new Engine(model, pool, cfg.chroma.url, {
   refreshMs: intEnv('INFERENCE_REFRESH_MS', 30_000),
   fullReloadMs: intEnv('INFERENCE_FULL_RELOAD_MS', 900_000),
   listsRefreshMs: intEnv('INFERENCE_LISTS_REFRESH_MS', 30_000),
+  historyCache: new HistoryCache(cfg.postgres.url, intEnv('INFERENCE_HISTORY_USERS', 50_000, 0), {
+    users: (limit) => recentlyActiveUsers(pool, limit),
+    read: (users) => readHistories(pool, users),
+  }),
 });
-const app = inferenceApp(engine, { slot, image: process.env.INFERENCE_IMAGE || null });
-const server = await listen(app, port, process.env.INFERENCE_HOST ?? '127.0.0.1');
+const server = http.createServer(inferenceHandler(engine, { slot, image: process.env.INFERENCE_IMAGE || null }));
+await new Promise<void>((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(port, process.env.INFERENCE_HOST ?? '127.0.0.1', () => resolve());
+});
 server.keepAliveTimeout = 65_000;
 engine.start();
 console.log(`inference ${slot}: model ${model.spec.version} (${model.spec.rule}, ${model.spec.collection}, sha256 ${model.hash.slice(0, 12)}) on 127.0.0.1:${port}`);

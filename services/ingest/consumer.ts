@@ -3,6 +3,8 @@ import type { Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
 import { ensureTopic, kafkaClient } from '../../lib/kafka.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
+import { buildBatch, type BatchRows, type RawMessage } from '../../lib/ingest/batch.ts';
+import { KnownIds } from '../../lib/ingest/known.ts';
 import { writeBatch } from '../../lib/ingest/writer.ts';
 
 export interface IngestOptions {
@@ -17,6 +19,13 @@ export interface IngestOptions {
  * The ingest consumer: Kafka batches → Postgres, exactly once. The source of truth for "how far"
  * is ingest_offsets in Postgres (written in the data's own transaction); the offsets committed to
  * Kafka are only a hint that makes restarts start close to the right place.
+ *
+ * Pipelined: kafkajs fetches the next batch only once every eachBatch of the last fetch returned,
+ * so eachBatch parses its batch, waits for the same partition's previous write, starts this one's
+ * write and returns. Kafka fetches and parses batch N+1 while Postgres writes batch N; a partition
+ * has at most one write in flight, in offset order. kafkajs' fetch position thus runs one batch
+ * ahead of Postgres: a write that fails seeks the partition back to the batch it failed on. The
+ * offsets committed to Kafka follow Postgres (committed after each write), never lead it.
  */
 export class Ingest {
   readonly registry = new Registry();
@@ -36,6 +45,11 @@ export class Ingest {
   private running = false;
   private assigned: number[] = [];
   private paused = false;
+  /** Per partition, the write in flight: resolves to false when it failed or had to seek. */
+  private readonly inFlight = new Map<number, Promise<boolean>>();
+  private readonly known = new KnownIds();
+  private failures = 0;
+  private stopping = false;
 
   constructor(private readonly cfg: Config, private readonly pool: Pool, private readonly opts: IngestOptions = {}) {
     this.topic = opts.topic ?? cfg.kafka.topic;
@@ -64,9 +78,12 @@ export class Ingest {
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
     this.running = true;
+    this.stopping = false;
     await this.consumer.run({
-      autoCommit: true,
-      autoCommitInterval: 1000,
+      // Offsets go to Kafka only after their batch is in Postgres (commitToKafka), never ahead of it:
+      // a partition whose Kafka offset were past Postgres' but had nothing left to read would
+      // never get a batch that shows the gap.
+      autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.opts.concurrency ?? 2,
       eachBatch: (payload) => this.onBatch(payload),
@@ -78,7 +95,19 @@ export class Ingest {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      for (const p of await admin.fetchTopicOffsets(this.topic)) this.logStart.set(p.partition, Number(p.low));
+      // A topic created a moment ago may have no partition leader yet ("not the leader for that
+      // topic-partition"): that passes within seconds, so wait it out instead of exiting.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for (const p of await admin.fetchTopicOffsets(this.topic)) this.logStart.set(p.partition, Number(p.low));
+          return;
+        } catch (err) {
+          const retriable = (err as { retriable?: boolean }).retriable === true || /leader/i.test((err as Error).message);
+          if (!retriable || attempt >= 30) throw err;
+          if (attempt === 1) this.log(`ingest: offsets of ${this.topic} not available yet (${(err as Error).message}); retrying`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
     } finally {
       await admin.disconnect();
     }
@@ -87,46 +116,100 @@ export class Ingest {
   private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
     const started = process.hrtime.bigint();
-    const messages = batch.messages.map((m) => ({ offset: Number(m.offset), value: m.value === null ? null : m.value.toString('utf8') }));
-    const client = await this.pool.connect();
-    let result;
-    try {
-      result = await writeBatch(client, batch.topic, batch.partition, messages, this.logStart.get(batch.partition) ?? 0);
-    } catch (err) {
-      this.errors.inc({ partition: batch.partition });
-      // Nothing was committed: kafkajs retries the batch after backing off, so nothing is lost.
-      this.log(`ingest: batch on partition ${batch.partition} at ${messages[0].offset} failed, will retry: ${(err as Error).message}`);
-      client.release(true);
-      throw err;
+    const messages: RawMessage[] = new Array(batch.messages.length);
+    for (let i = 0; i < messages.length; i++) {
+      const m = batch.messages[i];
+      messages[i] = { offset: Number(m.offset), value: m.value === null ? null : m.value.toString('utf8') };
     }
-    client.release();
-    if (result.seekTo !== undefined) {
-      this.seeks.inc({ partition: batch.partition });
-      this.log(`ingest: partition ${batch.partition} resumes from offset ${result.seekTo} stored in Postgres (Kafka offered ${messages[0].offset})`);
-      this.consumer!.seek({ topic: batch.topic, partition: batch.partition, offset: String(result.seekTo) });
-      return;
-    }
+    // Parsed while the previous write of this partition (and the other partitions') runs.
+    const built = buildBatch(messages);
+    await this.inFlight.get(batch.partition);
+    // A failed or seeking write has moved the partition: this batch was fetched before that. When
+    // paused, no write may start after drained() said there was none (resume() seeks anyway).
+    if (!isRunning() || isStale() || this.paused || this.stopping) return;
+    const write = this.write(batch.topic, batch.partition, messages, built, Number(batch.highWatermark), started);
+    this.inFlight.set(batch.partition, write);
+    void write.finally(() => { if (this.inFlight.get(batch.partition) === write) this.inFlight.delete(batch.partition); });
     resolveOffset(batch.lastOffset());
     await heartbeat();
-    const labels = { partition: batch.partition };
+  }
+
+  /** One batch's transaction; never rejects (a failure is logged, counted and seeks back). */
+  private async write(topic: string, partition: number, messages: RawMessage[], built: BatchRows, highWatermark: number, started: bigint): Promise<boolean> {
+    const labels = { partition };
+    let result;
+    try {
+      const client = await this.pool.connect();
+      try {
+        result = await writeBatch(client, topic, partition, messages, this.logStart.get(partition) ?? 0, { built, known: this.known });
+      } catch (err) {
+        client.release(true);
+        throw err;
+      }
+      client.release();
+    } catch (err) {
+      this.errors.inc(labels);
+      this.known.forget();
+      this.failures++;
+      // Nothing was committed. Back off like kafkajs' retries did, then read the batch again.
+      const backoff = Math.min(5000, 300 * 2 ** Math.min(this.failures - 1, 5));
+      this.log(`ingest: batch on partition ${partition} at ${messages[0].offset} failed, will retry in ${backoff} ms: ${(err as Error).message}`);
+      if (this.running && !this.stopping) await new Promise((r) => setTimeout(r, backoff));
+      this.seek(topic, partition, messages[0].offset);
+      return false;
+    }
+    this.failures = 0;
+    this.commitToKafka(topic, partition, result.nextOffset);
+    if (result.seekTo !== undefined) {
+      this.seeks.inc(labels);
+      this.log(`ingest: partition ${partition} resumes from offset ${result.seekTo} stored in Postgres (Kafka offered ${messages[0].offset})`);
+      this.seek(topic, partition, result.seekTo);
+      return false;
+    }
     this.messages.inc(labels, result.written);
     this.skippedMessages.inc(labels, result.skipped);
     this.deadLetters.inc(labels, result.deadLetters);
     this.events.inc(undefined, result.events);
     for (const [table, n] of Object.entries(result.rows)) this.rows.inc({ table }, n);
-    this.lag.set(labels, Math.max(0, Number(batch.highWatermark) - result.nextOffset));
+    this.lag.set(labels, Math.max(0, highWatermark - result.nextOffset));
     this.batchSeconds.observe(undefined, Number(process.hrtime.bigint() - started) / 1e9);
+    return true;
   }
 
-  /** Stops after the batch in hand is written (kafkajs waits for a running eachBatch). */
+  /** Only a hint for the next start (Postgres has the truth), so a failed commit is not retried. */
+  private commitToKafka(topic: string, partition: number, offset: number): void {
+    if (!this.running || !this.consumer) return;
+    this.consumer.commitOffsets([{ topic, partition, offset: String(offset) }]).catch(() => undefined);
+  }
+
+  private seek(topic: string, partition: number, offset: number): void {
+    // Once stopping, kafkajs has no group to seek in: Postgres keeps the offset and the next start
+    // reads from there (its first batch past that offset seeks back).
+    if (this.running) this.consumer?.seek({ topic, partition, offset: String(offset) });
+  }
+
+  /** Resolves when no write is in flight (the batches in hand are in Postgres or failed). */
+  async drained(): Promise<void> {
+    while (this.inFlight.size) await Promise.all(this.inFlight.values());
+  }
+
+  /**
+   * Stops after the batches in hand are written: kafkajs waits for a running eachBatch, then the
+   * writes they started finish before the consumer leaves the group.
+   */
   async stop(): Promise<void> {
     if (!this.consumer) return;
+    // No new write starts from here; those in flight finish while the group still has the
+    // partitions, so their offsets reach Kafka too.
+    this.stopping = true;
+    await this.drained();
     this.running = false;
     await this.consumer.disconnect();
+    await this.drained();
     this.consumer = undefined;
   }
 
-  /** Pauses consumption (e.g. during a database restore); the batch in hand still finishes. */
+  /** Pauses consumption (e.g. during a database restore); the batches in hand still finish (see drained()). */
   pause(): void {
     this.consumer?.pause([{ topic: this.topic }]);
     this.paused = true;
@@ -137,6 +220,9 @@ export class Ingest {
    * the database holds older offsets, and every partition (even an idle one) must re-read from there.
    */
   async resume(): Promise<void> {
+    await this.drained();
+    // The database may have been swapped: what it holds is no longer known.
+    this.known.forget();
     if (this.consumer) {
       const { rows } = await this.pool.query<{ kafka_partition: number; next_offset: number }>(
         'SELECT kafka_partition, next_offset FROM ingest_offsets WHERE topic = $1', [this.topic]);

@@ -13,8 +13,13 @@ const app = serviceApp({
   registry: ingest.registry,
   health: () => ({ ...ingest.health(), service: 'ingest', version: packageVersion, commit: gitCommit() }),
 });
-// Used by the restore workflow: stop reading while the database is swapped underneath.
-app.post('/admin/pause', (_req, res) => { ingest.pause(); res.json({ paused: true }); });
+// Used by the restore workflow: stop reading while the database is swapped underneath. Answers
+// once the batches in hand are written, so nothing is written into the old database afterwards.
+app.post('/admin/pause', async (_req, res) => {
+  ingest.pause();
+  await ingest.drained();
+  res.json({ paused: true });
+});
 app.post('/admin/resume', async (_req, res) => {
   try {
     await ingest.resume();

@@ -26,6 +26,15 @@ export interface BehaviourOptions {
    * default list, as they have no history).
    */
   herdNewUsers?: boolean;
+  /**
+   * A feedback loop on purpose (issue 15's amplification): users trust what the platform pushes
+   * more and more. Over this much simulated time from the run's first activity, the chance that a
+   * visit asks for a list and that the user then starts, whatever their taste, a movie of it drawn
+   * by how often the platform has shown it (the one seen everywhere) grows from 0 to 1. So the
+   * most recommended movies take a growing share of what is watched, window after window; a model
+   * that learns from watches (a popularity list) then pushes them further.
+   */
+  amplifyRampMs?: number;
 }
 
 export const defaultBehaviour: BehaviourOptions = {
@@ -66,6 +75,23 @@ export function pickRecommended(world: World, rng: Rng, user: User, ids: readonl
 const LOOK_DECAY = 0.75;
 /** The chance of starting a movie the user looked at, by affinity. */
 const startChance = (a: number): number => 0.9 * a * a * a * a;
+
+/**
+ * The bandwagon pick of the amplification switch: a movie of the list, drawn with a weight of how
+ * many times the platform has shown it so far (taste plays no part); -1 for a list of unknown ids.
+ */
+export function pickMostShown(world: World, rng: Rng, ids: readonly string[], shown: ReadonlyMap<string, number>): number {
+  let total = 0;
+  for (const id of ids) if (world.movie(id) !== undefined) total += shown.get(id) ?? 1;
+  let x = rng.next() * total;
+  for (const id of ids) {
+    const m = world.movie(id);
+    if (m === undefined) continue;
+    x -= shown.get(id) ?? 1;
+    if (x < 0) return m.index;
+  }
+  return -1;
+}
 
 /** The exact chance that pickRecommended picks something from this list (for scoring models without sampling). */
 export function pickChance(world: World, user: User, ids: readonly string[]): number {

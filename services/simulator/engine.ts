@@ -11,7 +11,7 @@ import { atFromMs, formatEvent } from '../../lib/events/format.ts';
 import type { EventKind } from '../../lib/events/types.ts';
 import type { Rng } from '../../lib/random.ts';
 import {
-  chooseUser, defaultBehaviour, discoverMovie, MINUTE_MS, pickRecommended, planSession, ratingFor,
+  chooseUser, defaultBehaviour, discoverMovie, MINUTE_MS, pickMostShown, pickRecommended, planSession, ratingFor,
   type BehaviourOptions,
 } from './behaviour.ts';
 import type { World } from './world.ts';
@@ -124,52 +124,16 @@ function less(x: Timed, y: Timed): boolean {
   return x.t < y.t || (x.t === y.t && x.seq < y.seq);
 }
 
-export interface EngineStats {
-  lines: Record<EventKind, number>;
-  activities: number;
-  accounts: number;
-  recRequests: number;
-  /** Sessions started from a recommended list (the model's reward). */
-  recommendedSessions: number;
-  /** Sessions of movies the users found themselves. */
-  discoveredSessions: number;
-  /** Watch minutes streamed in recommended sessions and in all sessions. */
-  recommendedMinutes: number;
-  minutes: number;
-  ratings: number;
-  /** Sessions already in progress when the live loop tuned in (see prefill). */
-  prefilled: number;
-}
+/**
+ * What both simulators share: events wait in a time-ordered queue, and the caller owns time — the
+ * live loop runs the queue up to its clock, an offline run goes event by event.
+ */
+export abstract class QueueDriven<E extends Timed> {
+  protected readonly queue = new EventQueue<E>();
 
-export class Engine {
-  /** Users 0..registered-1 have accounts; new accounts take the next id. */
-  registered: number;
-  readonly active = new Set<number>();
-  readonly stats: EngineStats = {
-    lines: { watch: 0, rate: 0, recommendation: 0, account: 0 },
-    activities: 0, accounts: 0, recRequests: 0, recommendedSessions: 0, discoveredSessions: 0,
-    recommendedMinutes: 0, minutes: 0, ratings: 0, prefilled: 0,
-  };
-  private queue = new EventQueue();
-  private seq = 0;
-  readonly behaviour: BehaviourOptions;
+  protected abstract run(e: E): void;
 
-  constructor(readonly world: World, private rng: Rng, private hooks: EngineHooks, behaviour: Partial<BehaviourOptions> = {}) {
-    const given = Object.fromEntries(Object.entries(behaviour).filter(([, v]) => v !== undefined));
-    this.behaviour = { ...defaultBehaviour, ...given };
-    this.registered = Math.max(1, Math.min(world.userCount, Math.floor(world.userCount * this.behaviour.initialUsersFraction)));
-    this.initiallyRegistered = this.registered;
-  }
-
-  /** Users registered before the run (herdNewUsers leaves them alone). */
-  private readonly initiallyRegistered: number;
-  /** New users who have had their herded first pick. */
-  private readonly herded = new Set<number>();
-
-  /** Events waiting in the queue (sessions in progress, ratings and first steps to come). */
-  get pending(): number { return this.queue.size; }
-
-  /** Simulated time of the next queued event, Infinity when none. */
+  /** Time of the next queued event, Infinity when none. */
   nextTime(): number { return this.queue.peekTime(); }
 
   /** Runs every queued event due at or before t; returns how many ran. */
@@ -189,6 +153,63 @@ export class Engine {
     this.run(e);
     return true;
   }
+}
+
+export interface EngineStats {
+  lines: Record<EventKind, number>;
+  activities: number;
+  accounts: number;
+  recRequests: number;
+  /** Sessions started from a recommended list (the model's reward). */
+  recommendedSessions: number;
+  /** Sessions of movies the users found themselves. */
+  discoveredSessions: number;
+  /** Watch minutes streamed in recommended sessions and in all sessions. */
+  recommendedMinutes: number;
+  minutes: number;
+  ratings: number;
+  /** Sessions already in progress when the live loop tuned in (see prefill). */
+  prefilled: number;
+}
+
+export class Engine extends QueueDriven<QueuedEvent> {
+  /** Users 0..registered-1 have accounts; new accounts take the next id. */
+  registered: number;
+  readonly active = new Set<number>();
+  readonly stats: EngineStats = {
+    lines: { watch: 0, rate: 0, recommendation: 0, account: 0 },
+    activities: 0, accounts: 0, recRequests: 0, recommendedSessions: 0, discoveredSessions: 0,
+    recommendedMinutes: 0, minutes: 0, ratings: 0, prefilled: 0,
+  };
+  private seq = 0;
+  readonly behaviour: BehaviourOptions;
+
+  constructor(readonly world: World, private rng: Rng, private hooks: EngineHooks, behaviour: Partial<BehaviourOptions> = {}) {
+    super();
+    const given = Object.fromEntries(Object.entries(behaviour).filter(([, v]) => v !== undefined));
+    this.behaviour = { ...defaultBehaviour, ...given };
+    this.registered = Math.max(1, Math.min(world.userCount, Math.floor(world.userCount * this.behaviour.initialUsersFraction)));
+    this.initiallyRegistered = this.registered;
+  }
+
+  /** Users registered before the run (herdNewUsers leaves them alone). */
+  private readonly initiallyRegistered: number;
+  /** New users who have had their herded first pick. */
+  private readonly herded = new Set<number>();
+  /** Amplification: how many times each movie was on a list the platform answered, and when the run began. */
+  private readonly shown = new Map<string, number>();
+  private firstT: number | null = null;
+
+  /** Amplification: the share of visits that ask and follow the platform's push, 0 → 1 over the ramp. */
+  trustAt(t: number): number {
+    const ramp = this.behaviour.amplifyRampMs;
+    if (ramp === undefined || this.firstT === null) return 0;
+    return Math.min(1, Math.max(0, (t - this.firstT) / ramp));
+  }
+
+  /** Events waiting in the queue (sessions in progress, ratings and first steps to come). */
+  get pending(): number { return this.queue.size; }
+
 
   /**
    * Starts an activity at simulated time t: a new user's account creation (and, a little later,
@@ -197,6 +218,7 @@ export class Engine {
    */
   beginActivity(t: number): boolean {
     const b = this.behaviour;
+    this.firstT ??= t;
     if (this.registered < this.world.userCount && this.rng.chance(b.newAccountFraction)) {
       const user = this.registered++;
       this.active.add(user);
@@ -229,6 +251,13 @@ export class Engine {
     this.emit(userId, line, 'recommendation');
     const user = this.world.user(userId)!;
     let picked = ans.movieIds.length > 0 ? pickRecommended(this.world, this.rng, user, ans.movieIds) : -1;
+    if (this.behaviour.amplifyRampMs !== undefined && ans.movieIds.length > 0) {
+      for (const id of ans.movieIds) this.shown.set(id, (this.shown.get(id) ?? 0) + 1);
+      if (this.rng.chance(this.trustAt(nowT))) {
+        const pushed = pickMostShown(this.world, this.rng, ans.movieIds, this.shown);
+        if (pushed >= 0) picked = pushed;
+      }
+    }
     if (this.behaviour.herdNewUsers && userId >= this.initiallyRegistered && !this.herded.has(userId) && ans.movieIds.length > 0) {
       const first = this.world.movie(ans.movieIds[0]);
       if (first) { picked = first.index; this.herded.add(userId); }
@@ -244,6 +273,7 @@ export class Engine {
    * live loop writes at its full rate from the start instead of ramping up over an hour.
    */
   prefill(t: number, count: number): number {
+    this.firstT ??= t;
     let n = 0;
     let busy = 0;
     while (n < count && busy <= count + 100) {
@@ -286,7 +316,10 @@ export class Engine {
   private visit(user: number, t: number): void {
     // A herded new user's first visit always asks (and then takes the list's first movie).
     const herd = this.behaviour.herdNewUsers === true && user >= this.initiallyRegistered && !this.herded.has(user);
-    if (this.hooks.recommend && (herd || this.rng.chance(this.behaviour.recommendFraction)) && this.hooks.recommend(user, t)) {
+    // An amplified user who trusts the platform asks for its list (drawn only with the switch on,
+    // so runs without it keep their random sequence).
+    const trusting = this.behaviour.amplifyRampMs !== undefined && this.rng.chance(this.trustAt(t));
+    if (this.hooks.recommend && (herd || trusting || this.rng.chance(this.behaviour.recommendFraction)) && this.hooks.recommend(user, t)) {
       this.stats.recRequests++;
       return;
     }
@@ -300,7 +333,7 @@ export class Engine {
     this.push(t, Ev.Minute, user, movie, plan.first, plan.last, fromRec, null);
   }
 
-  private run(e: QueuedEvent): void {
+  protected run(e: QueuedEvent): void {
     switch (e.type) {
       case Ev.Minute: {
         const movieId = this.world.movies[e.movie].id;

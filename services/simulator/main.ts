@@ -4,7 +4,7 @@
  *
  *   npx tsx services/simulator/main.ts [--seed 42] [--movies 5000] [--users 50000] [--rate 100]
  *     [--speed 1] [--duration 10m] [--malformed 0] [--gateway http://127.0.0.1:8082|none]
- *     [--port 8080] [--topic movielog] [--history 0]
+ *     [--port 8080] [--topic movielog] [--history 0] [--stall <after>+<for>] [--herd 1] [--amplify <ramp>]
  *
  * --history N writes N lines of past activity (ending a minute before now) before the live loop
  * starts, when the topic has never held a message: a platform with a past, so recommenders have
@@ -17,7 +17,10 @@
  * Feedback loops on purpose (issue 15): --stall <after>+<for> holds the platform's lines back
  * from Kafka for a stretch of the run, as if ingest were down, while users keep following
  * recommendations (stall.ts); --herd 1 makes users who register during the run (invented world)
- * start the first movie of their first (default) list.
+ * start the first movie of their first (default) list; --amplify <ramp> makes users trust the
+ * platform's push more and more: over <ramp> of simulated time the share of visits that ask for a
+ * list and start one of its movies drawn by how often the platform has shown it grows from 0 to 1,
+ * so the most recommended movies take a growing share of the watches.
  *
  * The replay world (`--world movielens-100k`, SIMULATOR_WORLD=movielens-100k): the data set's users
  * and movies (fetched into .marquee/cache when missing), its time replayed on the wall clock
@@ -73,6 +76,11 @@ async function main(): Promise<void> {
   const stall = o.stall === undefined ? undefined : parseStall(o.stall, durationMs);
   if (o.herd !== undefined && !['0', '1', 'true', 'false'].includes(o.herd)) throw new Error(`--herd is 1 or 0, got "${o.herd}"`);
   const herd = o.herd === '1' || o.herd === 'true';
+  let amplifyRampMs: number | undefined;
+  if (o.amplify !== undefined) {
+    try { amplifyRampMs = durationMs(o.amplify); } catch (err) { throw new Error(`--amplify is the ramp's length in simulated time, e.g. 10m: ${(err as Error).message}`); }
+    if (!(amplifyRampMs > 0)) throw new Error(`--amplify must be a positive duration, got "${o.amplify}"`);
+  }
 
   const t0 = performance.now();
   let info: InfoSource;
@@ -143,9 +151,10 @@ async function main(): Promise<void> {
     await sink.connect();
     stalling = stall ? new StallingSink(sink, stall) : undefined;
     const out: LineSink = stalling ?? sink;
-    traffic = new Traffic({ ...driver, sink: out, seed, rate, speed, gateway, malformedFraction: malformed, durationMs: duration, registry, behaviour: herd ? { herdNewUsers: true } : undefined });
+    traffic = new Traffic({ ...driver, sink: out, seed, rate, speed, gateway, malformedFraction: malformed, durationMs: duration, registry, behaviour: { herdNewUsers: herd || undefined, amplifyRampMs } });
     if (stall) console.log(`simulator: holding lines back from Kafka ${stall.afterMs / 1000} s into the run for ${stall.forMs / 1000} s (--stall)`);
     if (herd) console.log('simulator: new users start the first movie of their first list (--herd)');
+    if (amplifyRampMs) console.log(`simulator: users follow the platform's most shown movies more and more, all of them after ${amplifyRampMs / 1000} s of simulated time (--amplify)`);
     if (driver.world) {
       const capacity = (driver.world.userCount * 0.9 * speed) / 60;
       if (rate > capacity * 0.8) {

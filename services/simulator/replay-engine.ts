@@ -19,7 +19,7 @@
  */
 import { formatEvent } from '../../lib/events/format.ts';
 import type { Rng } from '../../lib/random.ts';
-import { EventQueue, fastAt, type EngineHooks, type EngineStats, type RecAnswer } from './engine.ts';
+import { QueueDriven, fastAt, type EngineHooks, type EngineStats, type RecAnswer } from './engine.ts';
 import type { ReplayClock, ReplayRating, ReplayWorld } from './replay-world.ts';
 
 export interface ReplayOptions {
@@ -70,7 +70,7 @@ interface UserState {
   askedAt: number;
 }
 
-export class ReplayEngine {
+export class ReplayEngine extends QueueDriven<ReplayEvent> {
   readonly stats: EngineStats = {
     lines: { watch: 0, rate: 0, recommendation: 0, account: 0 },
     activities: 0, accounts: 0, recRequests: 0, recommendedSessions: 0, discoveredSessions: 0,
@@ -81,7 +81,6 @@ export class ReplayEngine {
   /** Users with ratings still to replay. */
   remainingUsers = 0;
   private readonly users = new Map<number, UserState>();
-  private readonly queue = new EventQueue<ReplayEvent>();
   private seq = 0;
   private readonly minutes: number;
   private readonly sessionMs: number;
@@ -91,6 +90,7 @@ export class ReplayEngine {
   private readonly visitGapMs: number;
 
   constructor(readonly world: ReplayWorld, readonly clock: ReplayClock, private rng: Rng, private hooks: EngineHooks, readonly opts: ReplayOptions) {
+    super();
     this.minutes = opts.minutes ?? 1;
     if (!Number.isInteger(this.minutes) || this.minutes < 1 || this.minutes > 600) throw new Error(`minutes must be an integer from 1 to 600, got ${this.minutes}`);
     if (!(opts.windowMs >= 0)) throw new Error(`the replay window must be ≥ 0 ms, got ${opts.windowMs}`);
@@ -113,27 +113,9 @@ export class ReplayEngine {
     }
   }
 
-  /** Log time of the next queued event, Infinity when none. */
-  nextTime(): number { return this.queue.peekTime(); }
-
   /** True when every rating has been replayed. */
   get finished(): boolean { return this.remainingUsers === 0 && this.queue.size === 0; }
 
-  runUntil(t: number, maxEvents = Infinity): number {
-    let n = 0;
-    while (n < maxEvents && this.queue.peekTime() <= t) {
-      this.run(this.queue.pop()!);
-      n++;
-    }
-    return n;
-  }
-
-  runNext(): boolean {
-    const e = this.queue.pop();
-    if (!e) return false;
-    this.run(e);
-    return true;
-  }
 
   /**
    * The answer to the request `userId` made at log time `requestT`, seen at `nowT`: writes the
@@ -158,7 +140,7 @@ export class ReplayEngine {
     this.startSession(userId, entries[choice.index] ?? u.head, Math.max(nowT, requestT) + this.stepMs, choice.fromRecommendation);
   }
 
-  private run(e: ReplayEvent): void {
+  protected run(e: ReplayEvent): void {
     switch (e.type) {
       case Ev.Visit: {
         const u = this.users.get(e.user)!;

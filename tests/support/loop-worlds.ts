@@ -7,9 +7,13 @@
  *   what is on top;
  * - herd: new users all start the first movie of the cold-start list.
  * Deterministic for a seed. The rows are written to Postgres as the services would.
+ * simulatedPlatform does the same with the simulator's own users instead (its --amplify switch).
  */
 import type { Pool } from '../../lib/db.ts';
+import { parseLine } from '../../lib/events/parser.ts';
 import { hash32, Rng } from '../../lib/random.ts';
+import { Engine } from '../../services/simulator/engine.ts';
+import { createWorld } from '../../services/simulator/world.ts';
 
 export interface LoopWorldOptions {
   seed: number;
@@ -121,4 +125,77 @@ export async function writeLoopWorld(db: Pick<Pool, 'query'>, w: LoopWorld): Pro
      SELECT u, m, to_timestamp(t / 1000.0), to_timestamp(t / 1000.0), 60, 60 FROM unnest($1::int[], $2::text[], $3::float8[]) AS x(u, m, t)
      ON CONFLICT DO NOTHING`,
     [ws.map((x) => x.user), ws.map((x) => x.movie), ws.map((x) => x.at)]);
+}
+
+export interface SimulatedPlatformOptions {
+  seed: number;
+  /** Simulated time of the first activity; the report's period starts `warmupMs` later. */
+  start: number;
+  warmupMs: number;
+  durationMs: number;
+  users?: number;
+  movies?: number;
+  userOffset?: number;
+  /** The simulator's --amplify switch (its ramp), off when undefined. */
+  amplifyRampMs?: number;
+}
+
+/**
+ * The simulator's own users (services/simulator/engine.ts, as `--amplify` drives them) on a
+ * platform whose recommender lists 20 of the 60 most watched movies so far, drawn by how many
+ * watched each (watched ones not removed), answered half a second after each request: what is
+ * watched is what gets recommended, the more so the more it is watched. One new activity every 2 s of simulated time; the warm-up
+ * is the platform's past (before `since`).
+ */
+export function simulatedPlatform(o: SimulatedPlatformOptions): LoopWorld & { engine: Engine } {
+  const world = createWorld({ seed: o.seed, movies: o.movies ?? 500, users: o.users ?? 3000 });
+  const off = o.userOffset ?? 0;
+  const since = o.start + o.warmupMs, until = since + o.durationMs;
+  const served: LoopWorld['served'] = [];
+  const watches: LoopWorld['watches'] = [];
+  const watchers = new Map<string, number>();
+  const started = new Set<string>();
+  let candidates: string[] = [];
+  let rankedAt = -Infinity;
+  const list = (user: number, t: number): string[] => {
+    // The 60 most watched, re-ranked once a simulated minute as a popularity model refreshes.
+    if (t - rankedAt >= 60_000) {
+      candidates = world.movies.map((m) => m.id)
+        .sort((a, b) => (watchers.get(b) ?? 0) - (watchers.get(a) ?? 0) || world.movie(a)!.index - world.movie(b)!.index)
+        .slice(0, 60);
+      rankedAt = t;
+    }
+    // 20 of them per list, drawn by how many watched each: the more watched, the more shown.
+    const r = new Rng(hash32(o.seed, user, t));
+    const pool = [...candidates];
+    const out: string[] = [];
+    while (out.length < 20 && pool.length) {
+      const w = pool.map((id) => 1 + (watchers.get(id) ?? 0));
+      let x = r.next() * w.reduce((a, b) => a + b, 0);
+      let i = 0;
+      while (i < pool.length - 1 && (x -= w[i]) > 0) i++;
+      out.push(pool.splice(i, 1)[0]);
+    }
+    return out;
+  };
+  const engine: Engine = new Engine(world, new Rng(hash32(o.seed, 9)), {
+    emit: (user, line) => {
+      const r = parseLine(line);
+      if (!r.ok || r.event.kind !== 'watch') return;
+      const key = `${user} ${r.event.movieId}`;
+      if (started.has(key)) return;
+      started.add(key);
+      watchers.set(r.event.movieId, (watchers.get(r.event.movieId) ?? 0) + 1);
+      if (r.event.atMs < until) watches.push({ user: off + user, movie: r.event.movieId, at: r.event.atMs });
+    },
+    recommend: (user, t) => {
+      const ids = list(user, t);
+      if (t < until) served.push({ user: off + user, at: t, slot: 'main', ids });
+      engine.at(t + 500, () => engine.answer(user, t, { server: 'test:1', status: 200, movieIds: ids, error: null, latencyMs: 5 }, t + 500));
+      return true;
+    },
+  }, { amplifyRampMs: o.amplifyRampMs });
+  for (let t = o.start; t < until; t += 2000) { engine.beginActivity(t); engine.runUntil(t); }
+  engine.runUntil(until);
+  return { served, watches, since, until, engine };
 }
