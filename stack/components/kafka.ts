@@ -101,14 +101,23 @@ function javaArgs(): string[] {
   ];
 }
 
+/**
+ * Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (as `random-uuid`
+ * prints); like Kafka's own Uuid.randomUuid, never one that starts with '-' (1 in 64 would).
+ */
+function newClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
 /** Formats the KRaft storage once; the cluster id is kept so that a re-format (data wiped) reuses it. */
 function formatStorage(): void {
   if (existsSync(path.join(kafkaHome(), 'data', 'meta.properties'))) return;
   const idFile = path.join(kafkaHome(), 'cluster-id');
-  if (!existsSync(idFile)) {
-    // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (as `random-uuid` prints).
-    writeFileSync(idFile, randomBytes(16).toString('base64url') + '\n');
-  }
+  // An id starting with '-' is read as a flag by the storage tool (and never formatted, so it can be replaced).
+  if (!existsSync(idFile) || readFileSync(idFile, 'utf8').startsWith('-')) writeFileSync(idFile, newClusterId() + '\n');
   const clusterId = readFileSync(idFile, 'utf8').trim();
   log(NAME, `formatting the KRaft storage (cluster ${clusterId})`);
   run('java', [...javaArgs(), '-cp', classpath(), 'kafka.tools.StorageTool', 'format', '-t', clusterId,
