@@ -6,7 +6,7 @@ import { ensureTopic, produceLines } from '../lib/kafka.ts';
 import { Ingest } from '../services/ingest/consumer.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { scratchDatabase } from './support/db.ts';
-import { actualRows, deleteTopic, exited, expectedRows, ingestedCount, spawnIngest, waitForIngested } from './support/ingest.ts';
+import { actualRows, deleteTopic, exited, expectedRows, ingestedCount, produceHoldingLast, spawnIngest, waitForIngested } from './support/ingest.ts';
 import { requireStack } from './support/servers.ts';
 
 const cfg = loadConfig();
@@ -59,30 +59,56 @@ describe('ingest end to end on real Kafka and Postgres', () => {
     }
   });
 
+  /** A fresh topic fed while the test runs, so a kill at 20 % always lands with lines still to come. */
+  async function liveTopic(name: string): Promise<{ topic: string; release: () => void; produced: Promise<number> }> {
+    const live = `${topic}-${name}`;
+    topics.push(live);
+    await ensureTopic(cfg, live, 4);
+    let release!: () => void;
+    const released = new Promise<void>((r) => { release = r; });
+    const produced = produceHoldingLast(cfg, live, lines, released);
+    produced.catch(() => undefined);
+    return { topic: live, release, produced };
+  }
+
+  async function waitUntilIngested(pool: Parameters<typeof ingestedCount>[0], live: string, count: number, alive: () => boolean): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while ((await ingestedCount(pool, live)) < count) {
+      if (!alive()) throw new Error('an ingest process exited early');
+      if (Date.now() > deadline) throw new Error(`ingest did not reach ${count} messages within 60 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   it('SIGKILL in the middle of a run, then a restart: no loss, no duplicates', async () => {
     const db = await scratchDatabase('ingestkill');
     const group = `g-${db.name}`;
+    const live = await liveTopic('kill');
     try {
-      const first = spawnIngest(databaseUrl(cfg, db.name), topic, group);
-      const deadline = Date.now() + 60_000;
-      while ((await ingestedCount(db.pool, topic)) < N * 0.2 && Date.now() < deadline) {
-        if (first.exitCode !== null) throw new Error(`ingest exited early:\n${first.output.join('')}`);
-        await new Promise((r) => setTimeout(r, 20));
+      const first = spawnIngest(databaseUrl(cfg, db.name), live.topic, group);
+      try {
+        await waitUntilIngested(db.pool, live.topic, N * 0.2, () => first.exitCode === null);
+      } catch (e) {
+        throw new Error(`${(e as Error).message}:\n${first.output.join('')}`);
+      } finally {
+        first.kill('SIGKILL');
+        await exited(first);
+        live.release();
       }
-      first.kill('SIGKILL');
-      await exited(first);
-      const atKill = await ingestedCount(db.pool, topic);
+      const atKill = await ingestedCount(db.pool, live.topic);
       expect(atKill).toBeGreaterThan(0);
       expect(atKill).toBeLessThan(N);
-      const second = spawnIngest(databaseUrl(cfg, db.name), topic, group);
+      expect(await live.produced).toBe(N);
+      const second = spawnIngest(databaseUrl(cfg, db.name), live.topic, group);
       try {
-        await waitForIngested(db.pool, topic, N, 120_000, () => second.exitCode === null);
+        await waitForIngested(db.pool, live.topic, N, 120_000, () => second.exitCode === null);
       } finally {
         second.kill('SIGTERM');
         expect(await exited(second)).toBe(0);
       }
       expect(await actualRows(db.pool)).toEqual(expected);
     } finally {
+      live.release();
       await db.drop();
     }
   });
@@ -90,17 +116,23 @@ describe('ingest end to end on real Kafka and Postgres', () => {
   it('two ingest processes share the partitions; one is killed: no loss, no duplicates', async () => {
     const db = await scratchDatabase('ingesttwo');
     const group = `g-${db.name}`;
-    const a = spawnIngest(databaseUrl(cfg, db.name), topic, group);
-    const b = spawnIngest(databaseUrl(cfg, db.name), topic, group);
+    const live = await liveTopic('two');
+    const a = spawnIngest(databaseUrl(cfg, db.name), live.topic, group);
+    const b = spawnIngest(databaseUrl(cfg, db.name), live.topic, group);
     try {
-      const deadline = Date.now() + 60_000;
-      while ((await ingestedCount(db.pool, topic)) < N * 0.3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      a.kill('SIGKILL');
-      await exited(a);
-      expect(await ingestedCount(db.pool, topic)).toBeLessThan(N);
-      await waitForIngested(db.pool, topic, N, 120_000, () => b.exitCode === null);
+      try {
+        await waitUntilIngested(db.pool, live.topic, N * 0.3, () => a.exitCode === null && b.exitCode === null);
+      } finally {
+        a.kill('SIGKILL');
+        await exited(a);
+        live.release();
+      }
+      expect(await ingestedCount(db.pool, live.topic)).toBeLessThan(N);
+      expect(await live.produced).toBe(N);
+      await waitForIngested(db.pool, live.topic, N, 120_000, () => b.exitCode === null);
       expect(await actualRows(db.pool)).toEqual(expected);
     } finally {
+      live.release();
       a.kill('SIGKILL');
       b.kill('SIGTERM');
       await exited(b);

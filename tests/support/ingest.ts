@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseLine } from '../../lib/events/parser.ts';
 import { projectRoot, type Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
-import { kafkaClient } from '../../lib/kafka.ts';
+import { kafkaClient, produceLines } from '../../lib/kafka.ts';
 
 /** What Postgres must hold after ingesting `lines`, computed straight from the lines (not by the ingest code). */
 export interface Expected {
@@ -78,6 +78,20 @@ export async function waitForIngested(pool: Pool, topic: string, count: number, 
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`ingest wrote ${n} of ${count} messages within ${timeoutMs / 1000} s`);
+}
+
+/**
+ * Produces `lines` to `topic` slice by slice while a test acts on a running ingest, and holds the
+ * last slice back until `release` settles: whatever the test does before releasing (a kill, say)
+ * happens mid-stream with lines still to come, however fast ingest has become.
+ */
+export async function produceHoldingLast(cfg: Config, topic: string, lines: readonly string[], release: Promise<unknown>, slice = 2_500): Promise<number> {
+  let produced = 0;
+  for (let i = 0; i < lines.length; i += slice) {
+    if (i + slice >= lines.length) await release.catch(() => undefined);
+    produced += await produceLines(cfg, lines.slice(i, i + slice), { topic });
+  }
+  return produced;
 }
 
 /** The real ingest service as a child process, pointed at a scratch database and topic. */
