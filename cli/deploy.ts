@@ -1,7 +1,7 @@
 import { loadConfig, type Config } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { gatewayAdmin } from '../lib/gateway-client.ts';
-import { buildOrReuse, deployToSlot } from '../lib/runtime/deploy.ts';
+import { buildOrReuse, deployToSlot, runningReplicas } from '../lib/runtime/deploy.ts';
 import { chooseRuntime, type Slot, type SlotRuntime } from '../lib/runtime/index.ts';
 import { MAX_REPLICAS, slotFingerprint, slotUrl } from '../lib/runtime/slots.ts';
 
@@ -14,13 +14,6 @@ export async function currentMainModel(): Promise<{ version: string; model: stri
   } finally {
     await pool.end();
   }
-}
-
-/** How many replicas of the slot run now (replica 0 included; 0 when nothing runs). */
-async function runningReplicas(runtime: SlotRuntime, slot: Slot): Promise<number> {
-  let n = 0;
-  for (let k = 0; k < MAX_REPLICAS; k++) if ((await runtime.describe(slot, k))?.running) n = k + 1;
-  return n;
 }
 
 /**
