@@ -20,7 +20,7 @@ import { benchArgs } from '../testkit/args.ts';
 import { scratchDatabase } from '../testkit/db.ts';
 import { inferenceWorld, startGateway } from '../testkit/inference.ts';
 import { closedLoop, percentiles } from '../testkit/load.ts';
-import { freePort, request, waitForHttp } from '../testkit/net.ts';
+import { freePortSpaced, request, waitForHttp } from '../testkit/net.ts';
 import { stop } from '../testkit/processes.ts';
 
 const args = benchArgs('npm run bench:replicas [-- --concurrency 32 --seconds 15 --block 5 --warmup 3]', { concurrency: '32', seconds: '15', block: '5', warmup: '3' });
@@ -34,8 +34,7 @@ process.env.MARQUEE_HOME = mkdtempSync(path.join(os.tmpdir(), 'marquee-bench-rep
 const db = await scratchDatabase('bench_replicas', { cfg: base, max: 4 });
 const { name, pool } = db;
 const world = await inferenceWorld(base, { name, pool });
-let port = await freePort();
-while (port + REPLICA_PORT_STEP > 65535) port = await freePort();
+const port = await freePortSpaced(REPLICA_PORT_STEP, 2);
 const cfg: Config = { ...base, runtime: 'process', postgres: { ...base.postgres, url: databaseUrl(base, name) }, services: { ...base.services, inferenceMain: { port } } };
 const runtime = processRuntime(cfg);
 const version = JSON.parse(readFileSync(world.specs.main, 'utf8')).version as string;
