@@ -22,9 +22,10 @@ export async function currentMainModel(): Promise<{ version: string; model: stri
  * that many copies (replica k on the slot's port + 100·k), names them in the gateway's routing
  * state, then removes any beyond (unnamed first, so no user is sent to one being stopped); without
  * it, as many replicas as run now are redeployed, so that a new version never leaves an old one
- * running behind the gateway. Throws when the replicas run but the gateway would not name them.
+ * running behind the gateway. With `strict` (the command), throws when the replicas run but the
+ * gateway would not name them; otherwise (`marquee start`, before its gateway runs) says so.
  */
-export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean; runtime?: SlotRuntime; replicas?: number } = {}): Promise<string> {
+export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean; runtime?: SlotRuntime; replicas?: number; strict?: boolean } = {}): Promise<string> {
   const cfg = loadConfig();
   const runtime = opts.runtime ?? await chooseRuntime(cfg);
   const image = await buildOrReuse(runtime, { version, model });
@@ -35,14 +36,11 @@ export async function deploy(slot: Slot, version: string, model: string, opts: {
   for (let k = 0; k < n; k++) urls.push((await deployToSlot(cfg, runtime, { slot, version, model, image, warm: opts.warm, replica: k })).url);
   const where = `${slot} runs ${version} (${model}) at ${urls.join(', ')} as ${image.runtime === 'docker' ? image.image : `local process${n > 1 ? 'es' : ''}`}`;
   const routed = n === 1 && before <= 1 && opts.replicas === undefined ? undefined : await routeReplicas(cfg, slot, version, urls);
-  if (routed && !routed.ok) throw new Error(`${where}
-${routed.text}`);
+  if (routed && !routed.ok && opts.strict) throw new Error(`${where}\n${routed.text}`);
   const removed: number[] = [];
   for (let k = n; k < MAX_REPLICAS; k++) if (await runtime.remove(slot, k)) removed.push(k);
-  const gone = removed.length ? `
-removed replica${removed.length > 1 ? 's' : ''} ${removed.join(', ')}` : '';
-  return routed ? `${where}
-${routed.text}${gone}` : `${where}${gone}`;
+  const gone = removed.length ? `\nremoved replica${removed.length > 1 ? 's' : ''} ${removed.join(', ')}` : '';
+  return routed ? `${where}\n${routed.text}${gone}` : `${where}${gone}`;
 }
 
 /** Names a slot's replicas in the gateway's routing state (shared by every gateway through Postgres). */
@@ -120,7 +118,7 @@ export async function deployCommand(args: string[]): Promise<number> {
   if (!model) { console.error('marquee deploy nightly: --model is required'); return 2; }
   const version = opt('version') ?? (opt('model') ? model.replace(/^.*\//, '').replace(/\.json$/, '') : fallback!.version);
   try {
-    console.log(await deploy(slot, version, model, { replicas }));
+    console.log(await deploy(slot, version, model, { replicas, strict: true }));
   } catch (err) {
     console.error(`marquee deploy: ${(err as Error).message}`);
     return 1;
@@ -135,10 +133,17 @@ export async function undeployCommand(args: string[]): Promise<number> {
   const runtime = await chooseRuntime(cfg);
   const present: number[] = [];
   for (let k = 0; k < MAX_REPLICAS; k++) if (await runtime.describe(slot, k)) present.push(k);
-  if (present.length === 0) { console.log(`nothing runs in ${slot}`); return 0; }
+  // This machine's replica ports beyond the first: the names undeploy takes out of the routing state.
+  const local = Array.from({ length: MAX_REPLICAS - 1 }, (_, i) => slotUrl(cfg, slot, i + 1));
+  if (present.length === 0) {
+    // Names left by an undeploy that could not reach the gateway are taken out now; a gateway
+    // that does not answer here is no error (nothing runs, and maybe nothing is named).
+    const late = await unrouteReplicas(cfg, slot, local);
+    console.log(`nothing runs in ${slot}${late.ok && late.text ? `; ${late.text}` : ''}`);
+    return 0;
+  }
   // Unnamed before they stop: the gateways then send no user to a replica on its way out.
-  const replicas = present.filter((k) => k > 0).map((k) => slotUrl(cfg, slot, k));
-  const unrouted: { ok: boolean; text?: string } = replicas.length ? await unrouteReplicas(cfg, slot, replicas) : { ok: true };
+  const unrouted: { ok: boolean; text?: string } = present.some((k) => k > 0) ? await unrouteReplicas(cfg, slot, local) : { ok: true };
   let removed = 0;
   for (const k of present) if (await runtime.remove(slot, k)) removed++;
   console.log(`${slot} removed (${removed} replica${removed > 1 ? 's' : ''})`);

@@ -10,7 +10,10 @@
  * - the routing state (the gateway's and the row in Postgres) names both;
  * - the worker's /sd/inference lists both in main's group;
  * - the gateway spreads main's users over both (counted from each replica's own /metrics);
- * - `marquee undeploy main` stops every replica (processes gone, ports closed) and unnames them.
+ * - `--replicas 1` unnames and stops the second replica and keeps the first;
+ * - `marquee undeploy main` stops every replica (processes gone, ports closed) and unnames them;
+ *   with the gateway down it still stops them but fails, and a second run once the gateway is
+ *   back unnames them.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -169,4 +172,23 @@ describe('marquee deploy main --replicas 2, then undeploy (the bin, local proces
     const sd = JSON.parse((await request(`${workerUrl}/sd/inference`)).body) as { targets: string[]; labels: Record<string, string> }[];
     expect(sd.find((g) => g.labels.slot === 'main')?.targets).toEqual([new URL(urls[0]).host]);
   }, 120_000);
+
+  it('undeploy while the gateway is down stops the replicas, says so and fails; run again once it is back, it unnames them', async () => {
+    const up = await cli('deploy', 'main', '--replicas', '2');
+    expect(up.code, up.out).toBe(0);
+    const pids = [0, 1].map((k) => JSON.parse(readFileSync(runFile(k), 'utf8')).pid as number);
+    await stop(gateway.proc);
+    const down = await cli('undeploy', 'main');
+    expect(down.code, down.out).toBe(1);
+    expect(down.out).toContain('main removed (2 replicas)');
+    expect(down.out).toMatch(/routing state was not updated .* run `marquee undeploy main` again once the gateway runs/);
+    expect(pids.filter(alivePid)).toEqual([]);
+    expect((await routingRow()).main_replicas).toEqual([urls[1]]);
+
+    gateway = await startGateway(base, db.name, urls[0], env, gateway.port);
+    const again = await cli('undeploy', 'main');
+    expect(again.code, again.out).toBe(0);
+    expect(again.out).toContain('nothing runs in main; gateway: 1 replica of main unnamed');
+    expect((await routingRow()).main_replicas).toEqual([]);
+  }, 300_000);
 });
