@@ -1,8 +1,8 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { dockerClient } from '../lib/docker.ts';
 import type { BuiltImage } from '../lib/release/types.ts';
-import { buildOrReuse, DeployError, deployToSlot, waitHealthy } from '../lib/runtime/deploy.ts';
-import { slotUrl, type Slot } from '../lib/runtime/index.ts';
+import { buildOrReuse, DeployError, deployToSlot, removeReplicas, runningReplicas, waitHealthy } from '../lib/runtime/deploy.ts';
+import { MAX_REPLICAS, slotUrl, type Slot } from '../lib/runtime/index.ts';
 import type { ActivityDeps } from './deps.ts';
 import { heartbeat } from './heartbeat.ts';
 
@@ -32,9 +32,9 @@ export function containerActivities({ cfg, pool, runtime, gateway }: ActivityDep
       return deployToSlot(cfg, runtime, a, heartbeat);
     },
 
-    /** Removes the slot's container or process; nothing to do when it is gone already. */
+    /** Removes the slot's containers or processes, every replica; nothing to do when they are gone already. */
     async removeSlot(a: { slot: Slot }): Promise<boolean> {
-      return runtime.remove(a.slot);
+      return removeReplicas(runtime, a.slot);
     },
 
     /** Routes the release's share to nightly, or (percent 0) everything back to main. */
@@ -53,18 +53,32 @@ export function containerActivities({ cfg, pool, runtime, gateway }: ActivityDep
 
     /**
      * Promotion without downtime: all traffic to nightly, main replaced by the new version and checked,
-     * all traffic back to main, nightly removed, the image tagged latest. Each step is safe to repeat.
+     * all traffic back to main, nightly removed, the image tagged latest. Main keeps as many replicas
+     * as it had (each replaced in place, so none of the old version is left running unrouted), and
+     * they are named in the routing state with the new version. Each step is safe to repeat: a retry
+     * counts the same replicas (those running, or named by the gateway after a first attempt routed
+     * them) and finds them already on the new version.
      */
     async promoteSlot(a: { version: string; model: string; image: BuiltImage; releaseId: string; by: string }): Promise<void> {
+      const before = await gateway.get(a.by);
+      let named = 0;
+      for (let k = 1; k < MAX_REPLICAS; k++) if (before.mainReplicas.includes(slotUrl(cfg, 'main', k))) named = k + 1;
+      const replicas = Math.max(1, named, await runningReplicas(runtime, 'main'));
       const nightly = await runtime.describe('nightly');
       if (nightly?.running) {
         await gateway.put({ nightlyUrl: slotUrl(cfg, 'nightly'), nightlyVersion: a.version, nightlyPercent: 100, releaseId: a.releaseId }, a.by);
       }
-      heartbeat({ step: 'replacing main' });
-      await runtime.deploy({ slot: 'main', version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null });
-      await waitHealthy(cfg, 'main', a.image.specHash, { progress: heartbeat });
-      await gateway.put({ mainUrl: slotUrl(cfg, 'main'), mainVersion: a.version, nightlyPercent: 0, nightlyUrl: null, nightlyVersion: null, releaseId: null }, a.by);
-      await runtime.remove('nightly');
+      // One replica after the other: nightly carries every user meanwhile, and N warm-ups at once
+      // would only slow each other on a small machine.
+      for (let k = 0; k < replicas; k++) {
+        heartbeat({ step: 'replacing main', replica: k, of: replicas });
+        await runtime.deploy({ slot: 'main', version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null, replica: k });
+        await waitHealthy(cfg, 'main', a.image.specHash, { progress: heartbeat, replica: k });
+      }
+      const mainReplicas = Array.from({ length: replicas - 1 }, (_, i) => slotUrl(cfg, 'main', i + 1));
+      await gateway.put({ mainUrl: slotUrl(cfg, 'main'), mainVersion: a.version, mainReplicas, nightlyPercent: 0, nightlyUrl: null, nightlyVersion: null, releaseId: null }, a.by);
+      await removeReplicas(runtime, 'main', replicas);
+      await removeReplicas(runtime, 'nightly');
       if (a.image.runtime === 'docker') {
         await dockerClient().getImage(a.image.image).tag({ repo: 'marquee-inference', tag: 'latest' });
       }

@@ -16,9 +16,9 @@
  * Needs Postgres and ChromaDB (npm run stack -- up); uses a scratch database and collection.
  */
 import { loadConfig } from '../lib/config.ts';
-import { createPool, migrate } from '../lib/db.ts';
 import { setProcessPriority } from '../lib/priority.ts';
 import { benchArgs } from '../testkit/args.ts';
+import { scratchDatabase } from '../testkit/db.ts';
 import { inferenceWorld, startGateway } from '../testkit/inference.ts';
 import { openLoop, percentiles } from '../testkit/load.ts';
 import { startNeighbours, oversubscribed, type Neighbours } from '../testkit/neighbours.ts';
@@ -40,12 +40,8 @@ const BLOCK = args.number('block', { min: 1 });
 const WARMUP = args.number('warmup', { min: 0 });
 const cfg = loadConfig();
 
-const name = `marquee_bench_gateway_${process.pid}`;
-const admin = createPool(cfg, { max: 1 });
-await admin.query(`CREATE DATABASE "${name}"`);
-const pool = createPool(cfg, { database: name, max: 4 });
-pool.on('error', () => undefined);
-await migrate(pool);
+const db = await scratchDatabase('bench_gateway', { cfg, max: 4 });
+const { name, pool } = db;
 const world = await inferenceWorld(cfg, { name, pool });
 const main = await world.startSlot('main');
 const gw = await startGateway(cfg, name, main.url, {
@@ -115,7 +111,5 @@ try {
   await stop(gw.proc);
   await stop(main.proc);
   await world.cleanup();
-  await pool.end();
-  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await admin.end();
+  await db.drop();
 }

@@ -13,13 +13,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type Config } from '../lib/config.ts';
-import { createPool, databaseUrl, migrate } from '../lib/db.ts';
+import { databaseUrl } from '../lib/db.ts';
 import { processRuntime } from '../lib/runtime/process.ts';
 import { REPLICA_PORT_STEP } from '../lib/runtime/slots.ts';
 import { benchArgs } from '../testkit/args.ts';
+import { scratchDatabase } from '../testkit/db.ts';
 import { inferenceWorld, startGateway } from '../testkit/inference.ts';
 import { closedLoop, percentiles } from '../testkit/load.ts';
-import { freePort, request, waitForHttp } from '../testkit/net.ts';
+import { freePortSpaced, request, waitForHttp } from '../testkit/net.ts';
 import { stop } from '../testkit/processes.ts';
 
 const args = benchArgs('npm run bench:replicas [-- --concurrency 32 --seconds 15 --block 5 --warmup 3]', { concurrency: '32', seconds: '15', block: '5', warmup: '3' });
@@ -30,15 +31,10 @@ const WARMUP = args.number('warmup', { min: 0 });
 const base = loadConfig();
 process.env.MARQUEE_HOME = mkdtempSync(path.join(os.tmpdir(), 'marquee-bench-replicas-'));
 
-const name = `marquee_bench_replicas_${process.pid}`;
-const admin = createPool(base, { max: 1 });
-await admin.query(`CREATE DATABASE "${name}"`);
-const pool = createPool(base, { database: name, max: 4 });
-pool.on('error', () => undefined);
-await migrate(pool);
+const db = await scratchDatabase('bench_replicas', { cfg: base, max: 4 });
+const { name, pool } = db;
 const world = await inferenceWorld(base, { name, pool });
-let port = await freePort();
-while (port + REPLICA_PORT_STEP > 65535) port = await freePort();
+const port = await freePortSpaced(REPLICA_PORT_STEP, 2);
 const cfg: Config = { ...base, runtime: 'process', postgres: { ...base.postgres, url: databaseUrl(base, name) }, services: { ...base.services, inferenceMain: { port } } };
 const runtime = processRuntime(cfg);
 const version = JSON.parse(readFileSync(world.specs.main, 'utf8')).version as string;
@@ -87,8 +83,6 @@ try {
   await stop(gw.proc);
   await Promise.all([runtime.remove('main', 0), runtime.remove('main', 1)]);
   await world.cleanup();
-  await pool.end();
-  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await admin.end();
+  await db.drop();
   rmSync(process.env.MARQUEE_HOME!, { recursive: true, force: true });
 }

@@ -21,10 +21,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { loadConfig, projectRoot } from '../lib/config.ts';
-import { createPool, databaseUrl, migrate, type Pool } from '../lib/db.ts';
+import { databaseUrl, type Pool } from '../lib/db.ts';
 import { createChromaClient } from '../lib/chroma.ts';
 import { Rng } from '../lib/random.ts';
 import { benchArgs } from '../testkit/args.ts';
+import { scratchDatabase } from '../testkit/db.ts';
 import { freePort } from '../testkit/net.ts';
 
 // Empty defaults: the real ones depend on --quick (see main).
@@ -128,66 +129,68 @@ interface World { users: number; dbName: string; pool: Pool; collection: string;
 async function buildWorld(nMovies: number, nUsers: number): Promise<World> {
   const cfg = loadConfig();
   const tag = randomBytes(3).toString('hex');
-  const dbName = `marquee_bench_serve_${tag}`;
-  const admin = createPool(cfg, { max: 1 });
-  await admin.query(`CREATE DATABASE "${dbName}"`);
-  const pool = createPool(cfg, { database: dbName, max: 4 });
-  await migrate(pool);
-  const r = rng(7);
-  const dim = 32;
-  const clusters = 24;
-  // Clustered vectors (genre-like) so neighbour lists look like real ones.
-  const centres = Array.from({ length: clusters }, () => Array.from({ length: dim }, () => r() - 0.5));
-  const ids = Array.from({ length: nMovies }, (_, i) => `bench+movie+${i}+${1950 + (i % 75)}`);
-  const pops = ids.map(() => Math.round(Math.exp(1.3 + 1.25 * (r() + r() + r() - 1.5) * 1.4) * 1000) / 1000);
-  const vectors = ids.map((_, i) => {
-    const c = centres[i % clusters];
-    const v = c.map((x) => x + (r() - 0.5) * 0.8);
-    const n = Math.hypot(...v);
-    return v.map((x) => x / n);
-  });
-  await pool.query(`INSERT INTO movies (id, title, popularity, runtime, fetched_at)
-    SELECT id, id, p, 90 + (length(id) % 40), now() FROM unnest($1::text[], $2::float8[]) AS t(id, p)`, [ids, pops]);
-
-  // Watches drawn by popularity (as people find movies), 3–40 per user over the last 30 days.
-  const cum: number[] = [];
-  pops.reduce((acc, p, i) => (cum[i] = acc + p), 0);
-  const draw = () => { const x = r() * cum[cum.length - 1]; let lo = 0, hi = cum.length - 1; while (lo < hi) { const m = (lo + hi) >> 1; if (cum[m] < x) lo = m + 1; else hi = m; } return lo; };
-  let u: number[] = [], m: string[] = [], mins: number[] = [], hours: number[] = [];
-  const flush = async () => {
-    if (u.length === 0) return;
-    await pool.query(`INSERT INTO watches (user_id, movie_id, first_at, last_at, minutes, max_minute)
-      SELECT u, m, now() - make_interval(hours => h), now() - make_interval(hours => h) + make_interval(mins => mn), mn, mn
-      FROM unnest($1::int[], $2::text[], $3::int[], $4::int[]) AS t(u, m, mn, h) ON CONFLICT DO NOTHING`, [u, m, mins, hours]);
-    u = []; m = []; mins = []; hours = [];
-  };
-  for (let user = 0; user < nUsers; user++) {
-    const n = 3 + Math.floor(r() * r() * 38);
-    for (let k = 0; k < n; k++) { u.push(user); m.push(ids[draw()]); mins.push(5 + Math.floor(r() * 110)); hours.push(Math.floor(r() * 720)); }
-    if (u.length > 20_000) await flush();
-  }
-  await flush();
-  await pool.query(`INSERT INTO ratings (user_id, movie_id, rating, rated_at)
-    SELECT user_id, movie_id, 1 + (abs(hashtext(movie_id || user_id)) % 5), last_at FROM watches WHERE (user_id + length(movie_id)) % 4 = 0`);
-  await pool.query('ANALYZE');
-
+  const db = await scratchDatabase('bench_serve', { cfg, max: 4 });
+  const { name: dbName, pool } = db;
   const chroma = createChromaClient(cfg);
   const collection = `movies_bench_${tag}`;
-  const col = await chroma.createCollection({ name: collection, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
-  for (let i = 0; i < ids.length; i += 2000) {
-    // Vote metadata as content collections carry it (taste-profile reads it).
-    const metadatas = pops.slice(i, i + 2000).map((p) => ({ popularity: p, vote_average: Math.round(Math.min(9.6, Math.max(1, 6.3 + 1.2 * (r() + r() + r() - 1.5) * 2)) * 10) / 10, vote_count: Math.round(p * (5 + 40 * r())) }));
-    await col.add({ ids: ids.slice(i, i + 2000), embeddings: vectors.slice(i, i + 2000), metadatas });
+  // A world half built (a ChromaDB error) leaves nothing behind.
+  try {
+    const r = rng(7);
+    const dim = 32;
+    const clusters = 24;
+    // Clustered vectors (genre-like) so neighbour lists look like real ones.
+    const centres = Array.from({ length: clusters }, () => Array.from({ length: dim }, () => r() - 0.5));
+    const ids = Array.from({ length: nMovies }, (_, i) => `bench+movie+${i}+${1950 + (i % 75)}`);
+    const pops = ids.map(() => Math.round(Math.exp(1.3 + 1.25 * (r() + r() + r() - 1.5) * 1.4) * 1000) / 1000);
+    const vectors = ids.map((_, i) => {
+      const c = centres[i % clusters];
+      const v = c.map((x) => x + (r() - 0.5) * 0.8);
+      const n = Math.hypot(...v);
+      return v.map((x) => x / n);
+    });
+    await pool.query(`INSERT INTO movies (id, title, popularity, runtime, fetched_at)
+      SELECT id, id, p, 90 + (length(id) % 40), now() FROM unnest($1::text[], $2::float8[]) AS t(id, p)`, [ids, pops]);
+
+    // Watches drawn by popularity (as people find movies), 3–40 per user over the last 30 days.
+    const cum: number[] = [];
+    pops.reduce((acc, p, i) => (cum[i] = acc + p), 0);
+    const draw = () => { const x = r() * cum[cum.length - 1]; let lo = 0, hi = cum.length - 1; while (lo < hi) { const m = (lo + hi) >> 1; if (cum[m] < x) lo = m + 1; else hi = m; } return lo; };
+    let u: number[] = [], m: string[] = [], mins: number[] = [], hours: number[] = [];
+    const flush = async () => {
+      if (u.length === 0) return;
+      await pool.query(`INSERT INTO watches (user_id, movie_id, first_at, last_at, minutes, max_minute)
+        SELECT u, m, now() - make_interval(hours => h), now() - make_interval(hours => h) + make_interval(mins => mn), mn, mn
+        FROM unnest($1::int[], $2::text[], $3::int[], $4::int[]) AS t(u, m, mn, h) ON CONFLICT DO NOTHING`, [u, m, mins, hours]);
+      u = []; m = []; mins = []; hours = [];
+    };
+    for (let user = 0; user < nUsers; user++) {
+      const n = 3 + Math.floor(r() * r() * 38);
+      for (let k = 0; k < n; k++) { u.push(user); m.push(ids[draw()]); mins.push(5 + Math.floor(r() * 110)); hours.push(Math.floor(r() * 720)); }
+      if (u.length > 20_000) await flush();
+    }
+    await flush();
+    await pool.query(`INSERT INTO ratings (user_id, movie_id, rating, rated_at)
+      SELECT user_id, movie_id, 1 + (abs(hashtext(movie_id || user_id)) % 5), last_at FROM watches WHERE (user_id + length(movie_id)) % 4 = 0`);
+    await pool.query('ANALYZE');
+
+    const col = await chroma.createCollection({ name: collection, embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
+    for (let i = 0; i < ids.length; i += 2000) {
+      // Vote metadata as content collections carry it (taste-profile reads it).
+      const metadatas = pops.slice(i, i + 2000).map((p) => ({ popularity: p, vote_average: Math.round(Math.min(9.6, Math.max(1, 6.3 + 1.2 * (r() + r() + r() - 1.5) * 2)) * 10) / 10, vote_count: Math.round(p * (5 + 40 * r())) }));
+      await col.add({ ids: ids.slice(i, i + 2000), embeddings: vectors.slice(i, i + 2000), metadatas });
+    }
+    return {
+      users: nUsers, dbName, pool, collection,
+      cleanup: async () => {
+        await chroma.deleteCollection({ name: collection }).catch(() => undefined);
+        await db.drop();
+      },
+    };
+  } catch (err) {
+    await chroma.deleteCollection({ name: collection }).catch(() => undefined);
+    await db.drop();
+    throw err;
   }
-  return {
-    users: nUsers, dbName, pool, collection,
-    cleanup: async () => {
-      await chroma.deleteCollection({ name: collection }).catch(() => undefined);
-      await pool.end();
-      await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-      await admin.end();
-    },
-  };
 }
 
 function spawnNode(args: string[], env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {

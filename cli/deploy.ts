@@ -1,7 +1,7 @@
 import { loadConfig, type Config } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { gatewayAdmin } from '../lib/gateway-client.ts';
-import { buildOrReuse, deployToSlot } from '../lib/runtime/deploy.ts';
+import { buildOrReuse, deployToSlot, runningReplicas } from '../lib/runtime/deploy.ts';
 import { chooseRuntime, type Slot, type SlotRuntime } from '../lib/runtime/index.ts';
 import { MAX_REPLICAS, slotFingerprint, slotUrl } from '../lib/runtime/slots.ts';
 
@@ -16,21 +16,16 @@ export async function currentMainModel(): Promise<{ version: string; model: stri
   }
 }
 
-/** How many replicas of the slot run now (replica 0 included; 0 when nothing runs). */
-async function runningReplicas(runtime: SlotRuntime, slot: Slot): Promise<number> {
-  let n = 0;
-  for (let k = 0; k < MAX_REPLICAS; k++) if ((await runtime.describe(slot, k))?.running) n = k + 1;
-  return n;
-}
-
 /**
  * Runs a model version in a slot (building its image when Docker runs) and waits until it is
  * healthy: warm (vectors and neighbour lists loaded) unless `warm` is false. With `replicas`, runs
- * that many copies (replica k on the slot's port + 100·k), removes any beyond, and names them in the
- * gateway's routing state; without it, as many replicas as run now are redeployed, so that a new
- * version never leaves an old one running behind the gateway.
+ * that many copies (replica k on the slot's port + 100·k), names them in the gateway's routing
+ * state, then removes any beyond (unnamed first, so no user is sent to one being stopped); without
+ * it, as many replicas as run now are redeployed, so that a new version never leaves an old one
+ * running behind the gateway. With `strict` (the command), throws when the replicas run but the
+ * gateway would not name them; otherwise (`marquee start`, before its gateway runs) says so.
  */
-export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean; runtime?: SlotRuntime; replicas?: number } = {}): Promise<string> {
+export async function deploy(slot: Slot, version: string, model: string, opts: { warm?: boolean; runtime?: SlotRuntime; replicas?: number; strict?: boolean } = {}): Promise<string> {
   const cfg = loadConfig();
   const runtime = opts.runtime ?? await chooseRuntime(cfg);
   const image = await buildOrReuse(runtime, { version, model });
@@ -39,29 +34,51 @@ export async function deploy(slot: Slot, version: string, model: string, opts: {
   const urls: string[] = [];
   // One after the other: starting N warm-ups at once would only make each slower on a small machine.
   for (let k = 0; k < n; k++) urls.push((await deployToSlot(cfg, runtime, { slot, version, model, image, warm: opts.warm, replica: k })).url);
-  for (let k = n; k < MAX_REPLICAS; k++) await runtime.remove(slot, k);
   const where = `${slot} runs ${version} (${model}) at ${urls.join(', ')} as ${image.runtime === 'docker' ? image.image : `local process${n > 1 ? 'es' : ''}`}`;
-  if (n === 1 && before <= 1 && opts.replicas === undefined) return where;
-  return `${where}\n${await routeReplicas(cfg, slot, version, urls)}`;
+  const routed = n === 1 && before <= 1 && opts.replicas === undefined ? undefined : await routeReplicas(cfg, slot, version, urls);
+  if (routed && !routed.ok && opts.strict) throw new Error(`${where}\n${routed.text}`);
+  const removed: number[] = [];
+  for (let k = n; k < MAX_REPLICAS; k++) if (await runtime.remove(slot, k)) removed.push(k);
+  const gone = removed.length ? `\nremoved replica${removed.length > 1 ? 's' : ''} ${removed.join(', ')}` : '';
+  return routed ? `${where}\n${routed.text}${gone}` : `${where}${gone}`;
 }
 
 /** Names a slot's replicas in the gateway's routing state (shared by every gateway through Postgres). */
-async function routeReplicas(cfg: Config, slot: Slot, version: string, urls: string[]): Promise<string> {
+async function routeReplicas(cfg: Config, slot: Slot, version: string, urls: string[]): Promise<{ ok: boolean; text: string }> {
   const gateway = gatewayAdmin(cfg);
   const replicas = urls.slice(1);
   try {
     const current = await gateway.get('marquee deploy');
     if (slot === 'nightly' && current.nightlyUrl !== slotUrl(cfg, 'nightly')) {
-      return `the gateway does not route to ${slotUrl(cfg, 'nightly')} as nightly now: its replicas are not named (a release names nightly)`;
+      return { ok: true, text: `the gateway does not route to ${slotUrl(cfg, 'nightly')} as nightly now: its replicas are not named (a release names nightly)` };
     }
     if (slot === 'main' && current.mainUrl !== slotUrl(cfg, 'main')) {
-      return `the gateway routes main to ${current.mainUrl}, not ${slotUrl(cfg, 'main')}: its replicas are not named`;
+      return { ok: true, text: `the gateway routes main to ${current.mainUrl}, not ${slotUrl(cfg, 'main')}: its replicas are not named` };
     }
     const patch = slot === 'main' ? { mainVersion: version, mainReplicas: replicas } : { nightlyVersion: version, nightlyReplicas: replicas };
     const r = await gateway.put(patch, 'marquee deploy');
-    return `gateway: ${slot} spread over ${urls.length} replica${urls.length > 1 ? 's' : ''}${r.changed ? '' : ' (unchanged)'}`;
+    return { ok: true, text: `gateway: ${slot} spread over ${urls.length} replica${urls.length > 1 ? 's' : ''}${r.changed ? '' : ' (unchanged)'}` };
   } catch (err) {
-    return `the gateway's routing state was not updated (${(err as Error).message}); run the same command again once the gateway runs`;
+    return { ok: false, text: `the gateway's routing state was not updated (${(err as Error).message}); run the same command again once the gateway runs` };
+  }
+}
+
+/**
+ * Takes the slot's local replicas (URLs of this machine's slot ports) out of the routing state
+ * before they are stopped; replicas named on other machines stay. Main's first URL stays (main
+ * always has one; the gateway answers main's users from its popular list while nothing runs there).
+ */
+async function unrouteReplicas(cfg: Config, slot: Slot, local: string[]): Promise<{ ok: boolean; text?: string }> {
+  const gateway = gatewayAdmin(cfg);
+  try {
+    const current = await gateway.get('marquee undeploy');
+    const named = slot === 'main' ? current.mainReplicas : current.nightlyReplicas;
+    const keep = named.filter((u) => !local.includes(u.replace(/\/+$/, '')));
+    if (keep.length === named.length) return { ok: true };
+    const r = await gateway.put(slot === 'main' ? { mainReplicas: keep } : { nightlyReplicas: keep }, 'marquee undeploy');
+    return { ok: true, text: `gateway: ${named.length - keep.length} replica${named.length - keep.length > 1 ? 's' : ''} of ${slot} unnamed${r.changed ? '' : ' (unchanged)'}` };
+  } catch (err) {
+    return { ok: false, text: `the gateway's routing state was not updated (${(err as Error).message}): it still names replicas of ${slot} that no longer run (its health checks skip them); run \`marquee undeploy ${slot}\` again once the gateway runs` };
   }
 }
 
@@ -100,16 +117,36 @@ export async function deployCommand(args: string[]): Promise<number> {
   const model = opt('model') ?? fallback?.model;
   if (!model) { console.error('marquee deploy nightly: --model is required'); return 2; }
   const version = opt('version') ?? (opt('model') ? model.replace(/^.*\//, '').replace(/\.json$/, '') : fallback!.version);
-  console.log(await deploy(slot, version, model, { replicas }));
+  try {
+    console.log(await deploy(slot, version, model, { replicas, strict: true }));
+  } catch (err) {
+    console.error(`marquee deploy: ${(err as Error).message}`);
+    return 1;
+  }
   return 0;
 }
 
 export async function undeployCommand(args: string[]): Promise<number> {
   const slot = args[0];
   if (slot !== 'main' && slot !== 'nightly') { console.error('usage: marquee undeploy main|nightly'); return 2; }
-  const runtime = await chooseRuntime(loadConfig());
+  const cfg = loadConfig();
+  const runtime = await chooseRuntime(cfg);
+  const present: number[] = [];
+  for (let k = 0; k < MAX_REPLICAS; k++) if (await runtime.describe(slot, k)) present.push(k);
+  // This machine's replica ports beyond the first: the names undeploy takes out of the routing state.
+  const local = Array.from({ length: MAX_REPLICAS - 1 }, (_, i) => slotUrl(cfg, slot, i + 1));
+  if (present.length === 0) {
+    // Names left by an undeploy that could not reach the gateway are taken out now; a gateway
+    // that does not answer here is no error (nothing runs, and maybe nothing is named).
+    const late = await unrouteReplicas(cfg, slot, local);
+    console.log(`nothing runs in ${slot}${late.ok && late.text ? `; ${late.text}` : ''}`);
+    return 0;
+  }
+  // Unnamed before they stop: the gateways then send no user to a replica on its way out.
+  const unrouted: { ok: boolean; text?: string } = present.some((k) => k > 0) ? await unrouteReplicas(cfg, slot, local) : { ok: true };
   let removed = 0;
-  for (let k = 0; k < MAX_REPLICAS; k++) if (await runtime.remove(slot, k)) removed++;
-  console.log(removed ? `${slot} removed (${removed} replica${removed > 1 ? 's' : ''})` : `nothing runs in ${slot}`);
-  return 0;
+  for (const k of present) if (await runtime.remove(slot, k)) removed++;
+  console.log(`${slot} removed (${removed} replica${removed > 1 ? 's' : ''})`);
+  if (unrouted.text) (unrouted.ok ? console.log : console.error)(unrouted.text);
+  return unrouted.ok ? 0 : 1;
 }

@@ -1,6 +1,6 @@
 /**
  * HTTP for tests and benchmarks: a keep-alive client that measures latency and never throws on
- * network errors, a readiness wait, and a free loopback port.
+ * network errors, a readiness wait, a free loopback port, and a check that a server answers at all.
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -47,4 +47,39 @@ export async function freePort(): Promise<number> {
     });
     s.on('error', reject);
   });
+}
+
+/**
+ * Fails (never skips) when a server a test or benchmark needs is not answering, and says how to
+ * start it. `npm test` starts the whole stack first; a single file run by hand needs `npm run stack -- up`.
+ */
+export async function requireServer(name: string, port: number, host = '127.0.0.1'): Promise<void> {
+  const open = await new Promise<boolean>((resolve) => {
+    const s = net.connect({ port, host });
+    s.setTimeout(2000, () => { s.destroy(); resolve(false); });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+  if (!open) throw new Error(`${name} is not answering on ${host}:${port}; start the stack with \`npm run stack -- up\` (npm test does this)`);
+}
+
+const portFree = (port: number) => new Promise<boolean>((resolve) => {
+  const s = net.createServer();
+  s.once('error', () => resolve(false));
+  s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+});
+
+/**
+ * A free port p such that p + step·k is free too for every k < count: where a slot's replicas will
+ * listen (replica k of a slot on its port + REPLICA_PORT_STEP·k).
+ */
+export async function freePortSpaced(step: number, count: number): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const p = await freePort();
+    if (p + step * (count - 1) > 65535) continue;
+    let ok = true;
+    for (let k = 1; k < count && ok; k++) ok = await portFree(p + step * k);
+    if (ok) return p;
+  }
+  throw new Error(`no free port with ${count - 1} more free at steps of ${step}`);
 }

@@ -9,7 +9,7 @@ import { loadSpec, type LoadedSpec } from '../models/spec.ts';
 import type { BuiltImage } from '../release/types.ts';
 import { gitCommit } from '../version.ts';
 import { inferenceBuildContext } from './image.ts';
-import { slotUrl, type Slot, type SlotRuntime } from './slots.ts';
+import { MAX_REPLICAS, slotUrl, type Slot, type SlotRuntime } from './slots.ts';
 
 export type Progress = (details: unknown) => void;
 const quiet: Progress = () => undefined;
@@ -97,4 +97,18 @@ export async function deployToSlot(cfg: Config, runtime: SlotRuntime, a: { slot:
   const state = await runtime.deploy({ slot: a.slot, version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null, replica: a.replica ?? 0 });
   await waitHealthy(cfg, a.slot, a.image.specHash, { warm: a.warm ?? true, progress, replica: a.replica ?? 0 });
   return { url: state.url, id: state.id };
+}
+
+/** How many replicas of the slot run now: the highest running replica's index + 1 (0 when nothing runs). */
+export async function runningReplicas(runtime: SlotRuntime, slot: Slot): Promise<number> {
+  let n = 0;
+  for (let k = 0; k < MAX_REPLICAS; k++) if ((await runtime.describe(slot, k))?.running) n = k + 1;
+  return n;
+}
+
+/** Removes every replica of the slot; true when any was there. */
+export async function removeReplicas(runtime: SlotRuntime, slot: Slot, from = 0): Promise<boolean> {
+  let any = false;
+  for (let k = from; k < MAX_REPLICAS; k++) if (await runtime.remove(slot, k)) any = true;
+  return any;
 }

@@ -26,6 +26,11 @@ export function parseAsOf(text: string): Date | string {
 export interface AppInfo {
   slot: string;
   image: string | null;
+  /**
+   * The version label the slot was deployed as (a release's id, INFERENCE_VERSION), which the
+   * routing state names and the gateway checks replicas against; the spec's own version otherwise.
+   */
+  version?: string;
 }
 
 export function inferenceApp(engine: Engine, info: AppInfo): express.Express {
@@ -37,7 +42,7 @@ export function inferenceApp(engine: Engine, info: AppInfo): express.Express {
       service: 'inference',
       version: packageVersion,
       slot: info.slot,
-      model: { version: spec.version, rule: spec.rule, collection: spec.collection, hash, path },
+      model: { version: info.version || spec.version, specVersion: spec.version, rule: spec.rule, collection: spec.collection, hash, path },
       image: info.image,
       commit: gitCommit(),
       ...engine.health(),

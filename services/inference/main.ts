@@ -3,7 +3,8 @@
  * as main (:3001) and nightly (:3002), on the host or in an image.
  *
  * env: INFERENCE_MODEL (spec path, default models/seed-baseline.json), INFERENCE_SLOT (main|nightly),
- * INFERENCE_PORT (default from the slot's config), INFERENCE_IMAGE, MARQUEE_GIT_COMMIT,
+ * INFERENCE_PORT (default from the slot's config), INFERENCE_IMAGE, INFERENCE_VERSION (the label it is
+ * deployed as, reported by /healthz; default the spec's version), MARQUEE_GIT_COMMIT,
  * INFERENCE_DEADLINE_MS (400), INFERENCE_REFRESH_MS (30000), INFERENCE_FULL_RELOAD_MS (900000),
  * INFERENCE_LISTS_REFRESH_MS (30000), INFERENCE_PG_POOL (8), INFERENCE_HISTORY_USERS (50000 histories kept
  * in memory, 0: none; see history-cache.ts); MARQUEE_POSTGRES_URL and
@@ -59,7 +60,7 @@ const engine = new Engine(model, pool, cfg.chroma.url, {
     read: (users) => readHistories(pool, users),
   }),
 });
-const server = http.createServer(inferenceHandler(engine, { slot, image: process.env.INFERENCE_IMAGE || null }));
+const server = http.createServer(inferenceHandler(engine, { slot, image: process.env.INFERENCE_IMAGE || null, version: process.env.INFERENCE_VERSION || undefined }));
 await new Promise<void>((resolve, reject) => {
   server.once('error', reject);
   server.listen(port, process.env.INFERENCE_HOST ?? '127.0.0.1', () => resolve());
