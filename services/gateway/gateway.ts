@@ -21,7 +21,7 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import { serviceApp } from '../../lib/http.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { parseUserId, slotEndpoints, slotFor, type RoutingState, type Slot } from '../../lib/routing.ts';
+import { parseUserId, routingEndpoints, slotFor, type RoutingEndpoints, type RoutingState, type Slot } from '../../lib/routing.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
 import { adminRouter } from './admin.ts';
 import { BatchWriter } from './batch.ts';
@@ -99,6 +99,8 @@ export class Gateway {
   };
 
   private state!: RoutingState;
+  /** The endpoint lists of `state`, recomputed in setState only: the request path reads them, never builds them. */
+  private endpoints!: RoutingEndpoints;
   private seen = new Map<number, Slot>();
   private readonly upstreams = new Upstreams();
   private readonly health: HealthChecker;
@@ -124,13 +126,14 @@ export class Gateway {
     });
   }
 
-  private routedUrls(): string[] {
-    return [...slotEndpoints(this.state, 'main'), ...slotEndpoints(this.state, 'nightly')];
+  private routedUrls(): readonly string[] {
+    return this.endpoints.all;
   }
 
   /** A slot is up while any of its replicas is. */
   private slotIsUp(slot: Slot): boolean {
-    return slotEndpoints(this.state, slot).some((u) => this.health.isUp(u));
+    for (const u of this.endpoints[slot]) if (this.health.isUp(u)) return true;
+    return false;
   }
 
   current(): RoutingState {
@@ -142,6 +145,7 @@ export class Gateway {
     const prev = this.state;
     if (prev && new Date(next.updatedAt) < new Date(prev.updatedAt)) return;
     this.state = next;
+    this.endpoints = routingEndpoints(next);
     if (!prev || prev.releaseId !== next.releaseId) this.seen = new Map();
     if (prev) {
       this.m.routingChanges.inc();
@@ -228,7 +232,7 @@ export class Gateway {
     const s = this.state;
     const one = (url: string) => ({ url, pending: this.upstreams.pending(url), ...(this.health.get(url) ?? { up: true, note: 'not checked yet' }) });
     const slot = (which: Slot) => {
-      const urls = slotEndpoints(s, which);
+      const urls = this.endpoints[which];
       return urls.length === 0 ? null : { ...one(urls[0]), replicas: urls.map(one) };
     };
     const down = !this.slotIsUp('main') || (s.nightlyUrl !== null && !this.slotIsUp('nightly'));
@@ -254,6 +258,7 @@ export class Gateway {
     this.inFlight++;
     const userId = parsed.id;
     const s = this.state;
+    const ep = this.endpoints;
     const assigned = slotFor(userId, s.releaseId, s.nightlyUrl ? s.nightlyPercent : 0);
     this.m.requests.inc({ slot: assigned });
     this.noteAssignment(s, userId, assigned, servedAt);
@@ -267,14 +272,14 @@ export class Gateway {
     let expired = false;
     const chain = async (): Promise<'done'> => {
       if (assigned === 'nightly') {
-        const r = await this.call('nightly', slotEndpoints(s, 'nightly'), userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)));
+        const r = await this.call('nightly', ep.nightly, userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)));
         if (expired) return 'done';
         if (r.ok) answer = r;
         else reasons.push(r.reason);
       }
       if (!answer && !expired) {
         by = 'main';
-        const r = await this.call('main', slotEndpoints(s, 'main'), userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0));
+        const r = await this.call('main', ep.main, userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0));
         if (expired) return 'done';
         if (r.ok) answer = r;
         else reasons.push(r.reason);
@@ -330,20 +335,21 @@ export class Gateway {
    * slot's share by what each replica keeps up with), ties taken in turn; none when every one is
    * down, already tried, or at `maxPendingPerUrl` (then `busy` says why).
    */
-  private pick(urls: string[], tried: Set<string>): { url: string } | { none: 'down' | 'busy' } {
-    let best: string | undefined;
+  private pick(urls: readonly string[], tried: readonly number[]): { index: number } | { none: 'down' | 'busy' } {
+    let best = -1;
     let least = Infinity;
     let anyUp = false;
     const start = this.turn++ % urls.length;
     for (let k = 0; k < urls.length; k++) {
-      const u = urls[(start + k) % urls.length];
-      if (tried.has(u) || !this.health.isUp(u)) continue;
+      const i = (start + k) % urls.length;
+      const u = urls[i];
+      if (tried.includes(i) || !this.health.isUp(u)) continue;
       anyUp = true;
       const n = this.upstreams.pending(u);
-      if (n < least && n < this.opts.maxPendingPerUrl) { best = u; least = n; }
+      if (n < least && n < this.opts.maxPendingPerUrl) { best = i; least = n; }
     }
     if (this.turn > 1e9) this.turn = 0;
-    return best ? { url: best } : { none: anyUp ? 'busy' : 'down' };
+    return best >= 0 ? { index: best } : { none: anyUp ? 'busy' : 'down' };
   }
 
   /**
@@ -351,25 +357,26 @@ export class Gateway {
    * replica that fails fast (refused, reset, a bad status or answer) is followed, while time
    * remains, by another replica of the same slot: a replica killed under load costs no answer.
    */
-  private async call(slot: Slot, urls: string[], userId: number, timeoutMs: number): Promise<Outcome> {
+  private async call(slot: Slot, urls: readonly string[], userId: number, timeoutMs: number): Promise<Outcome> {
     const t0 = performance.now();
-    const tried = new Set<string>();
+    // Indexes into urls; a slot has a handful of replicas, so a linear scan beats a Set.
+    const tried: number[] = [];
     let reason = `${slot}_down`;
     for (;;) {
       const left = timeoutMs - (performance.now() - t0);
       if (left < 1) {
         this.m.errors.inc({ slot, kind: 'timeout' });
-        return { ok: false, reason: tried.size ? reason : `${slot}_timeout` };
+        return { ok: false, reason: tried.length ? reason : `${slot}_timeout` };
       }
       const chosen = this.pick(urls, tried);
       if ('none' in chosen) {
-        if (tried.size) return { ok: false, reason };
+        if (tried.length) return { ok: false, reason };
         this.m.errors.inc({ slot, kind: chosen.none });
         return { ok: false, reason: `${slot}_${chosen.none}` };
       }
-      const url = chosen.url;
-      if (tried.size) this.m.replicaRetries.inc({ slot });
-      tried.add(url);
+      const url = urls[chosen.index];
+      if (tried.length) this.m.replicaRetries.inc({ slot });
+      tried.push(chosen.index);
       try {
         const a = await this.upstreams.get(url, `recommend/${userId}`, left);
         const ids = parseAnswer(a);
