@@ -264,38 +264,36 @@ export class Gateway {
     this.noteAssignment(s, userId, assigned, servedAt);
 
     const reasons: string[] = [];
-    let answer: Answer | undefined;
     let by: Slot | 'popular' = assigned;
-    // Armed at arrival: whatever the calls below are doing at answerDeadlineMs, the popular list goes out then.
-    let deadlineTimer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((resolve) => { deadlineTimer = setTimeout(() => resolve('deadline'), Math.max(1, this.opts.answerDeadlineMs - (performance.now() - t0))); });
-    let expired = false;
-    const chain = async (): Promise<'done'> => {
+    // Armed at arrival: whatever the calls below are doing at answerDeadlineMs, they are aborted
+    // then (their sockets closed, nothing late can change the answer) and the popular list goes out.
+    const abort = new AbortController();
+    let deadlineTimer!: NodeJS.Timeout;
+    const deadline = new Promise<undefined>((resolve) => {
+      deadlineTimer = setTimeout(() => { abort.abort(); resolve(undefined); }, Math.max(1, this.opts.answerDeadlineMs - (performance.now() - t0)));
+    });
+    const chain = async (signal: AbortSignal): Promise<Answer | undefined> => {
       if (assigned === 'nightly') {
-        const r = await this.call('nightly', ep.nightly, userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)));
-        if (expired) return 'done';
-        if (r.ok) answer = r;
-        else reasons.push(r.reason);
+        const r = await this.call('nightly', ep.nightly, userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)), signal);
+        if (signal.aborted) return undefined;
+        if (r.ok) return r;
+        reasons.push(r.reason);
       }
-      if (!answer && !expired) {
-        by = 'main';
-        const r = await this.call('main', ep.main, userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0));
-        if (expired) return 'done';
-        if (r.ok) answer = r;
-        else reasons.push(r.reason);
-      }
-      return 'done';
+      by = 'main';
+      const r = await this.call('main', ep.main, userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0), signal);
+      if (signal.aborted) return undefined;
+      if (r.ok) return r;
+      reasons.push(r.reason);
+      return undefined;
     };
-    // call() turns every failure into an outcome; the catch only keeps a bug from leaving a request unanswered.
-    const first = await Promise.race([chain().catch((err: Error) => { this.opts.log(`request path error: ${err.stack ?? err.message}`); return 'done' as const; }), deadline]);
-    expired = true;
+    // call() turns every failure into an outcome; the catch only keeps a bug from leaving a request
+    // unanswered, and the race the answer from waiting on anything the abort does not reach.
+    const got = await Promise.race([chain(abort.signal).catch((err: Error) => { this.opts.log(`request path error: ${err.stack ?? err.message}`); return undefined; }), deadline]);
     clearTimeout(deadlineTimer);
-    if (first === 'deadline' && !answer) {
+    if (abort.signal.aborted && !got) {
       this.m.deadlines.inc();
       reasons.push(`${by}_deadline`);
     }
-    // Fixed from here on: a call that completes after the deadline must not change what was sent.
-    const got = answer as Answer | undefined;
     let sent: Answer;
     if (!got) {
       by = 'popular';
@@ -357,7 +355,7 @@ export class Gateway {
    * replica that fails fast (refused, reset, a bad status or answer) is followed, while time
    * remains, by another replica of the same slot: a replica killed under load costs no answer.
    */
-  private async call(slot: Slot, urls: readonly string[], userId: number, timeoutMs: number): Promise<Outcome> {
+  private async call(slot: Slot, urls: readonly string[], userId: number, timeoutMs: number, signal: AbortSignal): Promise<Outcome> {
     const t0 = performance.now();
     // Indexes into urls; a slot has a handful of replicas, so a linear scan beats a Set.
     const tried: number[] = [];
@@ -378,12 +376,17 @@ export class Gateway {
       if (tried.length) this.m.replicaRetries.inc({ slot });
       tried.push(chosen.index);
       try {
-        const a = await this.upstreams.get(url, `recommend/${userId}`, left);
+        const a = await this.upstreams.get(url, `recommend/${userId}`, left, 'text/plain', signal);
         const ids = parseAnswer(a);
         this.m.upstreamLatency.observe({ slot }, a.ms / 1000);
         return { ok: true, body: a.body, contentType: a.contentType, ids, outcome: a.outcome };
       } catch (err) {
         const kind = err instanceof UpstreamError ? err.kind : 'error';
+        // Aborted at the answer deadline: a call that did not answer in the time it had, as a timeout.
+        if (kind === 'aborted') {
+          this.m.errors.inc({ slot, kind: 'timeout' });
+          return { ok: false, reason: `${slot}_timeout` };
+        }
         if (kind === 'refused') this.health.refused(url);
         this.m.errors.inc({ slot, kind });
         reason = `${slot}_${kind === 'refused' ? 'error' : kind}`;

@@ -1,13 +1,14 @@
 /**
  * HTTP to the inference slots over pooled keep-alive connections, one agent per origin, with a hard
- * deadline per call. A routing change to a new URL simply starts using (or creating) that origin's
+ * deadline per call and an optional AbortSignal (the caller's own deadline: an aborted call's
+ * socket is destroyed at once, so it neither holds a connection nor completes late). A routing change to a new URL simply starts using (or creating) that origin's
  * agent; requests in flight on the old one finish on their own, so nothing is drained.
  */
 import http from 'node:http';
 import https from 'node:https';
 
 export class UpstreamError extends Error {
-  constructor(readonly kind: 'timeout' | 'refused' | 'error' | 'status' | 'bad_answer', message: string) {
+  constructor(readonly kind: 'timeout' | 'aborted' | 'refused' | 'error' | 'status' | 'bad_answer', message: string) {
     super(message);
     this.name = 'UpstreamError';
   }
@@ -36,16 +37,17 @@ export class Upstreams {
   /**
    * GET base+path within timeoutMs. A keep-alive socket the server closed meanwhile (a restarted
    * slot) fails with ECONNRESET on reuse: that call is retried once on a fresh socket if time remains.
+   * Once `signal` aborts, the call fails with kind `aborted` and its request is destroyed.
    */
-  async get(base: string, path: string, timeoutMs: number, accept = 'text/plain'): Promise<UpstreamAnswer> {
+  async get(base: string, path: string, timeoutMs: number, accept = 'text/plain', signal?: AbortSignal): Promise<UpstreamAnswer> {
     const t0 = performance.now();
     this.inFlight.set(base, (this.inFlight.get(base) ?? 0) + 1);
     try {
-      return await this.once(base, path, timeoutMs, accept);
+      return await this.once(base, path, timeoutMs, accept, signal);
     } catch (err) {
       const e = err as Error & { reused?: boolean; code?: string };
       const left = timeoutMs - (performance.now() - t0);
-      if (e.reused && (e.code === 'ECONNRESET' || e.code === 'EPIPE') && left > 5) return this.once(base, path, left, accept);
+      if (e.reused && (e.code === 'ECONNRESET' || e.code === 'EPIPE') && left > 5 && !signal?.aborted) return this.once(base, path, left, accept, signal);
       throw err;
     } finally {
       const n = (this.inFlight.get(base) ?? 1) - 1;
@@ -59,8 +61,9 @@ export class Upstreams {
     return this.inFlight.get(base) ?? 0;
   }
 
-  private once(base: string, path: string, timeoutMs: number, accept: string): Promise<UpstreamAnswer> {
+  private once(base: string, path: string, timeoutMs: number, accept: string, signal?: AbortSignal): Promise<UpstreamAnswer> {
     const t0 = performance.now();
+    if (signal?.aborted) return Promise.reject(new UpstreamError('aborted', 'aborted before the call'));
     const u = new URL(path, base.endsWith('/') ? base : base + '/');
     return new Promise<UpstreamAnswer>((resolve, reject) => {
       let settled = false;
@@ -68,8 +71,13 @@ export class Upstreams {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         if (err) reject(err);
         else resolve(answer!);
+      };
+      const onAbort = () => {
+        done(new UpstreamError('aborted', `aborted after ${Math.round(performance.now() - t0)} ms`));
+        req.destroy();
       };
       const mod = u.protocol === 'https:' ? https : http;
       const req = mod.request(u, { method: 'GET', agent: this.agentFor(u), headers: { accept } }, (res) => {
@@ -93,6 +101,7 @@ export class Upstreams {
         wrapped.code = err.code;
         done(wrapped);
       });
+      signal?.addEventListener('abort', onAbort, { once: true });
       req.end();
     });
   }
