@@ -29,7 +29,7 @@ import { HealthChecker, probe } from './health.ts';
 import { writeAssignments, writeServed, type AssignmentRow, type ServedRow } from './history.ts';
 import { PopularList } from './popular.ts';
 import { initState, loadState, routingFields } from './state.ts';
-import { parseAnswer, UpstreamError, Upstreams } from './upstream.ts';
+import { answerIds, checkAnswer, UpstreamError, Upstreams } from './upstream.ts';
 
 export interface GatewayOptions {
   adminToken: string;
@@ -62,11 +62,22 @@ export const defaultOptions = (): Omit<GatewayOptions, 'adminToken' | 'initialMa
   log: (m) => console.log(`gateway: ${m}`),
 });
 
-type Answer = { ok: true; body: string; contentType: string; ids: string[]; outcome?: string };
+/** `ids` only where they are at hand (the popular list); a slot's body is sent as it came and split after. */
+type Answer = { ok: true; body: string; contentType: string; ids?: string[]; outcome?: string };
 type Outcome = Answer | { ok: false; reason: string };
 
 /** Versions come from admins and /healthz answers: a character Node refuses in a header must not fail a request. */
 const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : v.replace(/[^\x20-\x7e]/g, '?'));
+
+/** A per-key cache of `make`, for bound metric series. */
+function bound<F>(make: (key: string) => F): (key: string) => F {
+  const cache = new Map<string, F>();
+  return (key) => {
+    let f = cache.get(key);
+    if (f === undefined) { f = make(key); cache.set(key, f); }
+    return f;
+  };
+}
 
 /** Most distinct users remembered per release to avoid re-sending assignments; past it the set restarts (the insert ignores repeats). */
 const MAX_SEEN = 2_000_000;
@@ -96,6 +107,14 @@ export class Gateway {
     loopDelay: this.registry.gauge('gateway_event_loop_delay_seconds', 'Event-loop delay over the last second (p99 and max): time requests wait before the gateway sees them', ['quantile']),
     replicaRetries: this.registry.counter('gateway_replica_retries_total', 'Calls retried on another replica of the same slot after one failed, by slot', ['slot']),
     routingChanges: this.registry.counter('gateway_routing_changes_total', 'Routing changes applied through this process or picked up from Postgres'),
+  };
+
+  /** Series the request path updates, bound per label value on first use (no label hashing per request). */
+  private readonly hot = {
+    requests: bound((slot) => this.m.requests.bind({ slot })),
+    answers: bound((slot) => this.m.answers.bind({ slot })),
+    latency: bound((slot) => this.m.latency.bind({ slot })),
+    upstreamLatency: bound((slot) => this.m.upstreamLatency.bind({ slot })),
   };
 
   private state!: RoutingState;
@@ -260,7 +279,7 @@ export class Gateway {
     const s = this.state;
     const ep = this.endpoints;
     const assigned = slotFor(userId, s.releaseId, s.nightlyUrl ? s.nightlyPercent : 0);
-    this.m.requests.inc({ slot: assigned });
+    this.hot.requests(assigned)();
     this.noteAssignment(s, userId, assigned, servedAt);
 
     const reasons: string[] = [];
@@ -270,7 +289,8 @@ export class Gateway {
     const abort = new AbortController();
     let deadlineTimer!: NodeJS.Timeout;
     const deadline = new Promise<undefined>((resolve) => {
-      deadlineTimer = setTimeout(() => { abort.abort(); resolve(undefined); }, Math.max(1, this.opts.answerDeadlineMs - (performance.now() - t0)));
+      // Whole milliseconds, rounded down: node keeps a timer list per distinct duration.
+      deadlineTimer = setTimeout(() => { abort.abort(); resolve(undefined); }, Math.max(1, Math.floor(this.opts.answerDeadlineMs - (performance.now() - t0))));
     });
     const chain = async (signal: AbortSignal): Promise<Answer | undefined> => {
       if (assigned === 'nightly') {
@@ -301,7 +321,6 @@ export class Gateway {
       sent = { ok: true, body: ids.join(','), contentType: 'text/plain; charset=utf-8', ids };
     } else {
       sent = got;
-      this.popular.observe(got.ids);
     }
     const fallback = reasons.length ? reasons.join(',') : null;
     if (fallback) this.m.fallbacks.inc({ from: assigned, to: by, reason: reasons[reasons.length - 1] });
@@ -317,13 +336,18 @@ export class Gateway {
     if (fallback) headers['x-marquee-fallback'] = fallback;
     // Inference says whether it ranked or served its own cached list; pass that on for evaluation.
     if (sent.outcome) headers['x-marquee-outcome'] = sent.outcome;
+    // A length rather than chunked encoding: headers and body go out as one string in one write.
+    headers['content-length'] = String(Buffer.byteLength(sent.body));
     res.writeHead(200, headers).end(sent.body);
 
     const ms = performance.now() - t0;
     this.inFlight--;
-    this.m.answers.inc({ slot: by });
-    this.m.latency.observe({ slot: by }, ms / 1000);
-    this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: sent.ids, latencyMs: ms, fallback });
+    // After the answer is on its way: the ids for the history row and the popular list.
+    const ids = sent.ids ?? answerIds(sent.body);
+    if (got) this.popular.observe(ids);
+    this.hot.answers(by)();
+    this.hot.latency(by)(ms / 1000);
+    this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: ids, latencyMs: ms, fallback });
   }
 
   private turn = 0;
@@ -377,9 +401,9 @@ export class Gateway {
       tried.push(chosen.index);
       try {
         const a = await this.upstreams.get(url, `recommend/${userId}`, left, 'text/plain', signal);
-        const ids = parseAnswer(a);
-        this.m.upstreamLatency.observe({ slot }, a.ms / 1000);
-        return { ok: true, body: a.body, contentType: a.contentType, ids, outcome: a.outcome };
+        checkAnswer(a);
+        this.hot.upstreamLatency(slot)(a.ms / 1000);
+        return { ok: true, body: a.body, contentType: a.contentType, outcome: a.outcome };
       } catch (err) {
         const kind = err instanceof UpstreamError ? err.kind : 'error';
         // Aborted at the answer deadline: a call that did not answer in the time it had, as a timeout.
