@@ -13,6 +13,7 @@ export const unitTests = [
   'tests/config.test.ts',
   'tests/eval.test.ts',
   'tests/gateway.batch.test.ts',
+  'tests/gateway.upstream.test.ts',
   'tests/history-cache.test.ts',
   'tests/judge.test.ts',
   'tests/lint.test.ts',

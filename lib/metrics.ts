@@ -24,6 +24,15 @@ export class Counter {
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
   get(labels?: Labels): number { return this.values.get(seriesKey(this.labelNames, labels)) ?? 0; }
+  /** One series with its labels resolved once (prom-client's child): a hot path skips hashing them per call. */
+  bind(labels: Labels): (by?: number) => void {
+    const child = this.metric.labels(labels);
+    const k = seriesKey(this.labelNames, labels);
+    return (by = 1) => {
+      child.inc(by);
+      this.values.set(k, (this.values.get(k) ?? 0) + by);
+    };
+  }
 }
 
 export class Gauge {
@@ -42,6 +51,11 @@ export class Histogram {
   observe(labels: Labels | undefined, value: number): void {
     if (labels) this.metric.observe(labels, value);
     else this.metric.observe(value);
+  }
+  /** One series with its labels resolved once (prom-client's child): a hot path skips hashing them per call. */
+  bind(labels: Labels): (value: number) => void {
+    const child = this.metric.labels(labels);
+    return (value) => child.observe(value);
   }
 }
 

@@ -37,6 +37,19 @@ export function slotEndpoints(s: Pick<RoutingState, 'mainUrl' | 'nightlyUrl' | '
   return s.nightlyUrl === null ? [] : [s.nightlyUrl, ...s.nightlyReplicas.filter((u) => u !== s.nightlyUrl)];
 }
 
+/** Both slots' endpoints (slotEndpoints) and every routed URL once, main's first. */
+export interface RoutingEndpoints { readonly main: readonly string[]; readonly nightly: readonly string[]; readonly all: readonly string[] }
+
+/**
+ * The endpoint lists of a routing state, computed once per state change so that the request path
+ * only reads them (slotEndpoints allocates on every call). Frozen: they are shared by every request.
+ */
+export function routingEndpoints(s: Pick<RoutingState, 'mainUrl' | 'nightlyUrl' | 'mainReplicas' | 'nightlyReplicas'>): RoutingEndpoints {
+  const main = Object.freeze(slotEndpoints(s, 'main'));
+  const nightly = Object.freeze(slotEndpoints(s, 'nightly'));
+  return Object.freeze({ main, nightly, all: Object.freeze([...new Set([...main, ...nightly])]) });
+}
+
 
 /** Buckets per percent point: the percent is compared with the bucket at 0.01-point resolution. */
 const BUCKETS = 10_000;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { bucketOf, parseUserId, slotEndpoints, slotFor, type RoutingState } from '../lib/routing.ts';
+import { bucketOf, parseUserId, routingEndpoints, slotEndpoints, slotFor, type RoutingState } from '../lib/routing.ts';
 import { merge, parsePatch } from '../services/gateway/state.ts';
 
 const users = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i * 7919 + (i % 13));
@@ -95,6 +95,19 @@ describe('replicas in the routing state (lib/routing.ts, services/gateway/state.
     expect(slotEndpoints(state, 'nightly')).toEqual(['http://h:3002', 'http://h:3102']);
     expect(slotEndpoints({ ...state, mainReplicas: ['http://h:3001'] }, 'main')).toEqual(['http://h:3001']);
     expect(slotEndpoints({ ...state, nightlyUrl: null }, 'nightly')).toEqual([]);
+  });
+
+  it('computes both endpoint lists once per state: the same as slotEndpoints, every routed URL once, frozen', () => {
+    const ep = routingEndpoints(state);
+    expect(ep.main).toEqual(slotEndpoints(state, 'main'));
+    expect(ep.nightly).toEqual(slotEndpoints(state, 'nightly'));
+    expect(ep.all).toEqual(['http://h:3001', 'http://h:3101', 'http://h:3201', 'http://h:3002', 'http://h:3102']);
+    expect(Object.isFrozen(ep.main) && Object.isFrozen(ep.nightly) && Object.isFrozen(ep.all)).toBe(true);
+    const noNightly = routingEndpoints({ ...state, nightlyUrl: null });
+    expect(noNightly.nightly).toEqual([]);
+    expect(noNightly.all).toEqual(['http://h:3001', 'http://h:3101', 'http://h:3201']);
+    // A URL in both lists (allowed while nightly gets 0 %) is checked once.
+    expect(routingEndpoints({ ...state, nightlyUrl: 'http://h:3101', nightlyReplicas: [] }).all).toEqual(['http://h:3001', 'http://h:3101', 'http://h:3201']);
   });
 
   it('keeps replicas through percent changes, and drops those not named again when the slot moves or changes version', () => {

@@ -21,7 +21,7 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import { serviceApp } from '../../lib/http.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { parseUserId, slotEndpoints, slotFor, type RoutingState, type Slot } from '../../lib/routing.ts';
+import { parseUserId, routingEndpoints, slotFor, type RoutingEndpoints, type RoutingState, type Slot } from '../../lib/routing.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
 import { adminRouter } from './admin.ts';
 import { BatchWriter } from './batch.ts';
@@ -29,7 +29,7 @@ import { HealthChecker, probe } from './health.ts';
 import { writeAssignments, writeServed, type AssignmentRow, type ServedRow } from './history.ts';
 import { PopularList } from './popular.ts';
 import { initState, loadState, routingFields } from './state.ts';
-import { parseAnswer, UpstreamError, Upstreams } from './upstream.ts';
+import { answerIds, checkAnswer, UpstreamError, Upstreams } from './upstream.ts';
 
 export interface GatewayOptions {
   adminToken: string;
@@ -62,11 +62,22 @@ export const defaultOptions = (): Omit<GatewayOptions, 'adminToken' | 'initialMa
   log: (m) => console.log(`gateway: ${m}`),
 });
 
-type Answer = { ok: true; body: string; contentType: string; ids: string[]; outcome?: string };
+/** `ids` only where they are at hand (the popular list); a slot's body is sent as it came and split after. */
+type Answer = { ok: true; body: string; contentType: string; ids?: string[]; outcome?: string };
 type Outcome = Answer | { ok: false; reason: string };
 
 /** Versions come from admins and /healthz answers: a character Node refuses in a header must not fail a request. */
 const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : v.replace(/[^\x20-\x7e]/g, '?'));
+
+/** A per-key cache of `make`, for bound metric series. */
+function bound<F>(make: (key: string) => F): (key: string) => F {
+  const cache = new Map<string, F>();
+  return (key) => {
+    let f = cache.get(key);
+    if (f === undefined) { f = make(key); cache.set(key, f); }
+    return f;
+  };
+}
 
 /** Most distinct users remembered per release to avoid re-sending assignments; past it the set restarts (the insert ignores repeats). */
 const MAX_SEEN = 2_000_000;
@@ -98,7 +109,17 @@ export class Gateway {
     routingChanges: this.registry.counter('gateway_routing_changes_total', 'Routing changes applied through this process or picked up from Postgres'),
   };
 
+  /** Series the request path updates, bound per label value on first use (no label hashing per request). */
+  private readonly hot = {
+    requests: bound((slot) => this.m.requests.bind({ slot })),
+    answers: bound((slot) => this.m.answers.bind({ slot })),
+    latency: bound((slot) => this.m.latency.bind({ slot })),
+    upstreamLatency: bound((slot) => this.m.upstreamLatency.bind({ slot })),
+  };
+
   private state!: RoutingState;
+  /** The endpoint lists of `state`, recomputed in setState only: the request path reads them, never builds them. */
+  private endpoints!: RoutingEndpoints;
   private seen = new Map<number, Slot>();
   private readonly upstreams = new Upstreams();
   private readonly health: HealthChecker;
@@ -124,13 +145,14 @@ export class Gateway {
     });
   }
 
-  private routedUrls(): string[] {
-    return [...slotEndpoints(this.state, 'main'), ...slotEndpoints(this.state, 'nightly')];
+  private routedUrls(): readonly string[] {
+    return this.endpoints.all;
   }
 
   /** A slot is up while any of its replicas is. */
   private slotIsUp(slot: Slot): boolean {
-    return slotEndpoints(this.state, slot).some((u) => this.health.isUp(u));
+    for (const u of this.endpoints[slot]) if (this.health.isUp(u)) return true;
+    return false;
   }
 
   current(): RoutingState {
@@ -142,6 +164,7 @@ export class Gateway {
     const prev = this.state;
     if (prev && new Date(next.updatedAt) < new Date(prev.updatedAt)) return;
     this.state = next;
+    this.endpoints = routingEndpoints(next);
     if (!prev || prev.releaseId !== next.releaseId) this.seen = new Map();
     if (prev) {
       this.m.routingChanges.inc();
@@ -228,7 +251,7 @@ export class Gateway {
     const s = this.state;
     const one = (url: string) => ({ url, pending: this.upstreams.pending(url), ...(this.health.get(url) ?? { up: true, note: 'not checked yet' }) });
     const slot = (which: Slot) => {
-      const urls = slotEndpoints(s, which);
+      const urls = this.endpoints[which];
       return urls.length === 0 ? null : { ...one(urls[0]), replicas: urls.map(one) };
     };
     const down = !this.slotIsUp('main') || (s.nightlyUrl !== null && !this.slotIsUp('nightly'));
@@ -254,43 +277,43 @@ export class Gateway {
     this.inFlight++;
     const userId = parsed.id;
     const s = this.state;
+    const ep = this.endpoints;
     const assigned = slotFor(userId, s.releaseId, s.nightlyUrl ? s.nightlyPercent : 0);
-    this.m.requests.inc({ slot: assigned });
+    this.hot.requests(assigned)();
     this.noteAssignment(s, userId, assigned, servedAt);
 
     const reasons: string[] = [];
-    let answer: Answer | undefined;
     let by: Slot | 'popular' = assigned;
-    // Armed at arrival: whatever the calls below are doing at answerDeadlineMs, the popular list goes out then.
-    let deadlineTimer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((resolve) => { deadlineTimer = setTimeout(() => resolve('deadline'), Math.max(1, this.opts.answerDeadlineMs - (performance.now() - t0))); });
-    let expired = false;
-    const chain = async (): Promise<'done'> => {
+    // Armed at arrival: whatever the calls below are doing at answerDeadlineMs, they are aborted
+    // then (their sockets closed, nothing late can change the answer) and the popular list goes out.
+    const abort = new AbortController();
+    let deadlineTimer!: NodeJS.Timeout;
+    const deadline = new Promise<undefined>((resolve) => {
+      // Whole milliseconds, rounded down: node keeps a timer list per distinct duration.
+      deadlineTimer = setTimeout(() => { abort.abort(); resolve(undefined); }, Math.max(1, Math.floor(this.opts.answerDeadlineMs - (performance.now() - t0))));
+    });
+    const chain = async (signal: AbortSignal): Promise<Answer | undefined> => {
       if (assigned === 'nightly') {
-        const r = await this.call('nightly', slotEndpoints(s, 'nightly'), userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)));
-        if (expired) return 'done';
-        if (r.ok) answer = r;
-        else reasons.push(r.reason);
+        const r = await this.call('nightly', ep.nightly, userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)), signal);
+        if (signal.aborted) return undefined;
+        if (r.ok) return r;
+        reasons.push(r.reason);
       }
-      if (!answer && !expired) {
-        by = 'main';
-        const r = await this.call('main', slotEndpoints(s, 'main'), userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0));
-        if (expired) return 'done';
-        if (r.ok) answer = r;
-        else reasons.push(r.reason);
-      }
-      return 'done';
+      by = 'main';
+      const r = await this.call('main', ep.main, userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0), signal);
+      if (signal.aborted) return undefined;
+      if (r.ok) return r;
+      reasons.push(r.reason);
+      return undefined;
     };
-    // call() turns every failure into an outcome; the catch only keeps a bug from leaving a request unanswered.
-    const first = await Promise.race([chain().catch((err: Error) => { this.opts.log(`request path error: ${err.stack ?? err.message}`); return 'done' as const; }), deadline]);
-    expired = true;
+    // call() turns every failure into an outcome; the catch only keeps a bug from leaving a request
+    // unanswered, and the race the answer from waiting on anything the abort does not reach.
+    const got = await Promise.race([chain(abort.signal).catch((err: Error) => { this.opts.log(`request path error: ${err.stack ?? err.message}`); return undefined; }), deadline]);
     clearTimeout(deadlineTimer);
-    if (first === 'deadline' && !answer) {
+    if (abort.signal.aborted && !got) {
       this.m.deadlines.inc();
       reasons.push(`${by}_deadline`);
     }
-    // Fixed from here on: a call that completes after the deadline must not change what was sent.
-    const got = answer as Answer | undefined;
     let sent: Answer;
     if (!got) {
       by = 'popular';
@@ -298,7 +321,6 @@ export class Gateway {
       sent = { ok: true, body: ids.join(','), contentType: 'text/plain; charset=utf-8', ids };
     } else {
       sent = got;
-      this.popular.observe(got.ids);
     }
     const fallback = reasons.length ? reasons.join(',') : null;
     if (fallback) this.m.fallbacks.inc({ from: assigned, to: by, reason: reasons[reasons.length - 1] });
@@ -314,13 +336,18 @@ export class Gateway {
     if (fallback) headers['x-marquee-fallback'] = fallback;
     // Inference says whether it ranked or served its own cached list; pass that on for evaluation.
     if (sent.outcome) headers['x-marquee-outcome'] = sent.outcome;
+    // A length rather than chunked encoding: headers and body go out as one string in one write.
+    headers['content-length'] = String(Buffer.byteLength(sent.body));
     res.writeHead(200, headers).end(sent.body);
 
     const ms = performance.now() - t0;
     this.inFlight--;
-    this.m.answers.inc({ slot: by });
-    this.m.latency.observe({ slot: by }, ms / 1000);
-    this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: sent.ids, latencyMs: ms, fallback });
+    // After the answer is on its way: the ids for the history row and the popular list.
+    const ids = sent.ids ?? answerIds(sent.body);
+    if (got) this.popular.observe(ids);
+    this.hot.answers(by)();
+    this.hot.latency(by)(ms / 1000);
+    this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: ids, latencyMs: ms, fallback });
   }
 
   private turn = 0;
@@ -330,20 +357,21 @@ export class Gateway {
    * slot's share by what each replica keeps up with), ties taken in turn; none when every one is
    * down, already tried, or at `maxPendingPerUrl` (then `busy` says why).
    */
-  private pick(urls: string[], tried: Set<string>): { url: string } | { none: 'down' | 'busy' } {
-    let best: string | undefined;
+  private pick(urls: readonly string[], tried: readonly number[]): { index: number } | { none: 'down' | 'busy' } {
+    let best = -1;
     let least = Infinity;
     let anyUp = false;
     const start = this.turn++ % urls.length;
     for (let k = 0; k < urls.length; k++) {
-      const u = urls[(start + k) % urls.length];
-      if (tried.has(u) || !this.health.isUp(u)) continue;
+      const i = (start + k) % urls.length;
+      const u = urls[i];
+      if (tried.includes(i) || !this.health.isUp(u)) continue;
       anyUp = true;
       const n = this.upstreams.pending(u);
-      if (n < least && n < this.opts.maxPendingPerUrl) { best = u; least = n; }
+      if (n < least && n < this.opts.maxPendingPerUrl) { best = i; least = n; }
     }
     if (this.turn > 1e9) this.turn = 0;
-    return best ? { url: best } : { none: anyUp ? 'busy' : 'down' };
+    return best >= 0 ? { index: best } : { none: anyUp ? 'busy' : 'down' };
   }
 
   /**
@@ -351,32 +379,38 @@ export class Gateway {
    * replica that fails fast (refused, reset, a bad status or answer) is followed, while time
    * remains, by another replica of the same slot: a replica killed under load costs no answer.
    */
-  private async call(slot: Slot, urls: string[], userId: number, timeoutMs: number): Promise<Outcome> {
+  private async call(slot: Slot, urls: readonly string[], userId: number, timeoutMs: number, signal: AbortSignal): Promise<Outcome> {
     const t0 = performance.now();
-    const tried = new Set<string>();
+    // Indexes into urls; a slot has a handful of replicas, so a linear scan beats a Set.
+    const tried: number[] = [];
     let reason = `${slot}_down`;
     for (;;) {
       const left = timeoutMs - (performance.now() - t0);
       if (left < 1) {
         this.m.errors.inc({ slot, kind: 'timeout' });
-        return { ok: false, reason: tried.size ? reason : `${slot}_timeout` };
+        return { ok: false, reason: tried.length ? reason : `${slot}_timeout` };
       }
       const chosen = this.pick(urls, tried);
       if ('none' in chosen) {
-        if (tried.size) return { ok: false, reason };
+        if (tried.length) return { ok: false, reason };
         this.m.errors.inc({ slot, kind: chosen.none });
         return { ok: false, reason: `${slot}_${chosen.none}` };
       }
-      const url = chosen.url;
-      if (tried.size) this.m.replicaRetries.inc({ slot });
-      tried.add(url);
+      const url = urls[chosen.index];
+      if (tried.length) this.m.replicaRetries.inc({ slot });
+      tried.push(chosen.index);
       try {
-        const a = await this.upstreams.get(url, `recommend/${userId}`, left);
-        const ids = parseAnswer(a);
-        this.m.upstreamLatency.observe({ slot }, a.ms / 1000);
-        return { ok: true, body: a.body, contentType: a.contentType, ids, outcome: a.outcome };
+        const a = await this.upstreams.get(url, `recommend/${userId}`, left, 'text/plain', signal);
+        checkAnswer(a);
+        this.hot.upstreamLatency(slot)(a.ms / 1000);
+        return { ok: true, body: a.body, contentType: a.contentType, outcome: a.outcome };
       } catch (err) {
         const kind = err instanceof UpstreamError ? err.kind : 'error';
+        // Aborted at the answer deadline: a call that did not answer in the time it had, as a timeout.
+        if (kind === 'aborted') {
+          this.m.errors.inc({ slot, kind: 'timeout' });
+          return { ok: false, reason: `${slot}_timeout` };
+        }
         if (kind === 'refused') this.health.refused(url);
         this.m.errors.inc({ slot, kind });
         reason = `${slot}_${kind === 'refused' ? 'error' : kind}`;

@@ -15,7 +15,7 @@ export class HealthChecker {
 
   constructor(
     private readonly upstreams: Upstreams,
-    private readonly urls: () => string[],
+    private readonly urls: () => readonly string[],
     private readonly opts: { intervalMs: number; timeoutMs: number; failuresToDown: number; onChange?: (url: string, up: boolean, why: string) => void },
   ) {}
 
