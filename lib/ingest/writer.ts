@@ -76,6 +76,20 @@ WITH
     SELECT ln, rs, $1, $2, o FROM unnest($23::text[], $24::text[], $25::bigint[]) AS t(ln, rs, o))
 UPDATE ingest_offsets SET next_offset = $26, updated_at = now() WHERE topic = $1 AND kafka_partition = $2`;
 
+/**
+ * The COMMIT does not wait for the WAL flush (the fsync): exactly-once still holds because the
+ * partition's next offset is written in the same transaction as its rows, and Postgres' offsets
+ * are the truth. A Postgres crash can lose the last few hundred milliseconds of acknowledged
+ * commits, but WAL replay restores a prefix of them: a batch's rows and its offset are lost
+ * together, never one without the other, and a later batch never survives an earlier one. The
+ * offsets already sent to Kafka for the lost batches then lead Postgres', and the consumer
+ * (services/ingest/consumer.ts) seeks such partitions back to Postgres' offset, on assignment and
+ * whenever a batch starts past it, so the lost lines are read and written again, once.
+ * The movie and user markers committed ahead of a batch may be lost the same way; the markers
+ * the process remembers (KnownIds) are forgotten on the failed write that a crash causes.
+ */
+const ASYNC_COMMIT = 'SET LOCAL synchronous_commit = off;';
+
 type Param = string | number | readonly (string | number | null)[];
 
 /** A Postgres array literal; every string element quoted, so any text survives. */
@@ -148,12 +162,13 @@ export async function writeBatch(client: pg.PoolClient, topic: string, partition
   let seen = '';
   if (movies.length) seen += inline('INSERT INTO movies (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING;\n', [movies]);
   if (users.length) seen += inline('INSERT INTO users (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING;\n', [users]);
-  if (seen) seen += 'COMMIT;\n';
+  if (seen) seen = `BEGIN;\n${ASYNC_COMMIT}\n${seen}COMMIT;\n`;
 
   try {
     // Creates the offset row if missing and locks it in one statement: the no-op update takes the
     // row lock (a concurrent writer waits for our commit, then reads the offset we stored).
     const results = await client.query(seen + inline(`BEGIN;
+      ${ASYNC_COMMIT}
       INSERT INTO ingest_offsets AS o (topic, kafka_partition, next_offset) VALUES ($1, $2, 0)
       ON CONFLICT (topic, kafka_partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset`, [topic, partition])) as unknown as pg.QueryResult<{ next_offset: string }>[];
     opts.known?.remember(movies, users);
