@@ -3,9 +3,9 @@ import type { Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
 import { ensureTopic, kafkaClient } from '../../lib/kafka.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { buildBatch, type BatchRows, type RawMessage } from '../../lib/ingest/batch.ts';
+import { buildBatch, type RawMessage } from '../../lib/ingest/batch.ts';
 import { KnownIds } from '../../lib/ingest/known.ts';
-import { writeBatch } from '../../lib/ingest/writer.ts';
+import { writeBatch, type ParsedBatch } from '../../lib/ingest/writer.ts';
 
 export interface IngestOptions {
   groupId?: string;
@@ -153,17 +153,20 @@ export class Ingest {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
     const started = process.hrtime.bigint();
     const messages: RawMessage[] = new Array(batch.messages.length);
+    const offsets: number[] = new Array(batch.messages.length);
     for (let i = 0; i < messages.length; i++) {
       const m = batch.messages[i];
-      messages[i] = { offset: Number(m.offset), value: m.value === null ? null : m.value.toString('utf8') };
+      offsets[i] = Number(m.offset);
+      messages[i] = { offset: offsets[i], value: m.value === null ? null : m.value.toString('utf8') };
     }
-    // Parsed while the previous write of this partition (and the other partitions') runs.
-    const built = buildBatch(messages);
+    // Parsed while the previous write of this partition (and the other partitions') runs. The
+    // lines die here, young; the write keeps the rows and offsets only (see ParsedBatch).
+    const parsed: ParsedBatch = { offsets, built: buildBatch(messages) };
     await this.inFlight.get(batch.partition);
     // A failed or seeking write has moved the partition: this batch was fetched before that. When
     // paused, no write may start after drained() said there was none (resume() seeks anyway).
     if (!isRunning() || isStale() || this.paused || this.stopping) return;
-    const write = this.write(batch.topic, batch.partition, messages, built, Number(batch.highWatermark), started);
+    const write = this.write(batch.topic, batch.partition, parsed, Number(batch.highWatermark), started);
     this.inFlight.set(batch.partition, write);
     void write.finally(() => { if (this.inFlight.get(batch.partition) === write) this.inFlight.delete(batch.partition); });
     resolveOffset(batch.lastOffset());
@@ -171,13 +174,13 @@ export class Ingest {
   }
 
   /** One batch's transaction; never rejects (a failure is logged, counted and seeks back). */
-  private async write(topic: string, partition: number, messages: RawMessage[], built: BatchRows, highWatermark: number, started: bigint): Promise<boolean> {
+  private async write(topic: string, partition: number, batch: ParsedBatch, highWatermark: number, started: bigint): Promise<boolean> {
     const labels = { partition };
     let result;
     try {
       const client = await this.pool.connect();
       try {
-        result = await writeBatch(client, topic, partition, messages, this.logStart.get(partition) ?? 0, { built, known: this.known });
+        result = await writeBatch(client, topic, partition, batch, this.logStart.get(partition) ?? 0, { known: this.known });
       } catch (err) {
         client.release(true);
         throw err;
@@ -189,16 +192,16 @@ export class Ingest {
       this.failures++;
       // Nothing was committed. Back off like kafkajs' retries did, then read the batch again.
       const backoff = Math.min(5000, 300 * 2 ** Math.min(this.failures - 1, 5));
-      this.log(`ingest: batch on partition ${partition} at ${messages[0].offset} failed, will retry in ${backoff} ms: ${(err as Error).message}`);
+      this.log(`ingest: batch on partition ${partition} at ${batch.offsets[0]} failed, will retry in ${backoff} ms: ${(err as Error).message}`);
       if (this.running && !this.stopping) await new Promise((r) => setTimeout(r, backoff));
-      this.seek(topic, partition, messages[0].offset);
+      this.seek(topic, partition, batch.offsets[0]);
       return false;
     }
     this.failures = 0;
     this.commitToKafka(topic, partition, result.nextOffset);
     if (result.seekTo !== undefined) {
       this.seeks.inc(labels);
-      this.log(`ingest: partition ${partition} resumes from offset ${result.seekTo} stored in Postgres (Kafka offered ${messages[0].offset})`);
+      this.log(`ingest: partition ${partition} resumes from offset ${result.seekTo} stored in Postgres (Kafka offered ${batch.offsets[0]})`);
       this.seek(topic, partition, result.seekTo);
       return false;
     }
