@@ -5,6 +5,7 @@ import { ensureTopic, kafkaClient } from '../../lib/kafka.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
 import { buildBatch, type RawMessage } from '../../lib/ingest/batch.ts';
 import { KnownIds } from '../../lib/ingest/known.ts';
+import { INGEST_FETCH } from '../../lib/ingest/runtime.ts';
 import { writeBatch, type ParsedBatch } from '../../lib/ingest/writer.ts';
 
 export interface IngestOptions {
@@ -93,9 +94,9 @@ export class Ingest {
     await this.refreshLogStarts(kafka);
     this.consumer = kafka.consumer({
       groupId: this.opts.groupId ?? this.cfg.kafka.groupId,
-      maxBytesPerPartition: 4 * 1024 * 1024,
-      maxBytes: 16 * 1024 * 1024,
-      maxWaitTimeInMs: 200,
+      maxBytesPerPartition: INGEST_FETCH.maxBytesPerPartition,
+      maxBytes: INGEST_FETCH.maxBytes,
+      maxWaitTimeInMs: INGEST_FETCH.maxWaitTimeInMs,
       sessionTimeout: Number(process.env.INGEST_SESSION_TIMEOUT_MS ?? 30_000),
       heartbeatInterval: 3000,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 },
@@ -116,7 +117,7 @@ export class Ingest {
       // never get a batch that shows the gap.
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.opts.concurrency ?? 2,
+      partitionsConsumedConcurrently: this.opts.concurrency ?? INGEST_FETCH.partitionsConsumedConcurrently,
       eachBatch: (payload) => this.onBatch(payload),
     });
     this.log(`ingest: consuming ${this.topic} as group ${this.opts.groupId ?? this.cfg.kafka.groupId}`);
