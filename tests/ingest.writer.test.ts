@@ -4,7 +4,7 @@
  * syntax, backslashes, tabs, newlines, non-ASCII), and a batch already stored is never stored twice.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RawMessage } from '../lib/ingest/batch.ts';
+import { buildBatch, type RawMessage } from '../lib/ingest/batch.ts';
 import { KnownIds } from '../lib/ingest/known.ts';
 import { writeBatch } from '../lib/ingest/writer.ts';
 import { scratchDatabase } from './support/db.ts';
@@ -47,7 +47,13 @@ describe('batch writer on a real Postgres', () => {
       expect(await writeBatch(client, 't', 3, batchOne, 0, { known })).toMatchObject({ written: 0, skipped: 11, nextOffset: 11 });
       // A batch past the stored offset asks for a seek back instead of leaving a gap.
       expect(await writeBatch(client, 't', 3, batchTwo.slice(1), 0, { known })).toMatchObject({ written: 0, seekTo: 11 });
-      expect(await writeBatch(client, 't', 3, batchTwo, 0, { known })).toMatchObject({ written: 4, nextOffset: 15 });
+      // A batch parsed ahead keeps no lines: one that is partly stored is not written in part,
+      // the caller is sent to the stored offset to read the fresh part again.
+      const straddling = [...batchOne.slice(9), ...batchTwo];
+      expect(await writeBatch(client, 't', 3, { offsets: straddling.map((m) => m.offset), built: buildBatch(straddling) }, 0, { known }))
+        .toMatchObject({ written: 0, skipped: 2, seekTo: 11, nextOffset: 11 });
+      expect(await writeBatch(client, 't', 3, { offsets: batchTwo.map((m) => m.offset), built: buildBatch(batchTwo) }, 0, { known }))
+        .toMatchObject({ written: 4, nextOffset: 15 });
     } finally {
       client.release();
     }

@@ -39,6 +39,9 @@ function storableLine(line: string): string {
   return cut.includes('\u0000') ? cut.split('\u0000').join('\\u0000') : cut;
 }
 
+/** Per user: the watch row of their last watch line, and all their watch rows by movie. */
+type WatchIndex = Map<number, { last: WatchAgg | undefined; byMovie: Map<string, WatchAgg> }>;
+
 /** Parses and aggregates a batch in offset order; later events win ties for "latest". */
 export function buildBatch(messages: RawMessage[]): BatchRows {
   const rows: BatchRows = {
@@ -47,7 +50,7 @@ export function buildBatch(messages: RawMessage[]): BatchRows {
   };
   // Watches by user, then movie: two lookups without building a key string for every line (the
   // lines are nearly all watches, one per minute, so this is ingest's hottest loop).
-  const watchIndex = new Map<number, Map<string, WatchAgg>>();
+  const watchIndex: WatchIndex = new Map();
   for (const m of messages) {
     if (m.value === null) {
       rows.deadLetters.push({ offset: m.offset, line: '', reason: 'empty message (null value)' });
@@ -64,22 +67,27 @@ export function buildBatch(messages: RawMessage[]): BatchRows {
   return rows;
 }
 
-function addEvent(rows: BatchRows, watchIndex: Map<number, Map<string, WatchAgg>>, e: LogEvent, offset: number): void {
+function addEvent(rows: BatchRows, watchIndex: WatchIndex, e: LogEvent, offset: number): void {
   switch (e.kind) {
     case 'watch': {
-      let byMovie = watchIndex.get(e.userId);
-      if (!byMovie) {
-        byMovie = new Map();
-        watchIndex.set(e.userId, byMovie);
+      let user = watchIndex.get(e.userId);
+      if (!user) {
+        user = { last: undefined, byMovie: new Map() };
+        watchIndex.set(e.userId, user);
         rows.users.add(e.userId);
       }
-      const w = byMovie.get(e.movieId);
+      // A user's watch lines come a minute at a time, mostly of the movie of their last line: a
+      // string comparison then spares hashing the fresh movie id string for the map.
+      const last = user.last;
+      const w = last !== undefined && last.movieId === e.movieId ? last : user.byMovie.get(e.movieId);
       if (!w) {
         rows.movies.add(e.movieId);
         const agg: WatchAgg = { userId: e.userId, movieId: e.movieId, firstMs: e.atMs, firstIso: e.atIso, lastMs: e.atMs, lastIso: e.atIso, minutes: [e.minute], maxMinute: e.minute };
-        byMovie.set(e.movieId, agg);
+        user.byMovie.set(e.movieId, agg);
+        user.last = agg;
         rows.watches.push(agg);
       } else {
+        user.last = w;
         if (e.atMs < w.firstMs) { w.firstMs = e.atMs; w.firstIso = e.atIso; }
         if (e.atMs >= w.lastMs) { w.lastMs = e.atMs; w.lastIso = e.atIso; }
         w.minutes.push(e.minute);

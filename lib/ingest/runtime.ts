@@ -6,3 +6,15 @@
  * semi-space lets batches die young: measured 1.2-1.6x the msg/s end to end (32 and 128 were no better).
  */
 export const INGEST_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=64'];
+
+/**
+ * How the ingest consumer fetches from Kafka. bench:ingest's read-and-discard arm uses the same
+ * settings, so that its ratio compares the same client reading the same way.
+ */
+export const INGEST_FETCH = {
+  maxBytesPerPartition: 4 * 1024 * 1024,
+  maxBytes: 16 * 1024 * 1024,
+  maxWaitTimeInMs: 200,
+  /** Partitions whose batches kafkajs hands over side by side (eachBatch calls at once). */
+  partitionsConsumedConcurrently: 2,
+} as const;

@@ -21,12 +21,20 @@ export interface BatchResult {
   seekTo?: number;
 }
 
+/**
+ * A batch parsed ahead by buildBatch (so that a caller can parse the next batch while Postgres
+ * writes this one), holding only its messages' offsets, ascending, and not the lines: a batch
+ * lives for about a write's time, and keeping its tens of thousands of line strings that long
+ * had them copied into V8's old generation (measured: garbage collection at twice
+ * read-and-discard's). A batch that straddles the stored offset is therefore not written in part:
+ * the caller seeks to the stored offset and reads its fresh part again.
+ */
+export interface ParsedBatch {
+  offsets: readonly number[];
+  built: BatchRows;
+}
+
 export interface WriteOptions {
-  /**
-   * `messages` already parsed by buildBatch, so that a caller can parse the next batch while
-   * Postgres writes this one. When some messages are skipped, the fresh ones are parsed again.
-   */
-  built?: BatchRows;
   /** Ids already in movies/users: only the others are inserted. */
   known?: KnownIds;
 }
@@ -75,6 +83,20 @@ WITH
     INSERT INTO dead_letters (line, reason, topic, kafka_partition, kafka_offset)
     SELECT ln, rs, $1, $2, o FROM unnest($23::text[], $24::text[], $25::bigint[]) AS t(ln, rs, o))
 UPDATE ingest_offsets SET next_offset = $26, updated_at = now() WHERE topic = $1 AND kafka_partition = $2`;
+
+/**
+ * The COMMIT does not wait for the WAL flush (the fsync): exactly-once still holds because the
+ * partition's next offset is written in the same transaction as its rows, and Postgres' offsets
+ * are the truth. A Postgres crash can lose the last few hundred milliseconds of acknowledged
+ * commits, but WAL replay restores a prefix of them: a batch's rows and its offset are lost
+ * together, never one without the other, and a later batch never survives an earlier one. The
+ * offsets already sent to Kafka for the lost batches then lead Postgres', and the consumer
+ * (services/ingest/consumer.ts) seeks such partitions back to Postgres' offset, on assignment and
+ * whenever a batch starts past it, so the lost lines are read and written again, once.
+ * The movie and user markers committed ahead of a batch may be lost the same way; the markers
+ * the process remembers (KnownIds) are forgotten on the failed write that a crash causes.
+ */
+const ASYNC_COMMIT = 'SET LOCAL synchronous_commit = off;';
 
 type Param = string | number | readonly (string | number | null)[];
 
@@ -137,8 +159,10 @@ function rowParams(b: BatchRows, topic: string, partition: number, nextOffset: n
  * The offset row is locked first, so a second consumer that got the same partition during a
  * rebalance waits, then sees the new offset and skips what was written: never a duplicate.
  */
-export async function writeBatch(client: pg.PoolClient, topic: string, partition: number, messages: RawMessage[], logStart = 0, opts: WriteOptions = {}): Promise<BatchResult> {
-  const all = opts.built ?? buildBatch(messages);
+export async function writeBatch(client: pg.PoolClient, topic: string, partition: number, batch: RawMessage[] | ParsedBatch, logStart = 0, opts: WriteOptions = {}): Promise<BatchResult> {
+  const lines = Array.isArray(batch) ? batch : undefined;
+  const offsets = Array.isArray(batch) ? batch.map((m) => m.offset) : batch.offsets;
+  const all = Array.isArray(batch) ? buildBatch(batch) : batch.built;
   // Movies and users are only "seen" markers (ON CONFLICT DO NOTHING), so they are committed on
   // their own ahead of the batch's transaction (same round trip): partitions written side by side
   // then wait on each other's new ids for one statement, not for a whole batch. In key order, so
@@ -148,35 +172,39 @@ export async function writeBatch(client: pg.PoolClient, topic: string, partition
   let seen = '';
   if (movies.length) seen += inline('INSERT INTO movies (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING;\n', [movies]);
   if (users.length) seen += inline('INSERT INTO users (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING;\n', [users]);
-  if (seen) seen += 'COMMIT;\n';
+  if (seen) seen = `BEGIN;\n${ASYNC_COMMIT}\n${seen}COMMIT;\n`;
 
   try {
     // Creates the offset row if missing and locks it in one statement: the no-op update takes the
     // row lock (a concurrent writer waits for our commit, then reads the offset we stored).
     const results = await client.query(seen + inline(`BEGIN;
+      ${ASYNC_COMMIT}
       INSERT INTO ingest_offsets AS o (topic, kafka_partition, next_offset) VALUES ($1, $2, 0)
       ON CONFLICT (topic, kafka_partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset`, [topic, partition])) as unknown as pg.QueryResult<{ next_offset: string }>[];
     opts.known?.remember(movies, users);
     const stored = Number(results[results.length - 1].rows[0].next_offset);
-    const fresh = messages.filter((m) => m.offset >= stored);
-    const skipped = messages.length - fresh.length;
+    // Offsets ascend, so the fresh messages are a suffix.
+    let first = 0;
+    while (first < offsets.length && offsets[first] < stored) first++;
+    const skipped = first;
     const empty = { watches: 0, ratings: 0, accounts: 0, recommendations: 0 };
-    if (fresh.length === 0) {
+    if (first === offsets.length) {
       await client.query('ROLLBACK');
       return { written: 0, skipped, events: 0, deadLetters: 0, rows: empty, nextOffset: stored };
     }
     // Kafka handed us messages past what Postgres holds (e.g. after a restore): read the gap first,
     // unless the gap is gone from the log already (retention), where the log's start is the floor.
-    if (fresh[0].offset > Math.max(stored, logStart)) {
+    // A parsed batch without its lines that is partly stored is read again from the stored offset.
+    if (offsets[first] > Math.max(stored, logStart) || (first > 0 && !lines)) {
       await client.query('ROLLBACK');
       return { written: 0, skipped, events: 0, deadLetters: 0, rows: empty, nextOffset: stored, seekTo: stored };
     }
-    const b = fresh.length === messages.length ? all : buildBatch(fresh);
-    const nextOffset = fresh[fresh.length - 1].offset + 1;
+    const b = first === 0 ? all : buildBatch(lines!.slice(first));
+    const nextOffset = offsets[offsets.length - 1] + 1;
     // An error in the statement skips the COMMIT after it; the catch below rolls back.
     await client.query(inline(WRITE_ROWS, rowParams(b, topic, partition, nextOffset)) + ';\nCOMMIT');
     return {
-      written: fresh.length, skipped, events: b.events, deadLetters: b.deadLetters.length, nextOffset,
+      written: offsets.length - first, skipped, events: b.events, deadLetters: b.deadLetters.length, nextOffset,
       rows: { watches: b.watches.length, ratings: b.ratings.size, accounts: b.accounts.size, recommendations: b.recommendations.length },
     };
   } catch (err) {

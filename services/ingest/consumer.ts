@@ -1,11 +1,12 @@
-import type { Consumer, EachBatchPayload } from 'kafkajs';
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
 import { ensureTopic, kafkaClient } from '../../lib/kafka.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { buildBatch, type BatchRows, type RawMessage } from '../../lib/ingest/batch.ts';
+import { buildBatch, type RawMessage } from '../../lib/ingest/batch.ts';
 import { KnownIds } from '../../lib/ingest/known.ts';
-import { writeBatch } from '../../lib/ingest/writer.ts';
+import { INGEST_FETCH } from '../../lib/ingest/runtime.ts';
+import { writeBatch, type ParsedBatch } from '../../lib/ingest/writer.ts';
 
 export interface IngestOptions {
   groupId?: string;
@@ -21,12 +22,36 @@ export interface IngestOptions {
  * Kafka are only a hint that makes restarts start close to the right place.
  *
  * Pipelined: kafkajs fetches the next batch only once every eachBatch of the last fetch returned,
- * so eachBatch parses its batch, waits for the same partition's previous write, starts this one's
- * write and returns. Kafka fetches and parses batch N+1 while Postgres writes batch N; a partition
- * has at most one write in flight, in offset order. kafkajs' fetch position thus runs one batch
- * ahead of Postgres: a write that fails seeks the partition back to the batch it failed on. The
- * offsets committed to Kafka follow Postgres (committed after each write), never lead it.
+ * so eachBatch parses its batch, queues its write behind the same partition's previous one and
+ * returns once at most WRITES_QUEUED writes of the partition are ahead of it. Kafka fetches and
+ * decodes batch N+2 while Postgres writes batch N; a partition's writes run one at a time, in
+ * offset order. kafkajs' fetch position thus runs up to two batches ahead of Postgres: a write
+ * that fails seeks the partition back to the batch it failed on, and every batch fetched before a
+ * seek (an older generation of the partition) is dropped unwritten. The offsets committed to
+ * Kafka follow Postgres (committed after each write), never lead it.
  */
+/**
+ * A fetched batch's lines parsed into rows; the lines die here, young, and the write keeps the rows
+ * and offsets only (see ParsedBatch). Never throws: a line the parser rejects is a dead letter.
+ */
+function parse(fetched: readonly KafkaMessage[]): ParsedBatch {
+  const messages: RawMessage[] = new Array(fetched.length);
+  const offsets: number[] = new Array(fetched.length);
+  for (let i = 0; i < fetched.length; i++) {
+    const m = fetched[i];
+    offsets[i] = Number(m.offset);
+    messages[i] = { offset: offsets[i], value: m.value === null ? null : m.value.toString('utf8') };
+  }
+  return { offsets, built: buildBatch(messages) };
+}
+
+/**
+ * Writes of one partition queued behind the one running before eachBatch holds kafkajs back. One
+ * had kafkajs wait for the previous batch's write before fetching the next: the process idled
+ * while Postgres wrote. The queued batches hold their rows and offsets only (see ParsedBatch).
+ */
+const WRITES_QUEUED = 2;
+
 export class Ingest {
   readonly registry = new Registry();
   readonly messages = this.registry.counter('ingest_messages_total', 'Kafka messages written to Postgres', ['partition']);
@@ -45,8 +70,12 @@ export class Ingest {
   private running = false;
   private assigned: number[] = [];
   private paused = false;
-  /** Per partition, the write in flight: resolves to false when it failed or had to seek. */
+  /** Per partition, the last write queued: resolves to false when it failed, had to seek or was dropped. */
   private readonly inFlight = new Map<number, Promise<boolean>>();
+  /** Per partition, the writes queued or running, oldest first. */
+  private readonly queued = new Map<number, Promise<boolean>[]>();
+  /** Per partition, how many seeks were made: a batch fetched before the latest one is dropped. */
+  private readonly generations = new Map<number, number>();
   private readonly known = new KnownIds();
   private failures = 0;
   private stopping = false;
@@ -65,15 +94,18 @@ export class Ingest {
     await this.refreshLogStarts(kafka);
     this.consumer = kafka.consumer({
       groupId: this.opts.groupId ?? this.cfg.kafka.groupId,
-      maxBytesPerPartition: 4 * 1024 * 1024,
-      maxBytes: 16 * 1024 * 1024,
-      maxWaitTimeInMs: 200,
+      maxBytesPerPartition: INGEST_FETCH.maxBytesPerPartition,
+      maxBytes: INGEST_FETCH.maxBytes,
+      maxWaitTimeInMs: INGEST_FETCH.maxWaitTimeInMs,
       sessionTimeout: Number(process.env.INGEST_SESSION_TIMEOUT_MS ?? 30_000),
       heartbeatInterval: 3000,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 },
     });
+    const groupId = this.opts.groupId ?? this.cfg.kafka.groupId;
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       this.assigned = (e.payload.memberAssignment[this.topic] ?? []).slice();
+      void this.catchUpWithPostgres(kafka, groupId, this.assigned).catch((err: Error) =>
+        this.log(`ingest: could not compare Kafka's offsets with Postgres' after joining: ${err.message}`));
     });
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
@@ -85,10 +117,43 @@ export class Ingest {
       // never get a batch that shows the gap.
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.opts.concurrency ?? 2,
+      partitionsConsumedConcurrently: this.opts.concurrency ?? INGEST_FETCH.partitionsConsumedConcurrently,
       eachBatch: (payload) => this.onBatch(payload),
     });
     this.log(`ingest: consuming ${this.topic} as group ${this.opts.groupId ?? this.cfg.kafka.groupId}`);
+  }
+
+  /**
+   * Kafka's committed offset can be AHEAD of Postgres' after a Postgres crash: the batch writer
+   * commits with synchronous_commit off (lib/ingest/writer.ts), so the last commits Postgres
+   * acknowledged, and whose offsets then went to Kafka, can be lost, data and offsets together.
+   * A partition with more to read shows that gap in its first batch (writeBatch answers seekTo),
+   * but one whose Kafka offset is at the end of the log would get no batch until new lines come.
+   * So on every assignment, each partition whose Kafka offset leads Postgres' is sent back to
+   * Postgres' offset now. (Kafka's offset behind Postgres' needs nothing: those lines are skipped.)
+   */
+  private async catchUpWithPostgres(kafka: ReturnType<typeof kafkaClient>, groupId: string, partitions: number[]): Promise<void> {
+    if (partitions.length === 0) return;
+    const admin = kafka.admin();
+    await admin.connect();
+    let committed;
+    try {
+      [{ partitions: committed }] = await admin.fetchOffsets({ groupId, topics: [this.topic] });
+    } finally {
+      await admin.disconnect();
+    }
+    const { rows } = await this.pool.query<{ kafka_partition: number; next_offset: string }>(
+      'SELECT kafka_partition, next_offset FROM ingest_offsets WHERE topic = $1', [this.topic]);
+    const stored = new Map(rows.map((r) => [r.kafka_partition, Number(r.next_offset)]));
+    for (const { partition, offset } of committed) {
+      if (!partitions.includes(partition)) continue;
+      const truth = Math.max(stored.get(partition) ?? 0, this.logStart.get(partition) ?? 0);
+      if (Number(offset) > truth) {
+        this.seeks.inc({ partition });
+        this.log(`ingest: partition ${partition} resumes from offset ${truth} stored in Postgres (Kafka's committed offset was ${offset})`);
+        this.seek(this.topic, partition, truth);
+      }
+    }
   }
 
   private async refreshLogStarts(kafka = kafkaClient(this.cfg, 'ingest')): Promise<void> {
@@ -115,33 +180,46 @@ export class Ingest {
 
   private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
+    if (this.paused || this.stopping) return;
     const started = process.hrtime.bigint();
-    const messages: RawMessage[] = new Array(batch.messages.length);
-    for (let i = 0; i < messages.length; i++) {
-      const m = batch.messages[i];
-      messages[i] = { offset: Number(m.offset), value: m.value === null ? null : m.value.toString('utf8') };
-    }
-    // Parsed while the previous write of this partition (and the other partitions') runs.
-    const built = buildBatch(messages);
-    await this.inFlight.get(batch.partition);
-    // A failed or seeking write has moved the partition: this batch was fetched before that. When
-    // paused, no write may start after drained() said there was none (resume() seeks anyway).
-    if (!isRunning() || isStale() || this.paused || this.stopping) return;
-    const write = this.write(batch.topic, batch.partition, messages, built, Number(batch.highWatermark), started);
-    this.inFlight.set(batch.partition, write);
-    void write.finally(() => { if (this.inFlight.get(batch.partition) === write) this.inFlight.delete(batch.partition); });
+    const partition = batch.partition;
+    const generation = this.generations.get(partition) ?? 0;
+    const fetched = batch.messages;
+    const highWatermark = Number(batch.highWatermark);
+    // kafkajs sends the next fetch request only when every eachBatch of this fetch has returned,
+    // and nothing of it runs while an eachBatch does: parsed in a task of its own, after this
+    // returns, the lines are parsed while the broker answers that request instead of before it.
+    const parsed = new Promise<ParsedBatch>((resolve) => setImmediate(() => resolve(parse(fetched))));
+    const previous = this.inFlight.get(partition);
+    const start = (): Promise<boolean> =>
+      // A failed or seeking write has moved the partition: this batch was fetched before that. When
+      // paused, no write may start after drained() said there was none (resume() seeks anyway).
+      (this.generations.get(partition) ?? 0) !== generation || !isRunning() || this.paused || this.stopping
+        ? Promise.resolve(false)
+        : parsed.then((p) => this.write(batch.topic, partition, p, highWatermark, started));
+    const write = previous ? previous.then(start) : start();
+    this.inFlight.set(partition, write);
+    const queue = this.queued.get(partition) ?? [];
+    this.queued.set(partition, queue);
+    queue.push(write);
+    void write.finally(() => {
+      void queue.splice(queue.indexOf(write), 1);
+      if (this.inFlight.get(partition) === write) this.inFlight.delete(partition);
+    });
     resolveOffset(batch.lastOffset());
+    // Lets kafkajs fetch the next batch while this one waits its turn, but no further ahead.
+    if (queue.length > WRITES_QUEUED) await queue[queue.length - 1 - WRITES_QUEUED];
     await heartbeat();
   }
 
   /** One batch's transaction; never rejects (a failure is logged, counted and seeks back). */
-  private async write(topic: string, partition: number, messages: RawMessage[], built: BatchRows, highWatermark: number, started: bigint): Promise<boolean> {
+  private async write(topic: string, partition: number, batch: ParsedBatch, highWatermark: number, started: bigint): Promise<boolean> {
     const labels = { partition };
     let result;
     try {
       const client = await this.pool.connect();
       try {
-        result = await writeBatch(client, topic, partition, messages, this.logStart.get(partition) ?? 0, { built, known: this.known });
+        result = await writeBatch(client, topic, partition, batch, this.logStart.get(partition) ?? 0, { known: this.known });
       } catch (err) {
         client.release(true);
         throw err;
@@ -153,16 +231,16 @@ export class Ingest {
       this.failures++;
       // Nothing was committed. Back off like kafkajs' retries did, then read the batch again.
       const backoff = Math.min(5000, 300 * 2 ** Math.min(this.failures - 1, 5));
-      this.log(`ingest: batch on partition ${partition} at ${messages[0].offset} failed, will retry in ${backoff} ms: ${(err as Error).message}`);
+      this.log(`ingest: batch on partition ${partition} at ${batch.offsets[0]} failed, will retry in ${backoff} ms: ${(err as Error).message}`);
       if (this.running && !this.stopping) await new Promise((r) => setTimeout(r, backoff));
-      this.seek(topic, partition, messages[0].offset);
+      this.seek(topic, partition, batch.offsets[0]);
       return false;
     }
     this.failures = 0;
     this.commitToKafka(topic, partition, result.nextOffset);
     if (result.seekTo !== undefined) {
       this.seeks.inc(labels);
-      this.log(`ingest: partition ${partition} resumes from offset ${result.seekTo} stored in Postgres (Kafka offered ${messages[0].offset})`);
+      this.log(`ingest: partition ${partition} resumes from offset ${result.seekTo} stored in Postgres (Kafka offered ${batch.offsets[0]})`);
       this.seek(topic, partition, result.seekTo);
       return false;
     }
@@ -183,6 +261,7 @@ export class Ingest {
   }
 
   private seek(topic: string, partition: number, offset: number): void {
+    this.generations.set(partition, (this.generations.get(partition) ?? 0) + 1);
     // Once stopping, kafkajs has no group to seek in: Postgres keeps the offset and the next start
     // reads from there (its first batch past that offset seeks back).
     if (this.running) this.consumer?.seek({ topic, partition, offset: String(offset) });
@@ -229,6 +308,7 @@ export class Ingest {
       const stored = new Map(rows.map((r) => [r.kafka_partition, Number(r.next_offset)]));
       for (const partition of this.assigned) {
         const offset = Math.max(stored.get(partition) ?? 0, this.logStart.get(partition) ?? 0);
+        this.generations.set(partition, (this.generations.get(partition) ?? 0) + 1);
         this.consumer.seek({ topic: this.topic, partition, offset: String(offset) });
       }
       this.consumer.resume([{ topic: this.topic }]);
