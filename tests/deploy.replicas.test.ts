@@ -185,7 +185,11 @@ describe('marquee deploy main --replicas 2, then undeploy (the bin, local proces
     expect(pids.filter(alivePid)).toEqual([]);
     expect((await routingRow()).main_replicas).toEqual([urls[1]]);
 
-    gateway = await startGateway(base, db.name, urls[0], env, gateway.port);
+    // A fresh port: the one just freed may have gone to another test file meanwhile. The routing
+    // state lives in Postgres, so the new gateway starts from it.
+    const port = await freePort();
+    env.MARQUEE_SERVICES_GATEWAY_PORT = String(port);
+    gateway = await startGateway(base, db.name, urls[0], env, port);
     const again = await cli('undeploy', 'main');
     expect(again.code, again.out).toBe(0);
     expect(again.out).toContain('nothing runs in main; gateway: 1 replica of main unnamed');

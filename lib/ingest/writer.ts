@@ -93,8 +93,9 @@ UPDATE ingest_offsets SET next_offset = $26, updated_at = now() WHERE topic = $1
  * offsets already sent to Kafka for the lost batches then lead Postgres', and the consumer
  * (services/ingest/consumer.ts) seeks such partitions back to Postgres' offset, on assignment and
  * whenever a batch starts past it, so the lost lines are read and written again, once.
- * The movie and user markers committed ahead of a batch may be lost the same way; the markers
- * the process remembers (KnownIds) are forgotten on the failed write that a crash causes.
+ * The movie and user markers committed with a batch may be lost the same way; the consumer
+ * forgets the markers it remembers (KnownIds) whenever it finds Postgres behind it (any seek back
+ * to Postgres' offset) and on any failed write.
  */
 const ASYNC_COMMIT = 'SET LOCAL synchronous_commit = off;';
 

@@ -109,7 +109,7 @@ export class Gateway {
     routingChanges: this.registry.counter('gateway_routing_changes_total', 'Routing changes applied through this process or picked up from Postgres'),
   };
 
-  /** Series the request path updates, bound per label value on first use (no label hashing per request). */
+  /** Series the request path updates, bound per label value on first use (no labels object or series key per request). */
   private readonly hot = {
     requests: bound((slot) => this.m.requests.bind({ slot })),
     answers: bound((slot) => this.m.answers.bind({ slot })),

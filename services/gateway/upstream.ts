@@ -127,6 +127,7 @@ export class Upstreams {
   close(): void {
     for (const a of this.agents.values()) a.destroy();
     this.agents.clear();
+    this.targets.clear();
   }
 }
 

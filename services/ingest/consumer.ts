@@ -79,6 +79,10 @@ export class Ingest {
   private readonly known = new KnownIds();
   private failures = 0;
   private stopping = false;
+  /** Compares every assigned partition with Postgres again, soon (see catchUpSoon). */
+  private catchUp: (() => void) | undefined;
+  private catchUpTimer: NodeJS.Timeout | undefined;
+  private readonly onPoolError = (): void => this.catchUpSoon('a Postgres connection was lost');
 
   constructor(private readonly cfg: Config, private readonly pool: Pool, private readonly opts: IngestOptions = {}) {
     this.topic = opts.topic ?? cfg.kafka.topic;
@@ -102,11 +106,16 @@ export class Ingest {
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 },
     });
     const groupId = this.opts.groupId ?? this.cfg.kafka.groupId;
+    this.catchUp = () => void this.catchUpWithPostgres(kafka, groupId, this.assigned).catch((err: Error) => {
+      this.log(`ingest: could not compare Kafka's offsets with Postgres': ${err.message}`);
+      this.catchUpSoon('the last comparison failed');
+    });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       this.assigned = (e.payload.memberAssignment[this.topic] ?? []).slice();
-      void this.catchUpWithPostgres(kafka, groupId, this.assigned).catch((err: Error) =>
-        this.log(`ingest: could not compare Kafka's offsets with Postgres' after joining: ${err.message}`));
+      this.catchUp?.();
     });
+    // A Postgres restart drops the pool's idle connections; commits it acknowledged may be lost.
+    this.pool.on('error', this.onPoolError);
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
     this.running = true;
@@ -149,11 +158,28 @@ export class Ingest {
       if (!partitions.includes(partition)) continue;
       const truth = Math.max(stored.get(partition) ?? 0, this.logStart.get(partition) ?? 0);
       if (Number(offset) > truth) {
+        // Postgres lost commits: the movie and user markers they carried may be gone too.
+        this.known.forget();
         this.seeks.inc({ partition });
         this.log(`ingest: partition ${partition} resumes from offset ${truth} stored in Postgres (Kafka's committed offset was ${offset})`);
         this.seek(this.topic, partition, truth);
       }
     }
+  }
+
+  /**
+   * A partition that is idle while Postgres loses its last commits would show the gap only when
+   * its next line comes: after a lost connection or a failed write, every assigned partition is
+   * compared again once Postgres has had a few seconds to come back.
+   */
+  private catchUpSoon(why: string): void {
+    // While paused (a restore), resume() seeks every partition to Postgres' offsets anyway.
+    if (!this.running || this.stopping || this.paused || this.catchUpTimer) return;
+    this.log(`ingest: ${why}; comparing Kafka's offsets with Postgres' in 2 s`);
+    this.catchUpTimer = setTimeout(() => {
+      this.catchUpTimer = undefined;
+      if (this.running && !this.stopping && !this.paused) this.catchUp?.();
+    }, 2000);
   }
 
   private async refreshLogStarts(kafka = kafkaClient(this.cfg, 'ingest')): Promise<void> {
@@ -181,7 +207,6 @@ export class Ingest {
   private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
     if (this.paused || this.stopping) return;
-    const started = process.hrtime.bigint();
     const partition = batch.partition;
     const generation = this.generations.get(partition) ?? 0;
     const fetched = batch.messages;
@@ -194,9 +219,10 @@ export class Ingest {
     const start = (): Promise<boolean> =>
       // A failed or seeking write has moved the partition: this batch was fetched before that. When
       // paused, no write may start after drained() said there was none (resume() seeks anyway).
-      (this.generations.get(partition) ?? 0) !== generation || !isRunning() || this.paused || this.stopping
+      // A stop lets the batches in hand be written (stop() waits for them), but takes no new ones.
+      (this.generations.get(partition) ?? 0) !== generation || !isRunning() || this.paused
         ? Promise.resolve(false)
-        : parsed.then((p) => this.write(batch.topic, partition, p, highWatermark, started));
+        : parsed.then((p) => this.write(batch.topic, partition, p, highWatermark));
     const write = previous ? previous.then(start) : start();
     this.inFlight.set(partition, write);
     const queue = this.queued.get(partition) ?? [];
@@ -213,7 +239,8 @@ export class Ingest {
   }
 
   /** One batch's transaction; never rejects (a failure is logged, counted and seeks back). */
-  private async write(topic: string, partition: number, batch: ParsedBatch, highWatermark: number, started: bigint): Promise<boolean> {
+  private async write(topic: string, partition: number, batch: ParsedBatch, highWatermark: number): Promise<boolean> {
+    const started = process.hrtime.bigint();
     const labels = { partition };
     let result;
     try {
@@ -228,6 +255,7 @@ export class Ingest {
     } catch (err) {
       this.errors.inc(labels);
       this.known.forget();
+      this.catchUpSoon(`a write on partition ${partition} failed`);
       this.failures++;
       // Nothing was committed. Back off like kafkajs' retries did, then read the batch again.
       const backoff = Math.min(5000, 300 * 2 ** Math.min(this.failures - 1, 5));
@@ -239,6 +267,9 @@ export class Ingest {
     this.failures = 0;
     this.commitToKafka(topic, partition, result.nextOffset);
     if (result.seekTo !== undefined) {
+      // Postgres is behind what this process wrote or was told (lost commits after a crash, or
+      // another owner): the movie and user markers remembered may be gone with those commits.
+      this.known.forget();
       this.seeks.inc(labels);
       this.log(`ingest: partition ${partition} resumes from offset ${result.seekTo} stored in Postgres (Kafka offered ${batch.offsets[0]})`);
       this.seek(topic, partition, result.seekTo);
@@ -281,6 +312,9 @@ export class Ingest {
     // No new write starts from here; those in flight finish while the group still has the
     // partitions, so their offsets reach Kafka too.
     this.stopping = true;
+    clearTimeout(this.catchUpTimer);
+    this.catchUpTimer = undefined;
+    this.pool.off('error', this.onPoolError);
     await this.drained();
     this.running = false;
     await this.consumer.disconnect();
