@@ -357,4 +357,64 @@ describe('gateway (real Postgres, two real inference processes)', () => {
     for (const u of stored) expect(sent.some((s) => s.user === u)).toBe(true);
     gw = await startGateway(cfg, db.name, main.url, {}, gw.port);
   });
+
+  it('answers the popular list at the answer deadline when main hangs past it, aborting the call (counted, slot freed)', async () => {
+    // A second gateway on the same database whose answer deadline (250 ms) comes well before main's
+    // own call budget (2 s): the deadline timer, not main's timeout, has to end these requests.
+    // Health checks every minute, so none is pending on the stopped slot (they count in `pending`)
+    // and none marks it down (that would answer main_down at once, without a call to abort).
+    const dgw = await startGateway(cfg, db.name, main.url, { GATEWAY_ANSWER_DEADLINE_MS: '250', GATEWAY_MAIN_DEADLINE_MS: '2000', GATEWAY_HEALTH_MS: '60000' });
+    const counter = async (name: string, labels = '') => {
+      const text = (await request(`${dgw.url}/metrics`)).body;
+      return text.split('\n').filter((l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && labels.split(',').every((p) => l.includes(p)))
+        .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+    };
+    const health = async () => JSON.parse((await request(`${dgw.url}/healthz`)).body);
+    try {
+      const s = JSON.parse((await request(`${dgw.url}/admin/routing`, { headers: auth })).body);
+      const users = users5000.filter((u) => slotFor(u, s.releaseId, s.nightlyUrl ? s.nightlyPercent : 0) === 'main').slice(0, 12);
+      const warm = await request(`${dgw.url}/recommend/${users[0]}`);
+      expect(warm.headers['x-marquee-slot'], warm.body).toBe('main');
+      const deadlinesBefore = await counter('gateway_deadline_answers_total');
+      const fallbacksBefore = await counter('gateway_fallbacks_total', 'reason="main_deadline"');
+      let replies: Reply[];
+      main.proc.kill('SIGSTOP');
+      try {
+        // All at once, so twelve calls are pending on the hung slot when the deadlines fire.
+        replies = await Promise.all(users.map((u) => request(`${dgw.url}/recommend/${u}`)));
+        // Still hung: only the aborts can have brought the count down.
+        const h = await health();
+        expect(h.slots.main.pending).toBe(0);
+        expect(h.inFlight).toBe(0);
+      } finally {
+        main.proc.kill('SIGCONT');
+      }
+      const popular = replies[0].body;
+      expect(popular.split(',').length).toBe(20);
+      for (const [i, r] of replies.entries()) {
+        expect(r.status, `user ${users[i]}: ${r.error ?? r.body}`).toBe(200);
+        expect(r.headers['x-marquee-slot']).toBe('popular');
+        expect(r.body).toBe(popular);
+        // Not at once (a fast failure), and not at main's own 2 s budget: at about the 250 ms deadline.
+        expect(r.ms).toBeGreaterThanOrEqual(200);
+        expect(r.ms).toBeLessThan(1000);
+        // main's call timeout is clamped to the same instant as the deadline (gateway.ts chain), so
+        // the call's own timer can win the tie now and then: main_timeout, also on time.
+        expect(r.headers['x-marquee-fallback']).toMatch(/^main_(deadline|timeout)$/);
+      }
+      const byDeadline = replies.filter((r) => r.headers['x-marquee-fallback'] === 'main_deadline').length;
+      console.log(`answer deadline 250 ms, main hung: ${byDeadline} of ${replies.length} answered by the deadline timer, slowest ${Math.round(Math.max(...replies.map((r) => r.ms)))} ms`);
+      expect(byDeadline).toBeGreaterThan(0);
+      expect(await counter('gateway_deadline_answers_total') - deadlinesBefore).toBe(byDeadline);
+      expect(await counter('gateway_fallbacks_total', 'reason="main_deadline"') - fallbacksBefore).toBe(byDeadline);
+      // Resumed, main answers again through the same gateway, and nothing is left pending.
+      const again = await request(`${dgw.url}/recommend/${users[1]}`);
+      expect(again.headers['x-marquee-slot']).toBe('main');
+      expect(again.headers['x-marquee-fallback']).toBeUndefined();
+      expect(again.body).toBe((await request(`${main.url}/recommend/${users[1]}`)).body);
+      expect((await health()).slots.main.pending).toBe(0);
+    } finally {
+      await stop(dgw.proc);
+    }
+  });
 });
