@@ -398,13 +398,11 @@ describe('gateway (real Postgres, two real inference processes)', () => {
         // Not at once (a fast failure), and not at main's own 2 s budget: at about the 250 ms deadline.
         expect(r.ms).toBeGreaterThanOrEqual(200);
         expect(r.ms).toBeLessThan(1000);
-        // main's call timeout is clamped to the same instant as the deadline (gateway.ts chain), so
-        // the call's own timer can win the tie now and then: main_timeout, also on time.
-        expect(r.headers['x-marquee-fallback']).toMatch(/^main_(deadline|timeout)$/);
+        // main's own 2 s timer is far off: only the deadline's abort can have ended the call.
+        expect(r.headers['x-marquee-fallback']).toBe('main_deadline');
       }
-      const byDeadline = replies.filter((r) => r.headers['x-marquee-fallback'] === 'main_deadline').length;
-      console.log(`answer deadline 250 ms, main hung: ${byDeadline} of ${replies.length} answered by the deadline timer, slowest ${Math.round(Math.max(...replies.map((r) => r.ms)))} ms`);
-      expect(byDeadline).toBeGreaterThan(0);
+      const byDeadline = replies.length;
+      console.log(`answer deadline 250 ms, main hung: ${byDeadline} answered by the deadline timer, slowest ${Math.round(Math.max(...replies.map((r) => r.ms)))} ms`);
       expect(await counter('gateway_deadline_answers_total') - deadlinesBefore).toBe(byDeadline);
       expect(await counter('gateway_fallbacks_total', 'reason="main_deadline"') - fallbacksBefore).toBe(byDeadline);
       // Resumed, main answers again through the same gateway, and nothing is left pending.

@@ -294,13 +294,13 @@ export class Gateway {
     });
     const chain = async (signal: AbortSignal): Promise<Answer | undefined> => {
       if (assigned === 'nightly') {
-        const r = await this.call('nightly', ep.nightly, userId, Math.min(this.opts.nightlyBudgetMs, this.opts.answerDeadlineMs - (performance.now() - t0)), signal);
+        const r = await this.call('nightly', ep.nightly, userId, this.opts.nightlyBudgetMs, signal);
         if (signal.aborted) return undefined;
         if (r.ok) return r;
         reasons.push(r.reason);
       }
       by = 'main';
-      const r = await this.call('main', ep.main, userId, Math.min(this.opts.mainDeadlineMs, this.opts.answerDeadlineMs) - (performance.now() - t0), signal);
+      const r = await this.call('main', ep.main, userId, this.opts.mainDeadlineMs - (performance.now() - t0), signal);
       if (signal.aborted) return undefined;
       if (r.ok) return r;
       reasons.push(r.reason);
