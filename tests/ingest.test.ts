@@ -152,6 +152,66 @@ describe('ingest end to end on real Kafka and Postgres', () => {
     }
   }
 
+  // A write fails while writes of its partition are queued behind it: its batch and the queued
+  // ones (fetched before the partition's seek back) must not reach Postgres, then all is read again.
+  // Cancelled is a failed statement on a live connection; terminated is what a Postgres restart
+  // does to the writes in flight (the connection dies mid-transaction).
+  for (const [how, kill] of [['cancelled', 'pg_cancel_backend'], ['terminated', 'pg_terminate_backend']] as const) {
+    it(`writes ${how} while more are queued: the partitions seek back, the queued batches are dropped, no loss, no duplicates`, async () => {
+      const db = await scratchDatabase('ingestfail');
+      const live = await liveTopic(`fail-${how}`);
+      const logged: string[] = [];
+      const ingest = new Ingest(cfg, db.pool, { topic: live.topic, groupId: `g-${db.name}`, log: (l) => logged.push(l) });
+      // The writes queued per partition are the consumer's own business; the test only reads them to
+      // know that the failure lands while batches wait behind the failing write (what it is about).
+      const queued = (ingest as unknown as { queued: Map<number, unknown[]> }).queued;
+      const sum = (c: typeof ingest.messages): number => [0, 1, 2, 3].reduce((n, partition) => n + c.get({ partition }), 0);
+      const blocker = await db.pool.connect();
+      try {
+        await ingest.start();
+        await waitUntilIngested(db.pool, live.topic, N * 0.2, () => true);
+        // Holds every write at its first statement on ingest_offsets (SHARE conflicts with the
+        // writers' ROW EXCLUSIVE, not with reads) while kafkajs fetches on and queues writes behind
+        // them. The producer holds back its last slice, so the partitions have lines to fetch.
+        await blocker.query('BEGIN');
+        await blocker.query('LOCK TABLE ingest_offsets IN SHARE MODE');
+        const blockerPid = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        const waiting = `FROM pg_stat_activity WHERE datname = $1 AND pid <> $2 AND wait_event_type = 'Lock'`;
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          const { rows: [{ n }] } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n ${waiting}`, [db.name, blockerPid]);
+          const pending = [...queued.values()].filter((q) => q.length > 0);
+          // Settled: every partition with writes in hand has its oldest one waiting on the lock,
+          // and at least one partition has another write queued behind it.
+          if (n > 0 && n === pending.length && pending.some((q) => q.length >= 2)) break;
+          if (Date.now() > deadline) throw new Error(`no write queued behind a blocked one within 60 s (${n} waiting, queues ${pending.map((q) => q.length).join(',')})`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const { rows: [{ failed }] } = await db.pool.query<{ failed: number }>(
+          `SELECT count(*) FILTER (WHERE ${kill}(pid))::int AS failed ${waiting}`, [db.name, blockerPid]);
+        expect(failed).toBeGreaterThan(0);
+        await blocker.query('ROLLBACK');
+        expect(await ingestedCount(db.pool, live.topic)).toBeLessThan(N);
+        live.release();
+        expect(await live.produced).toBe(N);
+        await waitForIngested(db.pool, live.topic, N, 120_000);
+        await ingest.stop();
+        expect(await actualRows(db.pool)).toEqual(expected);
+        // Every message written once: the failed batches' rows were rolled back with their offsets.
+        expect(sum(ingest.messages)).toBe(N);
+        expect(sum(ingest.errors)).toBeGreaterThanOrEqual(failed);
+        expect(logged.filter((l) => /failed, will retry/.test(l)).length).toBeGreaterThanOrEqual(failed);
+        // Each failed write sent its partition back to the offset stored in Postgres.
+        expect(sum(ingest.seeks)).toBeGreaterThanOrEqual(failed);
+      } finally {
+        blocker.release(true);
+        await ingest.stop();
+        live.release();
+        await db.drop();
+      }
+    });
+  }
+
   it('SIGKILL in the middle of a run, then a restart: no loss, no duplicates', async () => {
     const db = await scratchDatabase('ingestkill');
     const group = `g-${db.name}`;
