@@ -28,6 +28,10 @@ export function createPool(cfg: Config, opts: { max?: number; database?: string;
   pool.on('error', (err) => {
     if ((err as { code?: string }).code !== '57P01') console.warn(`postgres: idle connection lost: ${err.message}`);
   });
+  // A connection that dies while checked out (a server restart mid-transaction) emits 'error' on
+  // its client, which pg-pool no longer listens to then: unheard, it would crash the process. The
+  // caller's query rejects with the same error, and its release(true) discards the client.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

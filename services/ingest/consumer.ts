@@ -261,6 +261,7 @@ export class Ingest {
       const backoff = Math.min(5000, 300 * 2 ** Math.min(this.failures - 1, 5));
       this.log(`ingest: batch on partition ${partition} at ${batch.offsets[0]} failed, will retry in ${backoff} ms: ${(err as Error).message}`);
       if (this.running && !this.stopping) await new Promise((r) => setTimeout(r, backoff));
+      this.seeks.inc(labels);
       this.seek(topic, partition, batch.offsets[0]);
       return false;
     }
