@@ -93,7 +93,8 @@ UPDATE ingest_offsets SET next_offset = $26, updated_at = now() WHERE topic = $1
  * offsets already sent to Kafka for the lost batches then lead Postgres', and the consumer
  * (services/ingest/consumer.ts) seeks such partitions back to Postgres' offset, on assignment and
  * whenever a batch starts past it, so the lost lines are read and written again, once.
- * The movie and user markers committed with a batch may be lost the same way; the consumer
+ * The movie and user markers committed just ahead of a batch may be lost the same way (never
+ * while the batch after them survives: a prefix); the consumer
  * forgets the markers it remembers (KnownIds) whenever it finds Postgres behind it (any seek back
  * to Postgres' offset) and on any failed write.
  */
