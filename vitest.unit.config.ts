@@ -26,6 +26,7 @@ export const unitTests = [
   'tests/release-input.test.ts',
   'tests/routing.test.ts',
   'tests/runtime.test.ts',
+  'tests/runtime.replicas.test.ts',
   'tests/supervise.test.ts',
   'tests/simulator.replay.test.ts',
 ];

@@ -2,7 +2,8 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { dockerClient } from '../lib/docker.ts';
 import type { BuiltImage } from '../lib/release/types.ts';
 import { buildOrReuse, DeployError, deployToSlot, removeReplicas, runningReplicas, waitHealthy } from '../lib/runtime/deploy.ts';
-import { MAX_REPLICAS, slotUrl, type Slot } from '../lib/runtime/index.ts';
+import { slotUrl, type Slot } from '../lib/runtime/index.ts';
+import { localReplicaUrls, namedReplicaCount } from '../lib/runtime/replicas.ts';
 import type { ActivityDeps } from './deps.ts';
 import { heartbeat } from './heartbeat.ts';
 
@@ -34,7 +35,7 @@ export function containerActivities({ cfg, pool, runtime, gateway }: ActivityDep
 
     /** Removes the slot's containers or processes, every replica; nothing to do when they are gone already. */
     async removeSlot(a: { slot: Slot }): Promise<boolean> {
-      return removeReplicas(runtime, a.slot);
+      return (await removeReplicas(runtime, a.slot)).length > 0;
     },
 
     /** Routes the release's share to nightly, or (percent 0) everything back to main. */
@@ -61,9 +62,7 @@ export function containerActivities({ cfg, pool, runtime, gateway }: ActivityDep
      */
     async promoteSlot(a: { version: string; model: string; image: BuiltImage; releaseId: string; by: string }): Promise<void> {
       const before = await gateway.get(a.by);
-      let named = 0;
-      for (let k = 1; k < MAX_REPLICAS; k++) if (before.mainReplicas.includes(slotUrl(cfg, 'main', k))) named = k + 1;
-      const replicas = Math.max(1, named, await runningReplicas(runtime, 'main'));
+      const replicas = Math.max(1, namedReplicaCount(before, cfg, 'main'), await runningReplicas(runtime, 'main'));
       const nightly = await runtime.describe('nightly');
       if (nightly?.running) {
         await gateway.put({ nightlyUrl: slotUrl(cfg, 'nightly'), nightlyVersion: a.version, nightlyPercent: 100, releaseId: a.releaseId }, a.by);
@@ -75,7 +74,7 @@ export function containerActivities({ cfg, pool, runtime, gateway }: ActivityDep
         await runtime.deploy({ slot: 'main', version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null, replica: k });
         await waitHealthy(cfg, 'main', a.image.specHash, { progress: heartbeat, replica: k });
       }
-      const mainReplicas = Array.from({ length: replicas - 1 }, (_, i) => slotUrl(cfg, 'main', i + 1));
+      const mainReplicas = localReplicaUrls(cfg, 'main', replicas);
       await gateway.put({ mainUrl: slotUrl(cfg, 'main'), mainVersion: a.version, mainReplicas, nightlyPercent: 0, nightlyUrl: null, nightlyVersion: null, releaseId: null }, a.by);
       await removeReplicas(runtime, 'main', replicas);
       await removeReplicas(runtime, 'nightly');

@@ -1,8 +1,9 @@
 import { loadConfig, type Config } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { gatewayAdmin } from '../lib/gateway-client.ts';
-import { buildOrReuse, deployToSlot, runningReplicas } from '../lib/runtime/deploy.ts';
+import { buildOrReuse, deployToSlot, presentReplicas, removeReplicas, runningReplicas } from '../lib/runtime/deploy.ts';
 import { chooseRuntime, type Slot, type SlotRuntime } from '../lib/runtime/index.ts';
+import { localReplicaIndex } from '../lib/runtime/replicas.ts';
 import { MAX_REPLICAS, slotFingerprint, slotUrl } from '../lib/runtime/slots.ts';
 
 /** The version main should run: the last promoted release, else the seed baseline. */
@@ -37,8 +38,7 @@ export async function deploy(slot: Slot, version: string, model: string, opts: {
   const where = `${slot} runs ${version} (${model}) at ${urls.join(', ')} as ${image.runtime === 'docker' ? image.image : `local process${n > 1 ? 'es' : ''}`}`;
   const routed = n === 1 && before <= 1 && opts.replicas === undefined ? undefined : await routeReplicas(cfg, slot, version, urls);
   if (routed && !routed.ok && opts.strict) throw new Error(`${where}\n${routed.text}`);
-  const removed: number[] = [];
-  for (let k = n; k < MAX_REPLICAS; k++) if (await runtime.remove(slot, k)) removed.push(k);
+  const removed = await removeReplicas(runtime, slot, n);
   const gone = removed.length ? `\nremoved replica${removed.length > 1 ? 's' : ''} ${removed.join(', ')}` : '';
   return routed ? `${where}\n${routed.text}${gone}` : `${where}${gone}`;
 }
@@ -68,12 +68,12 @@ async function routeReplicas(cfg: Config, slot: Slot, version: string, urls: str
  * before they are stopped; replicas named on other machines stay. Main's first URL stays (main
  * always has one; the gateway answers main's users from its popular list while nothing runs there).
  */
-async function unrouteReplicas(cfg: Config, slot: Slot, local: string[]): Promise<{ ok: boolean; text?: string }> {
+async function unrouteReplicas(cfg: Config, slot: Slot): Promise<{ ok: boolean; text?: string }> {
   const gateway = gatewayAdmin(cfg);
   try {
     const current = await gateway.get('marquee undeploy');
     const named = slot === 'main' ? current.mainReplicas : current.nightlyReplicas;
-    const keep = named.filter((u) => !local.includes(u.replace(/\/+$/, '')));
+    const keep = named.filter((u) => localReplicaIndex(cfg, slot, u) === undefined);
     if (keep.length === named.length) return { ok: true };
     const r = await gateway.put(slot === 'main' ? { mainReplicas: keep } : { nightlyReplicas: keep }, 'marquee undeploy');
     return { ok: true, text: `gateway: ${named.length - keep.length} replica${named.length - keep.length > 1 ? 's' : ''} of ${slot} unnamed${r.changed ? '' : ' (unchanged)'}` };
@@ -131,21 +131,17 @@ export async function undeployCommand(args: string[]): Promise<number> {
   if (slot !== 'main' && slot !== 'nightly') { console.error('usage: marquee undeploy main|nightly'); return 2; }
   const cfg = loadConfig();
   const runtime = await chooseRuntime(cfg);
-  const present: number[] = [];
-  for (let k = 0; k < MAX_REPLICAS; k++) if (await runtime.describe(slot, k)) present.push(k);
-  // This machine's replica ports beyond the first: the names undeploy takes out of the routing state.
-  const local = Array.from({ length: MAX_REPLICAS - 1 }, (_, i) => slotUrl(cfg, slot, i + 1));
+  const present = await presentReplicas(runtime, slot);
   if (present.length === 0) {
     // Names left by an undeploy that could not reach the gateway are taken out now; a gateway
     // that does not answer here is no error (nothing runs, and maybe nothing is named).
-    const late = await unrouteReplicas(cfg, slot, local);
+    const late = await unrouteReplicas(cfg, slot);
     console.log(`nothing runs in ${slot}${late.ok && late.text ? `; ${late.text}` : ''}`);
     return 0;
   }
   // Unnamed before they stop: the gateways then send no user to a replica on its way out.
-  const unrouted: { ok: boolean; text?: string } = present.some((k) => k > 0) ? await unrouteReplicas(cfg, slot, local) : { ok: true };
-  let removed = 0;
-  for (const k of present) if (await runtime.remove(slot, k)) removed++;
+  const unrouted: { ok: boolean; text?: string } = present.some((r) => r.replica > 0) ? await unrouteReplicas(cfg, slot) : { ok: true };
+  const removed = (await removeReplicas(runtime, slot)).length;
   console.log(`${slot} removed (${removed} replica${removed > 1 ? 's' : ''})`);
   if (unrouted.text) (unrouted.ok ? console.log : console.error)(unrouted.text);
   return unrouted.ok ? 0 : 1;

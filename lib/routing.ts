@@ -29,6 +29,12 @@ export interface RoutingState {
 export type RoutingPatch = Partial<Pick<RoutingState, 'mainUrl' | 'mainVersion' | 'nightlyUrl' | 'nightlyVersion' | 'nightlyPercent' | 'releaseId' | 'mainReplicas' | 'nightlyReplicas'>>;
 
 /**
+ * Normalises a URL so that equal origins compare equal (no trailing slash). The gateway stores
+ * every routed URL this way; code that matches URLs against the routing state compares through it.
+ */
+export const normUrl = (u: string): string => u.replace(/\/+$/, '');
+
+/**
  * Every endpoint of a slot, its first URL first. Users are sticky to a slot (slotFor); which
  * replica of that slot answers does not matter, since all run the same version.
  */

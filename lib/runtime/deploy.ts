@@ -99,16 +99,26 @@ export async function deployToSlot(cfg: Config, runtime: SlotRuntime, a: { slot:
   return { url: state.url, id: state.id };
 }
 
+/** The slot's replicas that exist here, running or not, by index (a stopped one still holds its port and name). */
+export async function presentReplicas(runtime: SlotRuntime, slot: Slot): Promise<{ replica: number; running: boolean }[]> {
+  const present: { replica: number; running: boolean }[] = [];
+  for (let k = 0; k < MAX_REPLICAS; k++) {
+    const state = await runtime.describe(slot, k);
+    if (state) present.push({ replica: k, running: state.running });
+  }
+  return present;
+}
+
 /** How many replicas of the slot run now: the highest running replica's index + 1 (0 when nothing runs). */
 export async function runningReplicas(runtime: SlotRuntime, slot: Slot): Promise<number> {
   let n = 0;
-  for (let k = 0; k < MAX_REPLICAS; k++) if ((await runtime.describe(slot, k))?.running) n = k + 1;
+  for (const r of await presentReplicas(runtime, slot)) if (r.running) n = r.replica + 1;
   return n;
 }
 
-/** Removes every replica of the slot; true when any was there. */
-export async function removeReplicas(runtime: SlotRuntime, slot: Slot, from = 0): Promise<boolean> {
-  let any = false;
-  for (let k = from; k < MAX_REPLICAS; k++) if (await runtime.remove(slot, k)) any = true;
-  return any;
+/** Removes the slot's replicas from index `from` on (every replica by default); the indexes of those that were there. */
+export async function removeReplicas(runtime: SlotRuntime, slot: Slot, from = 0): Promise<number[]> {
+  const removed: number[] = [];
+  for (let k = from; k < MAX_REPLICAS; k++) if (await runtime.remove(slot, k)) removed.push(k);
+  return removed;
 }

@@ -15,6 +15,7 @@ export class HealthChecker {
 
   constructor(
     private readonly upstreams: Upstreams,
+    /** Every routed URL once (RoutingEndpoints.all is de-duplicated already). */
     private readonly urls: () => readonly string[],
     private readonly opts: { intervalMs: number; timeoutMs: number; failuresToDown: number; onChange?: (url: string, up: boolean, why: string) => void },
   ) {}
@@ -64,7 +65,7 @@ export class HealthChecker {
     if (this.checking) return;
     this.checking = true;
     try {
-      const urls = [...new Set(this.urls())];
+      const urls = this.urls();
       await Promise.all(urls.map((u) => this.check(u)));
       for (const u of this.status.keys()) if (!urls.includes(u)) this.status.delete(u);
     } finally {

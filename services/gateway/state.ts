@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { withTransaction, type Pool } from '../../lib/db.ts';
-import type { RoutingPatch, RoutingState } from '../../lib/routing.ts';
+import { normUrl, type RoutingPatch, type RoutingState } from '../../lib/routing.ts';
 
 const url = z.string().max(500).refine((s) => {
   try {
@@ -54,9 +54,6 @@ export function parsePatch(body: unknown): { ok: true; patch: RoutingPatch } | {
   if (Object.keys(patch).length === 0) return { ok: false, reason: `the body names no field to change; allowed: ${Object.keys(patchSchema.shape).join(', ')}` };
   return { ok: true, patch };
 }
-
-/** Normalises a URL so that equal origins compare equal (no trailing slash). */
-export const normUrl = (u: string): string => u.replace(/\/+$/, '');
 
 /** The state after a patch, or why it would be inconsistent. */
 export function merge(current: RoutingState, patch: RoutingPatch): { ok: true; next: RoutingState } | { ok: false; reason: string } {
