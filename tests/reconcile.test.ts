@@ -10,31 +10,20 @@
  * each way of reconciling it is shown: `marquee abort`, the next release's beginRelease, and the
  * reconcile Schedule.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
 import { stop } from '../testkit/processes.ts';
+import { runMarquee } from './support/cli.ts';
 import { releaseRig, until } from './support/release-rig.ts';
 import type { StubProc } from './support/upstream.ts';
 
 // Before anything loads the config: this file, the worker's activities and the CLI child processes share it.
 const rig = await releaseRig('reconcile');
-const { projectRoot } = await import('../lib/config.ts');
 const { applyReconcileSchedule } = await import('../cli/release.ts');
 
-const exec = promisify(execFile);
 const { cfg, tag } = rig;
 
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const r = await exec(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], { cwd: projectRoot, env: process.env, timeout: 120_000 });
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-  }
-}
+const cli = (...args: string[]) => runMarquee(args);
 
 /** Starts a release with a long bake and waits until nightly has its share. */
 async function releaseIntoBake(version: string): Promise<WorkflowHandle> {

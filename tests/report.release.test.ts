@@ -3,15 +3,14 @@
  * carry each slot's exposure Gini, coverage and ARP, and the guardrails hold nightly to limits
  * only when temporal.yaml sets them.
  */
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, projectRoot } from '../lib/config.ts';
+import { loadConfig } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { checkGuardrailsWith, judgeReleaseWith } from '../lib/eval/release.ts';
 import { DEFAULT_EVAL_SETTINGS, evalSettings, type EvalSettings } from '../lib/eval/settings.ts';
 import { formatReleaseEmail } from '../lib/release/report.ts';
 import type { ReleaseStatus } from '../lib/release/types.ts';
+import { runMarquee } from './support/cli.ts';
 import { scratchDatabase } from './support/db.ts';
 
 const HOUR = 3_600_000;
@@ -53,11 +52,11 @@ describe('release-time fairness', () => {
     expect(mail).toMatch(/exposure Gini\s+0\.600\s+0\.800/);
     expect(mail).toMatch(/catalogue coverage\s+40\.0 %\s+20\.0 %/);
     expect(mail).toMatch(/ARP \(mean watchers\)\s+1\.5\s+8\.5/);
-    const cli = spawnSync(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'cli', 'main.ts'), 'eval', 'online', '--release', 'r1', '--at', asOf.toISOString()], {
-      cwd: projectRoot, encoding: 'utf8', env: { ...process.env, MARQUEE_POSTGRES_URL: databaseUrl(loadConfig(), db.name) }, timeout: 60_000,
+    const cli = await runMarquee(['eval', 'online', '--release', 'r1', '--at', asOf.toISOString()], {
+      env: { MARQUEE_POSTGRES_URL: databaseUrl(loadConfig(), db.name) }, timeoutMs: 60_000,
     });
-    expect(cli.status, cli.stderr).toBe(0);
-    expect(cli.stdout).toMatch(/exposure Gini\s+0\.600\s+0\.800/);
+    expect(cli.code, cli.out).toBe(0);
+    expect(cli.out).toMatch(/exposure Gini\s+0\.600\s+0\.800/);
   });
 
   it('guardrails bound nightly only when the limits are set', async () => {

@@ -4,14 +4,14 @@
  * two: Gini by mean absolute difference instead of the sorted-rank sum). The HTML is then opened
  * in headless Chromium: every chart must be drawn (SVG paths) and visible (ink in its screenshot).
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, projectRoot } from '../lib/config.ts';
+import { loadConfig } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { evalSettings } from '../lib/eval/settings.ts';
+import { runMarquee } from './support/cli.ts';
 import { scratchDatabase } from './support/db.ts';
 import { inkShare, launchChromium } from './support/browser.ts';
 
@@ -82,12 +82,12 @@ describe('marquee report', () => {
         [new Date(s.at), s.user, s.slot, s.ids, s.fallback ?? null]);
     }
     out = mkdtempSync(path.join(os.tmpdir(), 'marquee-report-'));
-    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'cli', 'main.ts'), 'report',
+    const r = await runMarquee(['report',
       '--since', new Date(T0).toISOString(), '--until', new Date(UNTIL).toISOString(), '--window', '1h', '--min-group-lists', '1', '--out', out], {
-      cwd: projectRoot, encoding: 'utf8', env: { ...process.env, MARQUEE_POSTGRES_URL: databaseUrl(loadConfig(), db.name) }, timeout: 120_000,
+      env: { MARQUEE_POSTGRES_URL: databaseUrl(loadConfig(), db.name) }, timeoutMs: 120_000,
     });
-    if (r.status !== 0) throw new Error(`marquee report exited ${r.status}:\n${r.stdout}\n${r.stderr}`);
-    expect(r.stdout).toMatch(/wrote .*report\.json and .*report\.html \(\d+ charts\)/);
+    if (r.code !== 0) throw new Error(`marquee report exited ${r.code}:\n${r.out}`);
+    expect(r.out).toMatch(/wrote .*report\.json and .*report\.html \(\d+ charts\)/);
     report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
   });
 
