@@ -1,25 +1,31 @@
 /**
  * End-to-end ingest throughput, Kafka → Postgres, beside baselines measured in the same run:
  *  - read-and-discard: a kafkajs consumer group that only reads and decodes (the client's ceiling);
+ *  - read-and-parse: the same consumer, each batch parsed and aggregated into rows by the ingest's
+ *    own code (parseFetched), after eachBatch returns as the ingest does it, and then dropped:
+ *    ingest without Postgres, which tells how much of the gap to read-and-discard is the parsing
+ *    and how much the writing;
  *  - kcat: librdkafka's consumer reading the same topic to /dev/null (a ceiling that does not
  *    depend on kafkajs; reported as "not installed" when kcat is not on the PATH);
  *  - per-line INSERT: the seed's approach, one INSERT per parsed line (run on a bounded sample,
  *    since at its speed a million lines would take a long time; 0 skips it).
  * The topic is produced once before any timing; then each round runs every arm once, in an order
  * that rotates from round to round, so a noisy neighbour hits all arms alike. Ratios are per round.
+ * Each kafkajs arm's CPU per message (this process, every thread) is printed beside its rate: on
+ * two shared cores it says whether a gap is work on the ingest's side or waiting on the others.
  * Usage: npm run bench:ingest [-- --lines 1000000 --rounds 3 --baseline-lines 50000]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
 import { loadConfig } from '../lib/config.ts';
-import { createPool, migrate, type Pool } from '../lib/db.ts';
 import { parseLine } from '../lib/events/parser.ts';
 import { INGEST_FETCH, INGEST_NODE_FLAGS } from '../lib/ingest/runtime.ts';
 import { ensureTopic, kafkaClient, produceLines } from '../lib/kafka.ts';
-import { Ingest } from '../services/ingest/consumer.ts';
+import { Ingest, parseFetched } from '../services/ingest/consumer.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { benchArgs } from '../testkit/args.ts';
+import { scratchDatabase } from '../testkit/db.ts';
 
 // The ingest service runs with INGEST_NODE_FLAGS; so does this process, where both kafkajs arms
 // (marquee ingest and read-and-discard) run: re-executed with them unless they are already set.
@@ -36,32 +42,34 @@ const BASELINE_N = Math.min(N, args.number('baseline-lines', { min: 0, integer: 
 const cfg = loadConfig();
 process.env.MARQUEE_KAFKA_QUIET = '1';
 
-async function scratch(name: string): Promise<{ pool: Pool; drop: () => Promise<void> }> {
-  const admin = createPool(cfg, { max: 1 });
-  await admin.query(`CREATE DATABASE "${name}"`);
-  const pool = createPool(cfg, { database: name, max: 8 });
-  await migrate(pool);
-  return { pool, drop: async () => { await pool.end(); await admin.query(`DROP DATABASE "${name}" WITH (FORCE)`); await admin.end(); } };
-}
-
-async function readAndDiscard(topic: string): Promise<number> {
+/** A kafkajs consumer with the ingest's fetch settings that only reads: `discard` drops each line, `parse` parses and aggregates each batch as the ingest does. */
+async function readOnly(topic: string, mode: 'discard' | 'parse'): Promise<number> {
+  const parse = mode === 'parse';
   // Timed from before connect, as the ingest arm is timed from before its start().
   const t0 = performance.now();
   // The ingest consumer's own fetch settings (INGEST_FETCH), so that both kafkajs arms read alike.
   const { partitionsConsumedConcurrently, ...fetch } = INGEST_FETCH;
-  const consumer = kafkaClient(cfg, 'bench').consumer({ groupId: `bench-discard-${randomBytes(4).toString('hex')}`, ...fetch });
+  const consumer = kafkaClient(cfg, 'bench').consumer({ groupId: `bench-${mode}-${randomBytes(4).toString('hex')}`, ...fetch });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   let seen = 0;
   let chars = 0;
   let t1 = 0;
   await new Promise<void>((resolve) => {
+    const count = (n: number) => {
+      seen += n;
+      if (seen >= N && t1 === 0) { t1 = performance.now(); resolve(); }
+    };
     void consumer.run({
       partitionsConsumedConcurrently,
       eachBatch: async ({ batch }) => {
-        for (const m of batch.messages) chars += m.value ? m.value.toString('utf8').length : 0;
-        seen += batch.messages.length;
-        if (seen >= N) { t1 = performance.now(); resolve(); }
+        const fetched = batch.messages;
+        // Timed to the last batch parsed, not fetched.
+        if (parse) setImmediate(() => { chars += parseFetched(fetched).built.events; count(fetched.length); });
+        else {
+          for (const m of fetched) chars += m.value ? m.value.toString('utf8').length : 0;
+          count(fetched.length);
+        }
       },
     });
   });
@@ -71,7 +79,7 @@ async function readAndDiscard(topic: string): Promise<number> {
 }
 
 async function marqueeIngest(topic: string): Promise<number> {
-  const db = await scratch(`marquee_bench_ingest_${randomBytes(3).toString('hex')}`);
+  const db = await scratchDatabase('bench_ingest', { cfg, max: 8 });
   const ingest = new Ingest(cfg, db.pool, { topic, groupId: `bench-ingest-${randomBytes(4).toString('hex')}`, log: () => undefined });
   const t0 = performance.now();
   await ingest.start();
@@ -126,7 +134,7 @@ async function kcatToDevNull(topic: string): Promise<number> {
 
 /** The seed's consumer: one INSERT per line, with its duplicate-key check, autocommitted. */
 async function perLineInsert(topic: string): Promise<number> {
-  const db = await scratch(`marquee_bench_seed_${randomBytes(3).toString('hex')}`);
+  const db = await scratchDatabase('bench_seed', { cfg, max: 8 });
   const client = await db.pool.connect();
   const consumer = kafkaClient(cfg, 'bench').consumer({ groupId: `bench-seed-${randomBytes(4).toString('hex')}` });
   await consumer.connect();
@@ -193,21 +201,31 @@ async function main(): Promise<void> {
   console.log(`  produced in ${((performance.now() - t0) / 1000).toFixed(1)} s (before any timing); kcat: ${kcat ? `kcat ${kcat}` : 'kcat not installed (apt-get install kcat)'}`);
   console.log(`  node flags of both kafkajs arms (the ingest service's): ${INGEST_NODE_FLAGS.join(' ')}; fetch settings of both: ${JSON.stringify(INGEST_FETCH)}`);
   try {
-    type Arm = 'marquee' | 'discard' | 'kcat';
-    const arms: Arm[] = kcat ? ['marquee', 'discard', 'kcat'] : ['marquee', 'discard'];
-    const results: Record<Arm, number[]> = { marquee: [], discard: [], kcat: [] };
-    const ratios: { discard: number[]; kcat: number[] } = { discard: [], kcat: [] };
+    type Arm = 'marquee' | 'discard' | 'parse' | 'kcat';
+    const arms: Arm[] = kcat ? ['marquee', 'discard', 'parse', 'kcat'] : ['marquee', 'discard', 'parse'];
+    const results: Record<Arm, number[]> = { marquee: [], discard: [], parse: [], kcat: [] };
+    const ratios: { discard: number[]; parse: number[]; kcat: number[] } = { discard: [], parse: [], kcat: [] };
+    // This process's CPU (every thread: JavaScript, garbage collection, I/O) per message of an arm;
+    // whatever Postgres and the broker spend is not in it.
+    const cpu: Record<'marquee' | 'discard' | 'parse', number[]> = { marquee: [], discard: [], parse: [] };
     for (let round = 0; round < ROUNDS; round++) {
       const order = arms.map((_, i) => arms[(i + round) % arms.length]);
       const got: Partial<Record<Arm, number>> = {};
+      const cpuNow: Partial<Record<Arm, number>> = {};
       for (const arm of order) {
-        got[arm] = arm === 'marquee' ? await marqueeIngest(topic) : arm === 'discard' ? await readAndDiscard(topic) : await kcatToDevNull(topic);
+        const c0 = process.cpuUsage();
+        got[arm] = arm === 'marquee' ? await marqueeIngest(topic) : arm === 'discard' ? await readOnly(topic, 'discard')
+          : arm === 'parse' ? await readOnly(topic, 'parse') : await kcatToDevNull(topic);
         results[arm].push(got[arm]);
+        const c = process.cpuUsage(c0);
+        if (arm !== 'kcat') { cpuNow[arm] = (c.user + c.system) / N; cpu[arm].push(cpuNow[arm]); }
       }
       ratios.discard.push(got.marquee! / got.discard!);
+      ratios.parse.push(got.parse! / got.discard!);
       if (kcat) ratios.kcat.push(got.marquee! / got.kcat!);
-      console.log(`  round ${round + 1} (${order.join(', ')}): marquee ${fmt(got.marquee!)} msg/s; kafkajs read-and-discard ${fmt(got.discard!)} (×${(got.marquee! / got.discard!).toFixed(2)})` +
-        (kcat ? `; kcat to /dev/null ${fmt(got.kcat!)} (×${(got.marquee! / got.kcat!).toFixed(2)})` : '; kcat not installed'));
+      console.log(`  round ${round + 1} (${order.join(', ')}): marquee ${fmt(got.marquee!)} msg/s; kafkajs read-and-discard ${fmt(got.discard!)} (×${(got.marquee! / got.discard!).toFixed(2)}); read-and-parse ${fmt(got.parse!)} (×${(got.parse! / got.discard!).toFixed(2)} of read-and-discard)` +
+        (kcat ? `; kcat to /dev/null ${fmt(got.kcat!)} (×${(got.marquee! / got.kcat!).toFixed(2)})` : '; kcat not installed') +
+        `; this process's CPU per message: marquee ${cpuNow.marquee!.toFixed(2)} µs, read-and-discard ${cpuNow.discard!.toFixed(2)}, read-and-parse ${cpuNow.parse!.toFixed(2)}`);
     }
     const seed = BASELINE_N > 0 ? await perLineInsert(topic) : undefined;
     const m = median(results.marquee);
@@ -216,6 +234,8 @@ async function main(): Promise<void> {
     console.log(`  medians of ${ROUNDS} round(s), ${N.toLocaleString()} lines each:`);
     console.log(`  marquee ingest, end to end        ${fmt(m)} msg/s`);
     console.log(`  kafkajs read-and-discard          ${fmt(median(results.discard))} msg/s   marquee / read-and-discard = ${rd.toFixed(2)} (goal ≥ 0.8, first bar 0.7)`);
+    console.log(`  read-and-parse (no Postgres)      ${fmt(median(results.parse))} msg/s   read-and-parse / read-and-discard = ${median(ratios.parse).toFixed(2)} (ingest without Postgres)`);
+    console.log(`  this process's CPU per message     marquee ${median(cpu.marquee).toFixed(2)} µs, read-and-discard ${median(cpu.discard).toFixed(2)}, read-and-parse ${median(cpu.parse).toFixed(2)} (CPU ratio read-and-discard / marquee = ${(median(cpu.discard) / median(cpu.marquee)).toFixed(2)}; Postgres and the broker not counted)`);
     if (kcat) console.log(`  kcat to /dev/null (librdkafka)    ${fmt(median(results.kcat))} msg/s   marquee / kcat = ${median(ratios.kcat).toFixed(2)}`);
     else console.log('  kcat to /dev/null                 kcat not installed');
     if (seed !== undefined) console.log(`  per-line INSERT (${BASELINE_N.toLocaleString()} lines)  ${fmt(seed)} msg/s   marquee / per-line INSERT = ${(m / seed).toFixed(1)}x`);

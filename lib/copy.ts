@@ -21,7 +21,8 @@ export function textArrayLiteral(items: readonly string[]): string {
   let out = '{';
   for (let i = 0; i < items.length; i++) {
     if (i) out += ',';
-    out += '"' + items[i].replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
+    const v = items[i];
+    out += '"' + (v.indexOf('"') < 0 && v.indexOf('\\') < 0 ? v : v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')) + '"';
   }
   return out + '}';
 }

@@ -79,9 +79,33 @@ export async function ensureTopic(cfg: Config, topic = cfg.kafka.topic, partitio
     }
     const after = await describeTopic(admin, topic);
     if (after.partitions === undefined) throw new Error(`topic ${topic} still missing after creating it`);
+    // createTopics waits for leaders only when this call created the topic: a process that lost the
+    // race to another (simulator and ingest both ensure it) would go on before the partitions are led.
+    await topicOffsets(admin, topic);
     return after.partitions;
   } finally {
     await admin.disconnect();
+  }
+}
+
+type Offsets = Awaited<ReturnType<Admin['fetchTopicOffsets']>>;
+
+/**
+ * The topic's partition offsets. A topic created a moment ago may have no partition leader yet
+ * ("This server is not the leader for that topic-partition"): that passes within seconds, so it is
+ * waited out (up to `waitMs`) instead of failing the caller; any other error is thrown at once.
+ */
+export async function topicOffsets(admin: Admin, topic: string, opts: { waitMs?: number; log?: (line: string) => void } = {}): Promise<Offsets> {
+  const deadline = Date.now() + (opts.waitMs ?? 15_000);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await admin.fetchTopicOffsets(topic);
+    } catch (err) {
+      const retriable = (err as { retriable?: boolean }).retriable === true || /leader/i.test((err as Error).message);
+      if (!retriable || Date.now() >= deadline) throw err;
+      if (attempt === 1) opts.log?.(`offsets of ${topic} not available yet (${(err as Error).message}); retrying`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
   }
 }
 

@@ -3,10 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { ensureTopic, kafkaClient, produceLines } from '../lib/kafka.ts';
-import { Ingest } from '../services/ingest/consumer.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { scratchDatabase } from './support/db.ts';
-import { actualRows, deleteTopic, exited, expectedRows, ingestedCount, produceHoldingLast, spawnIngest, waitForIngested } from './support/ingest.ts';
+import {
+  actualRows, deleteTopic, exited, expectedRows, ingestedCount, produceHoldingLast, runIngest, spawnIngest, waitForIngested, withIngest,
+} from './support/ingest.ts';
 import { requireStack } from './support/servers.ts';
 
 const cfg = loadConfig();
@@ -36,10 +37,7 @@ describe('ingest end to end on real Kafka and Postgres', () => {
   });
 
   it('100,000 lines with 1% malformed produce exactly the expected rows and dead letters', async () => {
-    const db = await scratchDatabase('ingest');
-    const ingest = new Ingest(cfg, db.pool, { topic, groupId: `g-${db.name}`, log: () => undefined });
-    try {
-      await ingest.start();
+    await withIngest(cfg, 'ingest', topic, async ({ db, ingest }) => {
       await waitForIngested(db.pool, topic, N);
       await ingest.stop();
       expect(await actualRows(db.pool)).toEqual(expected);
@@ -47,16 +45,13 @@ describe('ingest end to end on real Kafka and Postgres', () => {
       expect(rows.every((r) => r.reason.length > 0)).toBe(true);
       expect(ingest.deadLetters.get({ partition: 0 }) + ingest.deadLetters.get({ partition: 1 }) + ingest.deadLetters.get({ partition: 2 }) + ingest.deadLetters.get({ partition: 3 })).toBe(1000);
       // A restart with the offsets in Postgres writes nothing twice.
-      const again = new Ingest(cfg, db.pool, { topic, groupId: `g2-${db.name}`, log: () => undefined });
-      await again.start();
-      await new Promise((r) => setTimeout(r, 3000));
-      await again.stop();
-      expect(await actualRows(db.pool)).toEqual(expected);
-      expect(again.messages.get({ partition: 0 })).toBe(0);
-    } finally {
-      await ingest.stop();
-      await db.drop();
-    }
+      await runIngest(cfg, db.pool, { topic, groupId: `g2-${db.name}` }, async ({ ingest: again }) => {
+        await new Promise((r) => setTimeout(r, 3000));
+        await again.stop();
+        expect(await actualRows(db.pool)).toEqual(expected);
+        expect(again.messages.get({ partition: 0 })).toBe(0);
+      });
+    });
   });
 
   it("Kafka's committed offsets ahead of Postgres' (commits lost in a Postgres crash): the restart seeks back, no loss, no duplicates", async () => {
@@ -69,50 +64,36 @@ describe('ingest end to end on real Kafka and Postgres', () => {
     const half = lines.slice(0, 20_000);
     await ensureTopic(cfg, lost, 4);
     await produceLines(cfg, half.slice(0, 10_000), { topic: lost });
-    const db = await scratchDatabase('ingestlost');
-    const group = `g-${db.name}`;
-    const first = new Ingest(cfg, db.pool, { topic: lost, groupId: group, log: () => undefined });
-    try {
-      await first.start();
+    await withIngest(cfg, 'ingestlost', lost, async ({ db, ingest: first, groupId: group }) => {
       await waitForIngested(db.pool, lost, 10_000);
-    } finally {
       await first.stop();
-    }
-    await produceLines(cfg, half.slice(10_000), { topic: lost });
-    const admin = kafkaClient(cfg, 'test-admin').admin();
-    await admin.connect();
-    try {
-      const ends = await admin.fetchTopicOffsets(lost);
-      await admin.setOffsets({ groupId: group, topic: lost, partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })) });
-      const [{ partitions }] = await admin.fetchOffsets({ groupId: group, topics: [lost] });
-      expect(partitions.reduce((n, p) => n + Number(p.offset), 0)).toBe(20_000);
-    } finally {
-      await admin.disconnect();
-    }
-    expect(await ingestedCount(db.pool, lost)).toBe(10_000);
+      await produceLines(cfg, half.slice(10_000), { topic: lost });
+      const admin = kafkaClient(cfg, 'test-admin').admin();
+      await admin.connect();
+      try {
+        const ends = await admin.fetchTopicOffsets(lost);
+        await admin.setOffsets({ groupId: group, topic: lost, partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })) });
+        const [{ partitions }] = await admin.fetchOffsets({ groupId: group, topics: [lost] });
+        expect(partitions.reduce((n, p) => n + Number(p.offset), 0)).toBe(20_000);
+      } finally {
+        await admin.disconnect();
+      }
+      expect(await ingestedCount(db.pool, lost)).toBe(10_000);
 
-    const logged: string[] = [];
-    const again = new Ingest(cfg, db.pool, { topic: lost, groupId: group, log: (l) => logged.push(l) });
-    try {
-      await again.start();
-      await waitForIngested(db.pool, lost, 20_000, 60_000);
-      await again.stop();
-      expect(await actualRows(db.pool)).toEqual(expectedRows(half));
-      // Only the second half was written again; the partitions were sent back to Postgres' offsets.
-      const written = [0, 1, 2, 3].reduce((n, partition) => n + again.messages.get({ partition }), 0);
-      expect(written).toBe(10_000);
-      expect(logged.some((l) => /Kafka's committed offset was/.test(l))).toBe(true);
-    } finally {
-      await again.stop();
-      await db.drop();
-    }
+      await runIngest(cfg, db.pool, { topic: lost, groupId: group }, async ({ ingest: again, logged }) => {
+        await waitForIngested(db.pool, lost, 20_000, 60_000);
+        await again.stop();
+        expect(await actualRows(db.pool)).toEqual(expectedRows(half));
+        // Only the second half was written again; the partitions were sent back to Postgres' offsets.
+        const written = [0, 1, 2, 3].reduce((n, partition) => n + again.messages.get({ partition }), 0);
+        expect(written).toBe(10_000);
+        expect(logged.some((l) => /Kafka's committed offset was/.test(l))).toBe(true);
+      });
+    });
   });
 
   it('Postgres loses acknowledged commits (asynchronous commit, crash): the running ingest finds out, seeks back and writes them again, ids included', async () => {
-    const db = await scratchDatabase('ingestlost');
-    const ingest = new Ingest(cfg, db.pool, { topic, groupId: `g-${db.name}`, log: () => undefined });
-    try {
-      await ingest.start();
+    await withIngest(cfg, 'ingestlost', topic, async ({ db, ingest }) => {
       await waitForIngested(db.pool, topic, N);
       // What a crash with synchronous_commit off can leave: a prefix of the commits (here the empty
       // one), data and offsets together, while Kafka already has the offsets and the process
@@ -125,10 +106,7 @@ describe('ingest end to end on real Kafka and Postgres', () => {
       await ingest.stop();
       expect(await actualRows(db.pool)).toEqual(expected);
       expect([0, 1, 2, 3].reduce((n, partition) => n + ingest.seeks.get({ partition }), 0)).toBeGreaterThan(0);
-    } finally {
-      await ingest.stop();
-      await db.drop();
-    }
+    });
   });
 
   /** A fresh topic fed while the test runs, so a kill at 20 % always lands with lines still to come. */
@@ -158,56 +136,55 @@ describe('ingest end to end on real Kafka and Postgres', () => {
   // does to the writes in flight (the connection dies mid-transaction).
   for (const [how, kill] of [['cancelled', 'pg_cancel_backend'], ['terminated', 'pg_terminate_backend']] as const) {
     it(`writes ${how} while more are queued: the partitions seek back, the queued batches are dropped, no loss, no duplicates`, async () => {
-      const db = await scratchDatabase('ingestfail');
       const live = await liveTopic(`fail-${how}`);
-      const logged: string[] = [];
-      const ingest = new Ingest(cfg, db.pool, { topic: live.topic, groupId: `g-${db.name}`, log: (l) => logged.push(l) });
-      // The writes queued per partition are the consumer's own business; the test only reads them to
-      // know that the failure lands while batches wait behind the failing write (what it is about).
-      const queued = (ingest as unknown as { queued: Map<number, unknown[]> }).queued;
-      const sum = (c: typeof ingest.messages): number => [0, 1, 2, 3].reduce((n, partition) => n + c.get({ partition }), 0);
-      const blocker = await db.pool.connect();
       try {
-        await ingest.start();
-        await waitUntilIngested(db.pool, live.topic, N * 0.2, () => true);
-        // Holds every write at its first statement on ingest_offsets (SHARE conflicts with the
-        // writers' ROW EXCLUSIVE, not with reads) while kafkajs fetches on and queues writes behind
-        // them. The producer holds back its last slice, so the partitions have lines to fetch.
-        await blocker.query('BEGIN');
-        await blocker.query('LOCK TABLE ingest_offsets IN SHARE MODE');
-        const blockerPid = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-        const waiting = `FROM pg_stat_activity WHERE datname = $1 AND pid <> $2 AND wait_event_type = 'Lock'`;
-        const deadline = Date.now() + 60_000;
-        for (;;) {
-          const { rows: [{ n }] } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n ${waiting}`, [db.name, blockerPid]);
-          const pending = [...queued.values()].filter((q) => q.length > 0);
-          // Settled: every partition with writes in hand has its oldest one waiting on the lock,
-          // and at least one partition has another write queued behind it.
-          if (n > 0 && n === pending.length && pending.some((q) => q.length >= 2)) break;
-          if (Date.now() > deadline) throw new Error(`no write queued behind a blocked one within 60 s (${n} waiting, queues ${pending.map((q) => q.length).join(',')})`);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        const { rows: [{ failed }] } = await db.pool.query<{ failed: number }>(
-          `SELECT count(*) FILTER (WHERE ${kill}(pid))::int AS failed ${waiting}`, [db.name, blockerPid]);
-        expect(failed).toBeGreaterThan(0);
-        await blocker.query('ROLLBACK');
-        expect(await ingestedCount(db.pool, live.topic)).toBeLessThan(N);
-        live.release();
-        expect(await live.produced).toBe(N);
-        await waitForIngested(db.pool, live.topic, N, 120_000);
-        await ingest.stop();
-        expect(await actualRows(db.pool)).toEqual(expected);
-        // Every message written once: the failed batches' rows were rolled back with their offsets.
-        expect(sum(ingest.messages)).toBe(N);
-        expect(sum(ingest.errors)).toBeGreaterThanOrEqual(failed);
-        expect(logged.filter((l) => /failed, will retry/.test(l)).length).toBeGreaterThanOrEqual(failed);
-        // Each failed write sent its partition back to the offset stored in Postgres.
-        expect(sum(ingest.seeks)).toBeGreaterThanOrEqual(failed);
+        await withIngest(cfg, 'ingestfail', live.topic, async ({ db, ingest, logged }) => {
+          // The writes queued per partition are the consumer's own business; the test only reads them to
+          // know that the failure lands while batches wait behind the failing write (what it is about).
+          const queued = (ingest as unknown as { queued: Map<number, unknown[]> }).queued;
+          const sum = (c: typeof ingest.messages): number => [0, 1, 2, 3].reduce((n, partition) => n + c.get({ partition }), 0);
+          const blocker = await db.pool.connect();
+          try {
+            await waitUntilIngested(db.pool, live.topic, N * 0.2, () => true);
+            // Holds every write at its first statement on ingest_offsets (SHARE conflicts with the
+            // writers' ROW EXCLUSIVE, not with reads) while kafkajs fetches on and queues writes behind
+            // them. The producer holds back its last slice, so the partitions have lines to fetch.
+            await blocker.query('BEGIN');
+            await blocker.query('LOCK TABLE ingest_offsets IN SHARE MODE');
+            const blockerPid = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+            const waiting = `FROM pg_stat_activity WHERE datname = $1 AND pid <> $2 AND wait_event_type = 'Lock'`;
+            const deadline = Date.now() + 60_000;
+            for (;;) {
+              const { rows: [{ n }] } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n ${waiting}`, [db.name, blockerPid]);
+              const pending = [...queued.values()].filter((q) => q.length > 0);
+              // Settled: every partition with writes in hand has its oldest one waiting on the lock,
+              // and at least one partition has another write queued behind it.
+              if (n > 0 && n === pending.length && pending.some((q) => q.length >= 2)) break;
+              if (Date.now() > deadline) throw new Error(`no write queued behind a blocked one within 60 s (${n} waiting, queues ${pending.map((q) => q.length).join(',')})`);
+              await new Promise((r) => setTimeout(r, 20));
+            }
+            const { rows: [{ failed }] } = await db.pool.query<{ failed: number }>(
+              `SELECT count(*) FILTER (WHERE ${kill}(pid))::int AS failed ${waiting}`, [db.name, blockerPid]);
+            expect(failed).toBeGreaterThan(0);
+            await blocker.query('ROLLBACK');
+            expect(await ingestedCount(db.pool, live.topic)).toBeLessThan(N);
+            live.release();
+            expect(await live.produced).toBe(N);
+            await waitForIngested(db.pool, live.topic, N, 120_000);
+            await ingest.stop();
+            expect(await actualRows(db.pool)).toEqual(expected);
+            // Every message written once: the failed batches' rows were rolled back with their offsets.
+            expect(sum(ingest.messages)).toBe(N);
+            expect(sum(ingest.errors)).toBeGreaterThanOrEqual(failed);
+            expect(logged.filter((l) => /failed, will retry/.test(l)).length).toBeGreaterThanOrEqual(failed);
+            // Each failed write sent its partition back to the offset stored in Postgres.
+            expect(sum(ingest.seeks)).toBeGreaterThanOrEqual(failed);
+          } finally {
+            blocker.release(true);
+          }
+        });
       } finally {
-        blocker.release(true);
-        await ingest.stop();
         live.release();
-        await db.drop();
       }
     });
   }

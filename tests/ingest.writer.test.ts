@@ -4,9 +4,9 @@
  * syntax, backslashes, tabs, newlines, non-ASCII), and a batch already stored is never stored twice.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBatch, type RawMessage } from '../lib/ingest/batch.ts';
+import type { RawMessage } from '../lib/ingest/batch.ts';
 import { KnownIds } from '../lib/ingest/known.ts';
-import { writeBatch } from '../lib/ingest/writer.ts';
+import { parseBatch, writeBatch } from '../lib/ingest/writer.ts';
 import { scratchDatabase } from './support/db.ts';
 
 const AWKWARD = `a "quoted", {braced} \\back\\slash\\ 'single' tab\there newline\nhere é ✓ NULL`;
@@ -40,19 +40,19 @@ describe('batch writer on a real Postgres', () => {
     const client = await db.pool.connect();
     const known = new KnownIds();
     try {
-      const one = await writeBatch(client, 't', 3, batchOne, 0, { known });
+      const one = await writeBatch(client, 't', 3, parseBatch(batchOne), 0, { known });
       expect(one).toMatchObject({ written: 11, skipped: 0, events: 8, deadLetters: 3, nextOffset: 11 });
       expect(one.rows).toEqual({ watches: 1, ratings: 1, accounts: 1, recommendations: 3 });
       // The same batch again (a redelivery): all skipped, nothing written.
-      expect(await writeBatch(client, 't', 3, batchOne, 0, { known })).toMatchObject({ written: 0, skipped: 11, nextOffset: 11 });
+      expect(await writeBatch(client, 't', 3, parseBatch(batchOne), 0, { known })).toMatchObject({ written: 0, skipped: 11, nextOffset: 11 });
       // A batch past the stored offset asks for a seek back instead of leaving a gap.
-      expect(await writeBatch(client, 't', 3, batchTwo.slice(1), 0, { known })).toMatchObject({ written: 0, seekTo: 11 });
-      // A batch parsed ahead keeps no lines: one that is partly stored is not written in part,
-      // the caller is sent to the stored offset to read the fresh part again.
+      expect(await writeBatch(client, 't', 3, parseBatch(batchTwo.slice(1)), 0, { known })).toMatchObject({ written: 0, seekTo: 11 });
+      // A parsed batch keeps no lines: one that is partly stored is not written in part, the
+      // caller is sent to the stored offset to read the fresh part again.
       const straddling = [...batchOne.slice(9), ...batchTwo];
-      expect(await writeBatch(client, 't', 3, { offsets: straddling.map((m) => m.offset), built: buildBatch(straddling) }, 0, { known }))
+      expect(await writeBatch(client, 't', 3, parseBatch(straddling), 0, { known }))
         .toMatchObject({ written: 0, skipped: 2, seekTo: 11, nextOffset: 11 });
-      expect(await writeBatch(client, 't', 3, { offsets: batchTwo.map((m) => m.offset), built: buildBatch(batchTwo) }, 0, { known }))
+      expect(await writeBatch(client, 't', 3, parseBatch(batchTwo), 0, { known }))
         .toMatchObject({ written: 4, nextOffset: 15 });
     } finally {
       client.release();

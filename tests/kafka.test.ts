@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Admin, Kafka } from 'kafkajs';
 import { loadConfig } from '../lib/config.ts';
-import { idempotentProducer, kafkaClient } from '../lib/kafka.ts';
+import { ensureTopic, idempotentProducer, kafkaClient } from '../lib/kafka.ts';
 import { requireServer } from './support/servers.ts';
 
 const cfg = loadConfig();
@@ -113,5 +113,30 @@ describe('kafka', () => {
       keyPartition.set(r.key, r.partition);
     }
     if (cfg.kafka.partitions > 1) expect(partitionsUsed.size).toBeGreaterThan(1);
+  });
+
+  it('processes racing to create one new topic each return only once every partition has a leader', async () => {
+    // The simulator and the ingest both ensure their topic at start; the one that loses the race
+    // used to go on before the partitions were led, and its first offsets request failed.
+    for (let round = 0; round < 3; round++) {
+      const fresh = `marquee-kafka-race-${randomUUID().slice(0, 8)}`;
+      try {
+        const racers = ['a', 'b', 'c'].map(async (who) => {
+          expect(await ensureTopic(cfg, fresh, 4, kafkaClient(cfg, `race-${who}`))).toBe(4);
+          // At once, and with no retries of its own: a missing leader fails this request.
+          const probe = kafkaClient(cfg, `race-${who}-probe`, { retry: { retries: 0 } }).admin();
+          await probe.connect();
+          try {
+            const offsets = await probe.fetchTopicOffsets(fresh);
+            expect(offsets.map((o) => o.partition).sort()).toEqual([0, 1, 2, 3]);
+          } finally {
+            await probe.disconnect();
+          }
+        });
+        await Promise.all(racers);
+      } finally {
+        await admin.deleteTopics({ topics: [fresh] }).catch(() => undefined);
+      }
+    }
   });
 });

@@ -2,7 +2,8 @@
 // Pure domain code: no servers needed. Deterministic: a seeded PRNG builds every line.
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { parseLine } from '../lib/events/parser.ts';
+import { atIsoOf, parseLine, parseWatchBytes, watchRead } from '../lib/events/parser.ts';
+import { buildBatch } from '../lib/ingest/batch.ts';
 import { Rng } from '../lib/random.ts';
 import { formatEvent } from '../lib/events/format.ts';
 import type { LogEvent, ParseResult } from '../lib/events/types.ts';
@@ -269,5 +270,37 @@ describe('parser fuzz', () => {
       }
     }
     expect(disagreements, disagreements.join('\n')).toEqual([]);
+  });
+
+  it('the ingest\'s watch path over bytes reads exactly what parseLine reads, and takes every canonical watch line', () => {
+    const wrong: string[] = [];
+    let fast = 0;
+    for (const line of corpus) {
+      const bytes = Buffer.from(line, 'utf8');
+      const text = bytes.toString('utf8');
+      const r = parseLine(text);
+      if (parseWatchBytes(bytes)) {
+        fast++;
+        const read = { kind: 'watch', atIso: atIsoOf(bytes), atMs: watchRead.atMs, userId: watchRead.userId, movieId: bytes.toString('latin1', watchRead.movieStart, watchRead.movieEnd), minute: watchRead.minute };
+        if (!r.ok || !isDeepStrictEqual(read, r.event)) wrong.push(`${JSON.stringify(line)}: bytes ${JSON.stringify(read)}, parseLine ${JSON.stringify(r)}`);
+      } else if (r.ok && r.event.kind === 'watch' && text === text.trim()) {
+        wrong.push(`${JSON.stringify(line)}: a canonical watch line the byte path left to parseLine`);
+      }
+    }
+    expect(wrong.slice(0, 10), wrong.slice(0, 10).join('\n')).toEqual([]);
+    expect(fast).toBeGreaterThan(1000);
+  });
+
+  it('a batch built from the lines\' bytes equals the batch built from their text', () => {
+    // Repeated users and movies, so that the rows merge lines from both paths.
+    const chunk = 500;
+    for (let start = 0; start < corpus.length; start += chunk) {
+      const part = corpus.slice(start, start + chunk);
+      const asBytes = part.map((line, i) => ({ offset: start + i, value: Buffer.from(line, 'utf8') }));
+      const asText = asBytes.map((m) => ({ offset: m.offset, value: m.value.toString('utf8') }));
+      const a = buildBatch(asBytes);
+      const b = buildBatch(asText);
+      expect(isDeepStrictEqual(a, b), `batch at ${start} differs`).toBe(true);
+    }
   });
 });

@@ -24,7 +24,7 @@
  *   every item is a valid id, else the text is kept as `error` (an HTTP error body, say).
  * - The 4-field GET forms must not contain another comma ("wrong number of fields").
  */
-import { isValidSlugRange } from './slug.ts';
+import { isValidSlugBytes, isValidSlugRange } from './slug.ts';
 import {
   MAX_INT4,
   MAX_LINE_LENGTH,
@@ -118,22 +118,54 @@ function readTimestamp(s: string, end: number): string | null {
     if (digits < 3) millis *= digits === 1 ? 100 : 10;
   }
 
-  const year = y0 * 1000 + y1 * 100 + y2 * 10 + y3;
-  const month = mo0 * 10 + mo1;
-  const day = d0 * 10 + d1;
-  const hour = h0 * 10 + h1;
-  const minute = mi0 * 10 + mi1;
-  const second = s0 * 10 + s1;
-  if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
-    return 'timestamp out of range';
-  }
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  if (day > (month === 2 && leap ? 29 : DAYS_IN_MONTH[month])) return 'timestamp out of range';
-
-  tsMs = daysFromCivil(year, month, day) * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millis;
+  const ms = civilMs(y0 * 1000 + y1 * 100 + y2 * 10 + y3, mo0 * 10 + mo1, d0 * 10 + d1, h0 * 10 + h1, mi0 * 10 + mi1, s0 * 10 + s1, millis);
+  if (ms === null) return 'timestamp out of range';
+  tsMs = ms;
   // Postgres keeps microseconds: cut (never round) digits 7-9 off.
-  tsIso = (end > 26 ? s.slice(0, 26) : s.slice(0, end)) + 'Z';
+  tsIso = s.slice(0, isoEnd(end)) + 'Z';
   return null;
+}
+
+/** Where a timestamp of `end` characters is cut for Postgres (microseconds, see tsIso). */
+export function isoEnd(end: number): number {
+  return end > 26 ? 26 : end;
+}
+
+/** Epoch milliseconds of a calendar time, or null when there is no such time (Feb 30, hour 24). */
+function civilMs(year: number, month: number, day: number, hour: number, minute: number, second: number, millis: number): number | null {
+  if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  if (day > (month === 2 && leap ? 29 : DAYS_IN_MONTH[month])) return null;
+  return daysFromCivil(year, month, day) * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millis;
+}
+
+/** Digit value of byte i, or -1. */
+function byteDigit(b: Uint8Array, i: number): number {
+  const c = b[i];
+  return c >= C_0 && c <= C_9 ? c - C_0 : -1;
+}
+
+/** readTimestamp over bytes: true when b[0, end) is a timestamp parseLine accepts (then tsMs is set; tsIso is not). */
+function readTimestampBytes(b: Uint8Array, end: number): boolean {
+  if (end < 19 || b[4] !== C_MINUS || b[7] !== C_MINUS || b[10] !== 84 || b[13] !== 58 || b[16] !== 58) return false;
+  const y0 = byteDigit(b, 0), y1 = byteDigit(b, 1), y2 = byteDigit(b, 2), y3 = byteDigit(b, 3), mo0 = byteDigit(b, 5), mo1 = byteDigit(b, 6), d0 = byteDigit(b, 8), d1 = byteDigit(b, 9);
+  const h0 = byteDigit(b, 11), h1 = byteDigit(b, 12), mi0 = byteDigit(b, 14), mi1 = byteDigit(b, 15), s0 = byteDigit(b, 17), s1 = byteDigit(b, 18);
+  if ((y0 | y1 | y2 | y3 | mo0 | mo1 | d0 | d1 | h0 | h1 | mi0 | mi1 | s0 | s1) < 0) return false;
+  let millis = 0;
+  if (end > 19) {
+    const digits = end - 20;
+    if (b[19] !== 46 || digits < 1 || digits > 9) return false;
+    for (let i = 20; i < end; i++) {
+      const dv = byteDigit(b, i);
+      if (dv < 0) return false;
+      if (i < 23) millis = millis * 10 + dv;
+    }
+    if (digits < 3) millis *= digits === 1 ? 100 : 10;
+  }
+  const ms = civilMs(y0 * 1000 + y1 * 100 + y2 * 10 + y3, mo0 * 10 + mo1, d0 * 10 + d1, h0 * 10 + h1, mi0 * 10 + mi1, s0 * 10 + s1, millis);
+  if (ms === null) return false;
+  tsMs = ms;
+  return true;
 }
 
 export function parseLine(raw: string): ParseResult {
@@ -143,6 +175,73 @@ export function parseLine(raw: string): ParseResult {
     // Unreachable by design (the fuzz test holds it to that); the guard keeps the never-throws promise.
     return fail(`internal parser error: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200));
   }
+}
+
+/**
+ * What parseWatchBytes read from the last line it accepted; the next call overwrites it. The
+ * timestamp's text is not decoded: `atIsoOf(line)` gives it, for the few lines whose time is kept.
+ */
+export const watchRead = { atMs: 0, userId: 0, minute: 0, movieStart: 0, movieEnd: 0 };
+
+const WATCH_PREFIX_CODES = [...WATCH_PREFIX].map((c) => c.charCodeAt(0));
+const C_SLASH = 47;
+
+/** readUint over bytes. */
+function readUintBytes(b: Uint8Array, start: number, end: number, max: number): number {
+  if (end <= start) return -1;
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const c = b[i];
+    if (c < C_0 || c > C_9) return -1;
+    if (v <= max) v = v * 10 + (c - C_0);
+  }
+  return v > max ? max + 1 : v;
+}
+
+/**
+ * The ingest's fast path for its commonest line, read from the message's bytes in plain loops (a
+ * Buffer method per line costs more than the parse): no string for the line, no result or event
+ * object. True when `b` is a watch line in canonical form (every byte ASCII, nothing to trim) that
+ * parseLine accepts, with its fields in `watchRead`; false for any other line, which the caller
+ * hands to parseLine (so false never means "invalid", and the reasons stay parseLine's). Every
+ * byte of an accepted line is checked against the grammar, which makes it ASCII, so its UTF-8
+ * decoding is the same text; the fuzz test holds the two paths to the same answers.
+ */
+export function parseWatchBytes(b: Uint8Array): boolean {
+  const len = b.length;
+  if (len > MAX_LINE_LENGTH || b[len - 1] !== 103 /* g */) return false;
+  // No comma sits in the first 19 bytes of a line readTimestampBytes accepts.
+  let c1 = 19;
+  while (c1 < len && c1 < 30 && b[c1] !== C_COMMA) c1++;
+  if (b[c1] !== C_COMMA || !readTimestampBytes(b, c1)) return false;
+  let c2 = c1 + 1;
+  while (c2 < len && b[c2] !== C_COMMA) c2++;
+  if (c2 >= len) return false;
+  const userId = readUintBytes(b, c1 + 1, c2, MAX_INT4);
+  if (userId < 0 || userId > MAX_INT4) return false;
+  const p = c2 + 1 + WATCH_PREFIX_CODES.length;
+  if (p > len) return false;
+  for (let i = 0; i < WATCH_PREFIX_CODES.length; i++) if (b[c2 + 1 + i] !== WATCH_PREFIX_CODES[i]) return false;
+  let slash = p;
+  while (slash < len && b[slash] !== C_SLASH) slash++;
+  if (slash >= len || !isValidSlugBytes(b, p, slash)) return false;
+  // ".mpg", and at least one minute digit before it.
+  if (len - 4 < slash + 2 || b[len - 4] !== 46 || b[len - 3] !== 109 || b[len - 2] !== 112) return false;
+  const minute = readUintBytes(b, slash + 1, len - 4, MAX_MINUTE);
+  if (minute < 0 || minute > MAX_MINUTE) return false;
+  watchRead.atMs = tsMs;
+  watchRead.userId = userId;
+  watchRead.minute = minute;
+  watchRead.movieStart = p;
+  watchRead.movieEnd = slash;
+  return true;
+}
+
+/** The atIso of a line parseWatchBytes accepted: its timestamp's text, as parseLine gives it. */
+export function atIsoOf(line: Buffer): string {
+  let c1 = 19;
+  while (c1 < line.length && line[c1] !== C_COMMA) c1++;
+  return line.toString('latin1', 0, isoEnd(c1)) + 'Z';
 }
 
 function parseTrimmed(s: string): ParseResult {

@@ -31,6 +31,19 @@ export function isValidSlugRange(s: string, start: number, end: number): boolean
   return alnum === 1;
 }
 
+/** isValidSlugRange over bytes (the ingest reads watch lines without decoding them). */
+export function isValidSlugBytes(b: Uint8Array, start: number, end: number): boolean {
+  const len = end - start;
+  if (len <= 0 || len > MAX_SLUG_LENGTH) return false;
+  let alnum = 0;
+  for (let i = start; i < end; i++) {
+    const c = b[i];
+    if (c >= 128 || SLUG_CHAR[c] === 0) return false;
+    alnum |= ALNUM[c];
+  }
+  return alnum === 1;
+}
+
 export function isValidSlug(s: string): boolean {
   return typeof s === 'string' && isValidSlugRange(s, 0, s.length);
 }

@@ -1,10 +1,10 @@
 import type { LogEvent } from '../events/types.ts';
-import { parseLine } from '../events/parser.ts';
+import { atIsoOf, parseLine, parseWatchBytes, watchRead } from '../events/parser.ts';
 
-/** One Kafka message as the batch writer needs it. */
+/** One Kafka message as the batch writer needs it: its line, or the line's bytes as Kafka gave them. */
 export interface RawMessage {
   offset: number;
-  value: string | null;
+  value: string | Buffer | null;
 }
 
 export interface WatchAgg {
@@ -12,6 +12,8 @@ export interface WatchAgg {
   firstMs: number; firstIso: string; lastMs: number; lastIso: string;
   /** Every minute seen, repeats allowed: a push per line is cheaper than a set insert. */
   minutes: number[]; maxMinute: number;
+  /** While buildBatch runs: the line firstIso / lastIso is still to be read from (see atIsoOf). */
+  firstLine?: Buffer; lastLine?: Buffer;
 }
 export interface RatingAgg { userId: number; movieId: string; rating: number; atMs: number; atIso: string }
 export interface AccountAgg { userId: number; atMs: number; atIso: string }
@@ -40,10 +42,16 @@ function storableLine(line: string): string {
 }
 
 /** Per user: the watch row of their last watch line, and all their watch rows by movie. */
-type WatchIndex = Map<number, { last: WatchAgg | undefined; byMovie: Map<string, WatchAgg> }>;
+type UserWatches = { userId: number; last: WatchAgg | undefined; byMovie: Map<string, WatchAgg> };
+type WatchIndex = Map<number, UserWatches>;
 
-/** Parses and aggregates a batch in offset order; later events win ties for "latest". */
-export function buildBatch(messages: RawMessage[]): BatchRows {
+/**
+ * Parses and aggregates a batch in offset order; later events win ties for "latest". Kafka's own
+ * messages come with their offsets as numbers beside them (no wrapper object per message).
+ */
+export function buildBatch(messages: readonly RawMessage[]): BatchRows;
+export function buildBatch(messages: readonly Pick<RawMessage, 'value'>[], offsets: readonly number[]): BatchRows;
+export function buildBatch(messages: readonly Pick<RawMessage, 'value'>[], offsets: readonly number[] = (messages as readonly RawMessage[]).map((m) => m.offset)): BatchRows {
   const rows: BatchRows = {
     watches: [], ratings: new Map(), accounts: new Map(), recommendations: [], deadLetters: [],
     movies: new Set(), users: new Set(), events: 0,
@@ -51,50 +59,66 @@ export function buildBatch(messages: RawMessage[]): BatchRows {
   // Watches by user, then movie: two lookups without building a key string for every line (the
   // lines are nearly all watches, one per minute, so this is ingest's hottest loop).
   const watchIndex: WatchIndex = new Map();
-  for (const m of messages) {
-    if (m.value === null) {
-      rows.deadLetters.push({ offset: m.offset, line: '', reason: 'empty message (null value)' });
+  for (let i = 0; i < messages.length; i++) {
+    const value = messages[i].value;
+    if (value === null) {
+      rows.deadLetters.push({ offset: offsets[i], line: '', reason: 'empty message (null value)' });
       continue;
     }
-    const parsed = parseLine(m.value);
+    // Nearly every line is a watch: read those from the bytes, and decode only the rest.
+    if (typeof value !== 'string' && parseWatchBytes(value)) {
+      rows.events++;
+      addWatchBytes(rows, watchIndex, value);
+      continue;
+    }
+    const line = typeof value === 'string' ? value : value.toString('utf8');
+    const parsed = parseLine(line);
     if (!parsed.ok) {
-      rows.deadLetters.push({ offset: m.offset, line: storableLine(m.value), reason: parsed.reason });
+      rows.deadLetters.push({ offset: offsets[i], line: storableLine(line), reason: parsed.reason });
       continue;
     }
     rows.events++;
-    addEvent(rows, watchIndex, parsed.event, m.offset);
+    addEvent(rows, watchIndex, parsed.event, offsets[i]);
+  }
+  // A watch row keeps the time text of two lines, so only those two are decoded.
+  for (const w of rows.watches) {
+    if (w.firstLine !== undefined) { w.firstIso = atIsoOf(w.firstLine); w.firstLine = undefined; }
+    if (w.lastLine !== undefined) { w.lastIso = atIsoOf(w.lastLine); w.lastLine = undefined; }
   }
   return rows;
 }
 
+/** True when b[start, end) spells s (both ASCII). */
+function sameAscii(b: Buffer, start: number, end: number, s: string): boolean {
+  if (s.length !== end - start) return false;
+  for (let i = start; i < end; i++) if (b[i] !== s.charCodeAt(i - start)) return false;
+  return true;
+}
+
+/** The watch parseWatchBytes just read; the movie id is decoded only when it is not the user's last one. */
+function addWatchBytes(rows: BatchRows, watchIndex: WatchIndex, b: Buffer): void {
+  const { movieStart, movieEnd } = watchRead;
+  const user = userWatches(rows, watchIndex, watchRead.userId);
+  const last = user.last;
+  const movieId = last !== undefined && sameAscii(b, movieStart, movieEnd, last.movieId) ? last.movieId : b.toString('latin1', movieStart, movieEnd);
+  addWatch(rows, user, movieId, watchRead.atMs, b, watchRead.minute);
+}
+
+function userWatches(rows: BatchRows, watchIndex: WatchIndex, userId: number): UserWatches {
+  let user = watchIndex.get(userId);
+  if (!user) {
+    user = { userId, last: undefined, byMovie: new Map() };
+    watchIndex.set(userId, user);
+    rows.users.add(userId);
+  }
+  return user;
+}
+
 function addEvent(rows: BatchRows, watchIndex: WatchIndex, e: LogEvent, offset: number): void {
   switch (e.kind) {
-    case 'watch': {
-      let user = watchIndex.get(e.userId);
-      if (!user) {
-        user = { last: undefined, byMovie: new Map() };
-        watchIndex.set(e.userId, user);
-        rows.users.add(e.userId);
-      }
-      // A user's watch lines come a minute at a time, mostly of the movie of their last line: a
-      // string comparison then spares hashing the fresh movie id string for the map.
-      const last = user.last;
-      const w = last !== undefined && last.movieId === e.movieId ? last : user.byMovie.get(e.movieId);
-      if (!w) {
-        rows.movies.add(e.movieId);
-        const agg: WatchAgg = { userId: e.userId, movieId: e.movieId, firstMs: e.atMs, firstIso: e.atIso, lastMs: e.atMs, lastIso: e.atIso, minutes: [e.minute], maxMinute: e.minute };
-        user.byMovie.set(e.movieId, agg);
-        user.last = agg;
-        rows.watches.push(agg);
-      } else {
-        user.last = w;
-        if (e.atMs < w.firstMs) { w.firstMs = e.atMs; w.firstIso = e.atIso; }
-        if (e.atMs >= w.lastMs) { w.lastMs = e.atMs; w.lastIso = e.atIso; }
-        w.minutes.push(e.minute);
-        if (e.minute > w.maxMinute) w.maxMinute = e.minute;
-      }
+    case 'watch':
+      addWatch(rows, userWatches(rows, watchIndex, e.userId), e.movieId, e.atMs, e.atIso, e.minute);
       return;
-    }
     case 'rate': {
       rows.users.add(e.userId);
       rows.movies.add(e.movieId);
@@ -114,6 +138,32 @@ function addEvent(rows: BatchRows, watchIndex: WatchIndex, e: LogEvent, offset: 
       for (const id of e.movieIds) rows.movies.add(id);
       rows.recommendations.push({ offset, atIso: e.atIso, userId: e.userId, server: e.server, status: e.status, movieIds: e.movieIds, error: e.error, latencyMs: e.latencyMs });
       break;
+  }
+}
+
+/** `at` is the line's atIso, or the line itself when its time text is decoded later (see buildBatch). */
+function addWatch(rows: BatchRows, user: UserWatches, movieId: string, atMs: number, at: string | Buffer, minute: number): void {
+  const atIso = typeof at === 'string' ? at : '';
+  const atLine = typeof at === 'string' ? undefined : at;
+  // A user's watch lines come a minute at a time, mostly of the movie of their last line: a
+  // string comparison then spares hashing the fresh movie id string for the map.
+  const last = user.last;
+  const w = last !== undefined && last.movieId === movieId ? last : user.byMovie.get(movieId);
+  if (!w) {
+    rows.movies.add(movieId);
+    const agg: WatchAgg = {
+      userId: user.userId, movieId, firstMs: atMs, firstIso: atIso, lastMs: atMs, lastIso: atIso, minutes: [minute], maxMinute: minute,
+      firstLine: atLine, lastLine: atLine,
+    };
+    user.byMovie.set(movieId, agg);
+    user.last = agg;
+    rows.watches.push(agg);
+  } else {
+    user.last = w;
+    if (atMs < w.firstMs) { w.firstMs = atMs; w.firstIso = atIso; w.firstLine = atLine; }
+    if (atMs >= w.lastMs) { w.lastMs = atMs; w.lastIso = atIso; w.lastLine = atLine; }
+    w.minutes.push(minute);
+    if (minute > w.maxMinute) w.maxMinute = minute;
   }
 }
 

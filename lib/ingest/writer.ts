@@ -17,7 +17,11 @@ export interface BatchResult {
   rows: { watches: number; ratings: number; accounts: number; recommendations: number };
   /** The stored next offset after this batch. */
   nextOffset: number;
-  /** Set when the batch starts past the stored offset: the caller must seek back to it. */
+  /**
+   * Set when the batch does not start at the stored offset: past it (the caller must seek back to
+   * it), or before it with part of the batch already stored (nothing is written; the caller reads
+   * or writes again from the stored offset).
+   */
   seekTo?: number;
 }
 
@@ -32,6 +36,11 @@ export interface BatchResult {
 export interface ParsedBatch {
   offsets: readonly number[];
   built: BatchRows;
+}
+
+/** A batch from messages in ascending offset order, for writeBatch. */
+export function parseBatch(messages: RawMessage[]): ParsedBatch {
+  return { offsets: messages.map((m) => m.offset), built: buildBatch(messages) };
 }
 
 export interface WriteOptions {
@@ -110,7 +119,8 @@ function arrayLiteral(items: readonly (string | number | null)[]): string {
     const v = items[i];
     if (v === null) out += 'NULL';
     else if (typeof v === 'number') out += String(v);
-    else out += '"' + v.replace(/[\\"]/g, '\\$&') + '"';
+    // Most text holds neither a quote nor a backslash: two scans cost less than the regex.
+    else out += '"' + (v.indexOf('"') < 0 && v.indexOf('\\') < 0 ? v : v.replace(/[\\"]/g, '\\$&')) + '"';
   }
   return out + '}';
 }
@@ -161,16 +171,14 @@ function rowParams(b: BatchRows, topic: string, partition: number, nextOffset: n
  * The offset row is locked first, so a second consumer that got the same partition during a
  * rebalance waits, then sees the new offset and skips what was written: never a duplicate.
  */
-export async function writeBatch(client: pg.PoolClient, topic: string, partition: number, batch: RawMessage[] | ParsedBatch, logStart = 0, opts: WriteOptions = {}): Promise<BatchResult> {
-  const lines = Array.isArray(batch) ? batch : undefined;
-  const offsets = Array.isArray(batch) ? batch.map((m) => m.offset) : batch.offsets;
-  const all = Array.isArray(batch) ? buildBatch(batch) : batch.built;
+export async function writeBatch(client: pg.PoolClient, topic: string, partition: number, batch: ParsedBatch, logStart = 0, opts: WriteOptions = {}): Promise<BatchResult> {
+  const { offsets, built: b } = batch;
   // Movies and users are only "seen" markers (ON CONFLICT DO NOTHING), so they are committed on
   // their own ahead of the batch's transaction (same round trip): partitions written side by side
   // then wait on each other's new ids for one statement, not for a whole batch. In key order, so
   // that two sharing new ids wait instead of deadlocking.
-  const movies = (opts.known ? opts.known.newMovies(all.movies) : [...all.movies]).sort();
-  const users = (opts.known ? opts.known.newUsers(all.users) : [...all.users]).sort((x, y) => x - y);
+  const movies = (opts.known ? opts.known.newMovies(b.movies) : [...b.movies]).sort();
+  const users = (opts.known ? opts.known.newUsers(b.users) : [...b.users]).sort((x, y) => x - y);
   let seen = '';
   if (movies.length) seen += inline('INSERT INTO movies (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING;\n', [movies]);
   if (users.length) seen += inline('INSERT INTO users (id) SELECT unnest($1::int[]) ON CONFLICT DO NOTHING;\n', [users]);
@@ -185,28 +193,26 @@ export async function writeBatch(client: pg.PoolClient, topic: string, partition
       ON CONFLICT (topic, kafka_partition) DO UPDATE SET next_offset = o.next_offset RETURNING next_offset`, [topic, partition])) as unknown as pg.QueryResult<{ next_offset: string }>[];
     opts.known?.remember(movies, users);
     const stored = Number(results[results.length - 1].rows[0].next_offset);
-    // Offsets ascend, so the fresh messages are a suffix.
-    let first = 0;
-    while (first < offsets.length && offsets[first] < stored) first++;
-    const skipped = first;
+    // Offsets ascend, so the messages already stored are a prefix.
+    let skipped = 0;
+    while (skipped < offsets.length && offsets[skipped] < stored) skipped++;
     const empty = { watches: 0, ratings: 0, accounts: 0, recommendations: 0 };
-    if (first === offsets.length) {
+    if (skipped === offsets.length) {
       await client.query('ROLLBACK');
       return { written: 0, skipped, events: 0, deadLetters: 0, rows: empty, nextOffset: stored };
     }
     // Kafka handed us messages past what Postgres holds (e.g. after a restore): read the gap first,
     // unless the gap is gone from the log already (retention), where the log's start is the floor.
-    // A parsed batch without its lines that is partly stored is read again from the stored offset.
-    if (offsets[first] > Math.max(stored, logStart) || (first > 0 && !lines)) {
+    // A batch that is partly stored is read again from the stored offset (see ParsedBatch).
+    if (skipped > 0 || offsets[0] > Math.max(stored, logStart)) {
       await client.query('ROLLBACK');
       return { written: 0, skipped, events: 0, deadLetters: 0, rows: empty, nextOffset: stored, seekTo: stored };
     }
-    const b = first === 0 ? all : buildBatch(lines!.slice(first));
     const nextOffset = offsets[offsets.length - 1] + 1;
     // An error in the statement skips the COMMIT after it; the catch below rolls back.
     await client.query(inline(WRITE_ROWS, rowParams(b, topic, partition, nextOffset)) + ';\nCOMMIT');
     return {
-      written: offsets.length - first, skipped, events: b.events, deadLetters: b.deadLetters.length, nextOffset,
+      written: offsets.length, skipped: 0, events: b.events, deadLetters: b.deadLetters.length, nextOffset,
       rows: { watches: b.watches.length, ratings: b.ratings.size, accounts: b.accounts.size, recommendations: b.recommendations.length },
     };
   } catch (err) {

@@ -12,9 +12,9 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.ts';
 import type { Pool } from '../db.ts';
 import { parseLine } from '../events/parser.ts';
-import { kafkaClient } from '../kafka.ts';
+import { kafkaClient, topicOffsets } from '../kafka.ts';
 import type { RawMessage } from '../ingest/batch.ts';
-import { writeBatch } from '../ingest/writer.ts';
+import { parseBatch, writeBatch } from '../ingest/writer.ts';
 import { ProvenanceError } from './trace.ts';
 
 export interface ReplayOptions {
@@ -73,7 +73,7 @@ export async function replayUntil(cfg: Config, db: Pool, opts: ReplayOptions): P
   try {
     const topics = await admin.listTopics();
     if (!topics.includes(opts.topic)) throw new ProvenanceError(`Kafka has no topic ${opts.topic} (pass --topic to name the one ingest read)`);
-    const offsets = await admin.fetchTopicOffsets(opts.topic);
+    const offsets = await topicOffsets(admin, opts.topic);
     const parts = new Map<number, PartitionReplay & { next: number; done: boolean }>();
     for (const o of offsets) {
       const low = Number(o.low);
@@ -136,8 +136,17 @@ export async function replayUntil(cfg: Config, db: Pool, opts: ReplayOptions): P
             try {
               // Lines later than `until` leave gaps on purpose; telling the writer the log starts
               // at this batch's first offset makes it accept the gap instead of asking to seek back.
-              const r = await writeBatch(client, opts.topic, p.partition, take, take[0].offset);
-              if (r.seekTo !== undefined) throw new ProvenanceError(`partition ${p.partition}: the scratch database expected offset ${r.seekTo}, the replay is at ${take[0].offset}`);
+              const start = take[0].offset;
+              let r = await writeBatch(client, opts.topic, p.partition, parseBatch(take), start);
+              // The writer writes no batch in part: where the database already holds this batch's
+              // start (its offsets ahead of `from`), the rest is written on its own.
+              const stored = r.seekTo;
+              if (stored !== undefined && stored > start) {
+                const tail = take.filter((m) => m.offset >= stored);
+                // The tail's own start, for the same reason as above: a later line at the stored offset leaves a gap.
+                if (tail.length) r = await writeBatch(client, opts.topic, p.partition, parseBatch(tail), tail[0].offset);
+              }
+              if (r.seekTo !== undefined) throw new ProvenanceError(`partition ${p.partition}: the scratch database expected offset ${r.seekTo}, the replay is at ${start}`);
               p.written += r.written;
             } catch (err) {
               failed = true;

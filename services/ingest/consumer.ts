@@ -1,9 +1,9 @@
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
-import { ensureTopic, kafkaClient } from '../../lib/kafka.ts';
+import { ensureTopic, kafkaClient, topicOffsets } from '../../lib/kafka.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { buildBatch, type RawMessage } from '../../lib/ingest/batch.ts';
+import { buildBatch } from '../../lib/ingest/batch.ts';
 import { KnownIds } from '../../lib/ingest/known.ts';
 import { INGEST_FETCH } from '../../lib/ingest/runtime.ts';
 import { writeBatch, type ParsedBatch } from '../../lib/ingest/writer.ts';
@@ -31,18 +31,13 @@ export interface IngestOptions {
  * Kafka follow Postgres (committed after each write), never lead it.
  */
 /**
- * A fetched batch's lines parsed into rows; the lines die here, young, and the write keeps the rows
- * and offsets only (see ParsedBatch). Never throws: a line the parser rejects is a dead letter.
+ * A fetched batch's lines parsed into rows, watch lines straight from their bytes; the lines die
+ * here, young, and the write keeps the rows and offsets only (see ParsedBatch). Never throws: a line the parser rejects is a dead letter.
  */
-function parse(fetched: readonly KafkaMessage[]): ParsedBatch {
-  const messages: RawMessage[] = new Array(fetched.length);
+export function parseFetched(fetched: readonly KafkaMessage[]): ParsedBatch {
   const offsets: number[] = new Array(fetched.length);
-  for (let i = 0; i < fetched.length; i++) {
-    const m = fetched[i];
-    offsets[i] = Number(m.offset);
-    messages[i] = { offset: offsets[i], value: m.value === null ? null : m.value.toString('utf8') };
-  }
-  return { offsets, built: buildBatch(messages) };
+  for (let i = 0; i < fetched.length; i++) offsets[i] = Number(fetched[i].offset);
+  return { offsets, built: buildBatch(fetched, offsets) };
 }
 
 /**
@@ -70,9 +65,7 @@ export class Ingest {
   private running = false;
   private assigned: number[] = [];
   private paused = false;
-  /** Per partition, the last write queued: resolves to false when it failed, had to seek or was dropped. */
-  private readonly inFlight = new Map<number, Promise<boolean>>();
-  /** Per partition, the writes queued or running, oldest first. */
+  /** Per partition, the writes queued or running, oldest first; each resolves to false when it failed, had to seek or was dropped. */
   private readonly queued = new Map<number, Promise<boolean>[]>();
   /** Per partition, how many seeks were made: a batch fetched before the latest one is dropped. */
   private readonly generations = new Map<number, number>();
@@ -151,12 +144,10 @@ export class Ingest {
     } finally {
       await admin.disconnect();
     }
-    const { rows } = await this.pool.query<{ kafka_partition: number; next_offset: string }>(
-      'SELECT kafka_partition, next_offset FROM ingest_offsets WHERE topic = $1', [this.topic]);
-    const stored = new Map(rows.map((r) => [r.kafka_partition, Number(r.next_offset)]));
+    const stored = await this.storedOffsets();
     for (const { partition, offset } of committed) {
       if (!partitions.includes(partition)) continue;
-      const truth = Math.max(stored.get(partition) ?? 0, this.logStart.get(partition) ?? 0);
+      const truth = stored(partition);
       if (Number(offset) > truth) {
         // Postgres lost commits: the movie and user markers they carried may be gone too.
         this.known.forget();
@@ -165,6 +156,17 @@ export class Ingest {
         this.seek(this.topic, partition, truth);
       }
     }
+  }
+
+  /**
+   * Where each partition goes on from, by Postgres: its stored next offset, or the start of the log
+   * when retention has removed lines below that (or nothing is stored yet).
+   */
+  private async storedOffsets(): Promise<(partition: number) => number> {
+    const { rows } = await this.pool.query<{ kafka_partition: number; next_offset: string }>(
+      'SELECT kafka_partition, next_offset FROM ingest_offsets WHERE topic = $1', [this.topic]);
+    const stored = new Map(rows.map((r) => [r.kafka_partition, Number(r.next_offset)]));
+    return (partition) => Math.max(stored.get(partition) ?? 0, this.logStart.get(partition) ?? 0);
   }
 
   /**
@@ -186,19 +188,8 @@ export class Ingest {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      // A topic created a moment ago may have no partition leader yet ("not the leader for that
-      // topic-partition"): that passes within seconds, so wait it out instead of exiting.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          for (const p of await admin.fetchTopicOffsets(this.topic)) this.logStart.set(p.partition, Number(p.low));
-          return;
-        } catch (err) {
-          const retriable = (err as { retriable?: boolean }).retriable === true || /leader/i.test((err as Error).message);
-          if (!retriable || attempt >= 30) throw err;
-          if (attempt === 1) this.log(`ingest: offsets of ${this.topic} not available yet (${(err as Error).message}); retrying`);
-          await new Promise((r) => setTimeout(r, 500));
-        }
-      }
+      const offsets = await topicOffsets(admin, this.topic, { log: (line) => this.log(`ingest: ${line}`) });
+      for (const p of offsets) this.logStart.set(p.partition, Number(p.low));
     } finally {
       await admin.disconnect();
     }
@@ -214,8 +205,10 @@ export class Ingest {
     // kafkajs sends the next fetch request only when every eachBatch of this fetch has returned,
     // and nothing of it runs while an eachBatch does: parsed in a task of its own, after this
     // returns, the lines are parsed while the broker answers that request instead of before it.
-    const parsed = new Promise<ParsedBatch>((resolve) => setImmediate(() => resolve(parse(fetched))));
-    const previous = this.inFlight.get(partition);
+    const parsed = new Promise<ParsedBatch>((resolve) => setImmediate(() => resolve(parseFetched(fetched))));
+    const queue = this.queued.get(partition) ?? [];
+    this.queued.set(partition, queue);
+    const previous = queue.at(-1);
     const start = (): Promise<boolean> =>
       // A failed or seeking write has moved the partition: this batch was fetched before that. When
       // paused, no write may start after drained() said there was none (resume() seeks anyway).
@@ -224,14 +217,8 @@ export class Ingest {
         ? Promise.resolve(false)
         : parsed.then((p) => this.write(batch.topic, partition, p, highWatermark));
     const write = previous ? previous.then(start) : start();
-    this.inFlight.set(partition, write);
-    const queue = this.queued.get(partition) ?? [];
-    this.queued.set(partition, queue);
     queue.push(write);
-    void write.finally(() => {
-      void queue.splice(queue.indexOf(write), 1);
-      if (this.inFlight.get(partition) === write) this.inFlight.delete(partition);
-    });
+    void write.finally(() => void queue.splice(queue.indexOf(write), 1));
     resolveOffset(batch.lastOffset());
     // Lets kafkajs fetch the next batch while this one waits its turn, but no further ahead.
     if (queue.length > WRITES_QUEUED) await queue[queue.length - 1 - WRITES_QUEUED];
@@ -301,7 +288,11 @@ export class Ingest {
 
   /** Resolves when no write is in flight (the batches in hand are in Postgres or failed). */
   async drained(): Promise<void> {
-    while (this.inFlight.size) await Promise.all(this.inFlight.values());
+    for (;;) {
+      const pending = [...this.queued.values()].flat();
+      if (pending.length === 0) return;
+      await Promise.all(pending);
+    }
   }
 
   /**
@@ -338,14 +329,8 @@ export class Ingest {
     // The database may have been swapped: what it holds is no longer known.
     this.known.forget();
     if (this.consumer) {
-      const { rows } = await this.pool.query<{ kafka_partition: number; next_offset: number }>(
-        'SELECT kafka_partition, next_offset FROM ingest_offsets WHERE topic = $1', [this.topic]);
-      const stored = new Map(rows.map((r) => [r.kafka_partition, Number(r.next_offset)]));
-      for (const partition of this.assigned) {
-        const offset = Math.max(stored.get(partition) ?? 0, this.logStart.get(partition) ?? 0);
-        this.generations.set(partition, (this.generations.get(partition) ?? 0) + 1);
-        this.consumer.seek({ topic: this.topic, partition, offset: String(offset) });
-      }
+      const stored = await this.storedOffsets();
+      for (const partition of this.assigned) this.seek(this.topic, partition, stored(partition));
       this.consumer.resume([{ topic: this.topic }]);
     }
     this.paused = false;

@@ -4,6 +4,8 @@ import { parseLine } from '../../lib/events/parser.ts';
 import { projectRoot, type Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
 import { kafkaClient, produceLines } from '../../lib/kafka.ts';
+import { Ingest } from '../../services/ingest/consumer.ts';
+import { scratchDatabase, type ScratchDatabase } from './db.ts';
 
 /** What Postgres must hold after ingesting `lines`, computed straight from the lines (not by the ingest code). */
 export interface Expected {
@@ -92,6 +94,39 @@ export async function produceHoldingLast(cfg: Config, topic: string, lines: read
     produced += await produceLines(cfg, lines.slice(i, i + slice), { topic });
   }
   return produced;
+}
+
+/** What withIngest and runIngest hand a test: the ingest and every line it logged. */
+export interface IngestRun { ingest: Ingest; groupId: string; logged: string[] }
+
+/**
+ * An in-process Ingest of `topic` into `pool` (consumer group `groupId`), started, for as long as
+ * `fn` runs; stopped afterwards whatever happened. A test may stop it earlier itself (stop is
+ * idempotent), e.g. to assert on the rows once it is quiet.
+ */
+export async function runIngest<T>(cfg: Config, pool: Pool, opts: { topic: string; groupId: string }, fn: (run: IngestRun) => Promise<T>): Promise<T> {
+  const logged: string[] = [];
+  const ingest = new Ingest(cfg, pool, { topic: opts.topic, groupId: opts.groupId, log: (l) => logged.push(l) });
+  try {
+    await ingest.start();
+    return await fn({ ingest, groupId: opts.groupId, logged });
+  } finally {
+    await ingest.stop();
+  }
+}
+
+/**
+ * A scratch database named after `name` and an in-process Ingest of `topic` into it (group
+ * g-<database>), started, for as long as `fn` runs; then the ingest is stopped and the database
+ * dropped, whatever happened.
+ */
+export async function withIngest<T>(cfg: Config, name: string, topic: string, fn: (run: IngestRun & { db: ScratchDatabase }) => Promise<T>): Promise<T> {
+  const db = await scratchDatabase(name);
+  try {
+    return await runIngest(cfg, db.pool, { topic, groupId: `g-${db.name}` }, (run) => fn({ ...run, db }));
+  } finally {
+    await db.drop();
+  }
 }
 
 /** The real ingest service as a child process, pointed at a scratch database and topic. */
