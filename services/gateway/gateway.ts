@@ -69,14 +69,13 @@ type Outcome = Answer | { ok: false; reason: string };
 /** Versions come from admins and /healthz answers: a character Node refuses in a header must not fail a request. */
 const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : v.replace(/[^\x20-\x7e]/g, '?'));
 
-/** A per-key cache of `make`, for bound metric series. */
-function bound<F>(make: (key: string) => F): (key: string) => F {
-  const cache = new Map<string, F>();
-  return (key) => {
-    let f = cache.get(key);
-    if (f === undefined) { f = make(key); cache.set(key, f); }
-    return f;
-  };
+const SLOTS = ['main', 'nightly'] as const satisfies readonly Slot[];
+/** Who can produce an answer: a slot, or the popular list. */
+const ANSWERERS = [...SLOTS, 'popular'] as const;
+
+/** `make(key)` for every key, as a record (the request path then indexes it, no map lookup or labels object). */
+function perSlot<K extends string, F>(keys: readonly K[], make: (key: K) => F): Record<K, F> {
+  return Object.fromEntries(keys.map((k) => [k, make(k)])) as Record<K, F>;
 }
 
 /** Most distinct users remembered per release to avoid re-sending assignments; past it the set restarts (the insert ignores repeats). */
@@ -109,12 +108,16 @@ export class Gateway {
     routingChanges: this.registry.counter('gateway_routing_changes_total', 'Routing changes applied through this process or picked up from Postgres'),
   };
 
-  /** Series the request path updates, bound per label value on first use (no labels object or series key per request). */
+  /**
+   * Series the request path updates, bound once per slot (no labels object or series key per
+   * request); answers and their time also for the popular list. Binding creates no series: one
+   * appears in /metrics on its first update, as before.
+   */
   private readonly hot = {
-    requests: bound((slot) => this.m.requests.bind({ slot })),
-    answers: bound((slot) => this.m.answers.bind({ slot })),
-    latency: bound((slot) => this.m.latency.bind({ slot })),
-    upstreamLatency: bound((slot) => this.m.upstreamLatency.bind({ slot })),
+    requests: perSlot(SLOTS, (slot) => this.m.requests.bind({ slot })),
+    answers: perSlot(ANSWERERS, (slot) => this.m.answers.bind({ slot })),
+    latency: perSlot(ANSWERERS, (slot) => this.m.latency.bind({ slot })),
+    upstreamLatency: perSlot(SLOTS, (slot) => this.m.upstreamLatency.bind({ slot })),
   };
 
   private state!: RoutingState;
@@ -279,7 +282,7 @@ export class Gateway {
     const s = this.state;
     const ep = this.endpoints;
     const assigned = slotFor(userId, s.releaseId, s.nightlyUrl ? s.nightlyPercent : 0);
-    this.hot.requests(assigned)();
+    this.hot.requests[assigned]();
     this.noteAssignment(s, userId, assigned, servedAt);
 
     const reasons: string[] = [];
@@ -345,8 +348,8 @@ export class Gateway {
     // After the answer is on its way: the ids for the history row and the popular list.
     const ids = sent.ids ?? answerIds(sent.body);
     if (got) this.popular.observe(ids);
-    this.hot.answers(by)();
-    this.hot.latency(by)(ms / 1000);
+    this.hot.answers[by]();
+    this.hot.latency[by](ms / 1000);
     this.history.push({ servedAt, userId, slot: by, releaseId: s.releaseId, modelVersion: version, movieIds: ids, latencyMs: ms, fallback });
   }
 
@@ -402,7 +405,7 @@ export class Gateway {
       try {
         const a = await this.upstreams.get(url, `recommend/${userId}`, left, 'text/plain', signal);
         checkAnswer(a);
-        this.hot.upstreamLatency(slot)(a.ms / 1000);
+        this.hot.upstreamLatency[slot](a.ms / 1000);
         return { ok: true, body: a.body, contentType: a.contentType, outcome: a.outcome };
       } catch (err) {
         const kind = err instanceof UpstreamError ? err.kind : 'error';
