@@ -1,7 +1,7 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, log } from '@temporalio/activity';
 import { dockerClient } from '../lib/docker.ts';
 import type { BuiltImage } from '../lib/release/types.ts';
-import { buildOrReuse, DeployError, deployToSlot, removeReplicas, runningReplicas, waitHealthy } from '../lib/runtime/deploy.ts';
+import { buildOrReuse, DeployError, deployToSlot, remoteReplicasUnder, removeReplicas, runningReplicas, unnamedReplicaText, waitHealthy, type UnnamedReplica } from '../lib/runtime/deploy.ts';
 import { slotUrl, type Slot } from '../lib/runtime/index.ts';
 import { localReplicaUrls, namedReplicaCount } from '../lib/runtime/replicas.ts';
 import type { ActivityDeps } from './deps.ts';
@@ -58,9 +58,12 @@ export function containerActivities({ cfg, pool, runtime, gateway }: ActivityDep
      * as it had (each replaced in place, so none of the old version is left running unrouted), and
      * they are named in the routing state with the new version. Each step is safe to repeat: a retry
      * counts the same replicas (those running, or named by the gateway after a first attempt routed
-     * them) and finds them already on the new version.
+     * them) and finds them already on the new version. Other machines' replicas are each
+     * machine's own to replace: those already on the new version stay named, the others are unnamed, so none serves the new version's users the old
+     * model. The result says which, for the workflow's history (a retry after the routing changed
+     * finds the version already set and unnames nothing more: the first attempt's log names them).
      */
-    async promoteSlot(a: { version: string; model: string; image: BuiltImage; releaseId: string; by: string }): Promise<void> {
+    async promoteSlot(a: { version: string; model: string; image: BuiltImage; releaseId: string; by: string }): Promise<{ mainReplicas: string[]; unnamed: UnnamedReplica[] }> {
       const before = await gateway.get(a.by);
       const replicas = Math.max(1, namedReplicaCount(before, cfg, 'main'), await runningReplicas(runtime, 'main'));
       const nightly = await runtime.describe('nightly');
@@ -74,13 +77,17 @@ export function containerActivities({ cfg, pool, runtime, gateway }: ActivityDep
         await runtime.deploy({ slot: 'main', version: a.version, model: a.model, image: a.image.runtime === 'docker' ? a.image.image : null, replica: k });
         await waitHealthy(cfg, 'main', a.image.specHash, { progress: heartbeat, replica: k });
       }
-      const mainReplicas = localReplicaUrls(cfg, 'main', replicas);
+      // Read again: another machine may have named or unnamed its replicas while these were replaced.
+      const remote = await remoteReplicasUnder(await gateway.get(a.by), cfg, 'main', a.version);
+      for (const r of remote.unnamed) log.warn(`promotion: ${unnamedReplicaText('main', r, a.version)}`);
+      const mainReplicas = [...localReplicaUrls(cfg, 'main', replicas), ...remote.keep];
       await gateway.put({ mainUrl: slotUrl(cfg, 'main'), mainVersion: a.version, mainReplicas, nightlyPercent: 0, nightlyUrl: null, nightlyVersion: null, releaseId: null }, a.by);
       await removeReplicas(runtime, 'main', replicas);
       await removeReplicas(runtime, 'nightly');
       if (a.image.runtime === 'docker') {
         await dockerClient().getImage(a.image.image).tag({ repo: 'marquee-inference', tag: 'latest' });
       }
+      return { mainReplicas, unnamed: remote.unnamed };
     },
   };
 }

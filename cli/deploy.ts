@@ -1,10 +1,12 @@
 import { loadConfig, type Config } from '../lib/config.ts';
 import { createPool } from '../lib/db.ts';
 import { gatewayAdmin } from '../lib/gateway-client.ts';
-import { buildOrReuse, deployToSlot, presentReplicas, removeReplicas, runningReplicas } from '../lib/runtime/deploy.ts';
+import { buildOrReuse, deployToSlot, presentReplicas, remoteReplicasUnder, removeReplicas, runningReplicas, unnamedReplicaText } from '../lib/runtime/deploy.ts';
 import { chooseRuntime, type Slot, type SlotRuntime } from '../lib/runtime/index.ts';
 import { localReplicaIndex } from '../lib/runtime/replicas.ts';
 import { MAX_REPLICAS, slotFingerprint, slotUrl } from '../lib/runtime/slots.ts';
+import type { RoutingPatch, RoutingState } from '../lib/routing.ts';
+import { applyChange } from '../services/gateway/state.ts';
 
 /** The version main should run: the last promoted release, else the seed baseline. */
 export async function currentMainModel(): Promise<{ version: string; model: string }> {
@@ -55,9 +57,14 @@ async function routeReplicas(cfg: Config, slot: Slot, version: string, urls: str
     if (slot === 'main' && current.mainUrl !== slotUrl(cfg, 'main')) {
       return { ok: true, text: `the gateway routes main to ${current.mainUrl}, not ${slotUrl(cfg, 'main')}: its replicas are not named` };
     }
-    const patch = slot === 'main' ? { mainVersion: version, mainReplicas: replicas } : { nightlyVersion: version, nightlyReplicas: replicas };
+    // Other machines' replicas are theirs to replace: under a new version only those already on it stay named.
+    const remote = await remoteReplicasUnder(current, cfg, slot, version);
+    const named = [...replicas, ...remote.keep];
+    const patch = slot === 'main' ? { mainVersion: version, mainReplicas: named } : { nightlyVersion: version, nightlyReplicas: named };
     const r = await gateway.put(patch, 'marquee deploy');
-    return { ok: true, text: `gateway: ${slot} spread over ${urls.length} replica${urls.length > 1 ? 's' : ''}${r.changed ? '' : ' (unchanged)'}` };
+    const elsewhere = remote.keep.length ? ` here and ${remote.keep.length} on ${remote.keep.length === 1 ? 'another machine' : 'other machines'}` : '';
+    const unnamed = remote.unnamed.map((r) => `\n${unnamedReplicaText(slot, r, version)}`).join('');
+    return { ok: true, text: `gateway: ${slot} spread over ${urls.length} replica${urls.length > 1 ? 's' : ''}${elsewhere}${r.changed ? '' : ' (unchanged)'}${unnamed}` };
   } catch (err) {
     return { ok: false, text: `the gateway's routing state was not updated (${(err as Error).message}); run the same command again once the gateway runs` };
   }
@@ -67,18 +74,55 @@ async function routeReplicas(cfg: Config, slot: Slot, version: string, urls: str
  * Takes the slot's local replicas (URLs of this machine's slot ports) out of the routing state
  * before they are stopped; replicas named on other machines stay. Main's first URL stays (main
  * always has one; the gateway answers main's users from its popular list while nothing runs there).
+ * Through the gateway's admin API; when no gateway answers, in Postgres directly (the row every
+ * gateway reads, with the same change log): taking names out needs none of the health checks the
+ * API makes for new ones, and a gateway that runs elsewhere, or starts later, reads the row.
  */
 async function unrouteReplicas(cfg: Config, slot: Slot): Promise<{ ok: boolean; text?: string }> {
   const gateway = gatewayAdmin(cfg);
   try {
-    const current = await gateway.get('marquee undeploy');
-    const named = slot === 'main' ? current.mainReplicas : current.nightlyReplicas;
-    const keep = named.filter((u) => localReplicaIndex(cfg, slot, u) === undefined);
-    if (keep.length === named.length) return { ok: true };
-    const r = await gateway.put(slot === 'main' ? { mainReplicas: keep } : { nightlyReplicas: keep }, 'marquee undeploy');
-    return { ok: true, text: `gateway: ${named.length - keep.length} replica${named.length - keep.length > 1 ? 's' : ''} of ${slot} unnamed${r.changed ? '' : ' (unchanged)'}` };
+    const { patch, removed } = withoutLocalReplicas(cfg, slot, await gateway.get('marquee undeploy'));
+    if (removed === 0) return { ok: true };
+    const r = await gateway.put(patch, 'marquee undeploy');
+    return { ok: true, text: `gateway: ${unnamedText(slot, removed)}${r.changed ? '' : ' (unchanged)'}` };
   } catch (err) {
-    return { ok: false, text: `the gateway's routing state was not updated (${(err as Error).message}): it still names replicas of ${slot} that no longer run (its health checks skip them); run \`marquee undeploy ${slot}\` again once the gateway runs` };
+    if (gatewayUnreachable(err)) return unrouteInPostgres(cfg, slot, (err as Error).message);
+    return { ok: false, text: `the gateway's routing state was not updated (${(err as Error).message}); run \`marquee undeploy ${slot}\` again` };
+  }
+}
+
+/** The patch that takes this machine's replicas of `slot` out of `state`, and how many that is. */
+function withoutLocalReplicas(cfg: Config, slot: Slot, state: Pick<RoutingState, 'mainReplicas' | 'nightlyReplicas'>): { patch: RoutingPatch; removed: number } {
+  const named = slot === 'main' ? state.mainReplicas : state.nightlyReplicas;
+  const keep = named.filter((u) => localReplicaIndex(cfg, slot, u) === undefined);
+  return { patch: slot === 'main' ? { mainReplicas: keep } : { nightlyReplicas: keep }, removed: named.length - keep.length };
+}
+
+const unnamedText = (slot: Slot, n: number) => `${n} replica${n > 1 ? 's' : ''} of ${slot} unnamed`;
+
+/** True when no gateway answered at all (refused, reset, timed out), as opposed to one that answered with an error. */
+function gatewayUnreachable(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name;
+  return err instanceof TypeError || name === 'TimeoutError' || name === 'AbortError';
+}
+
+async function unrouteInPostgres(cfg: Config, slot: Slot, why: string): Promise<{ ok: boolean; text?: string }> {
+  const pool = createPool(cfg, { max: 1 });
+  try {
+    let removed = 0;
+    // The patch is made from the locked row, so a change another gateway made meanwhile is kept.
+    const r = await applyChange(pool, (before) => {
+      const change = withoutLocalReplicas(cfg, slot, before);
+      removed = change.removed;
+      return change.patch;
+    }, 'marquee undeploy (gateway down)', async () => undefined);
+    if (!r.ok) return { ok: false, text: `no gateway answered (${why}) and the routing state in Postgres could not be updated either (${r.reason}); run \`marquee undeploy ${slot}\` again` };
+    if (removed === 0) return { ok: true };
+    return { ok: true, text: `no gateway answered (${why}): ${unnamedText(slot, removed)} in the routing state in Postgres, which every gateway reads (each second, and when it starts)` };
+  } catch (err) {
+    return { ok: false, text: `no gateway answered (${why}) and Postgres could not be reached either (${(err as Error).message}): the routing state still names replicas of ${slot} that no longer run (the gateway's health checks skip them); run \`marquee undeploy ${slot}\` again` };
+  } finally {
+    await pool.end();
   }
 }
 

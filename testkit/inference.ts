@@ -4,28 +4,38 @@
  * history, reading vectors from a scratch ChromaDB collection; and the gateway in front of them.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createChromaClient } from '../lib/chroma.ts';
 import { projectRoot, type Config } from '../lib/config.ts';
 import { databaseUrl, type Pool } from '../lib/db.ts';
 import { Rng } from '../lib/random.ts';
-import { freePort, waitForHttp } from './net.ts';
+import { freePort, request, waitForHttp } from './net.ts';
 import { alive, spawnTs, type Proc } from './processes.ts';
 
 export interface GatewayProc { proc: Proc; port: number; url: string }
 
-export async function startGateway(cfg: Config, dbName: string, mainUrl: string, env: Record<string, string> = {}, port?: number): Promise<GatewayProc> {
+/** Spawns `entry` with the env `envFor(port)` and waits for its /healthz; a failed start throws with the process's output. */
+async function startHttpProcess(name: string, entry: string, envFor: (port: number) => Record<string, string>, port?: number): Promise<GatewayProc> {
   const p = port ?? await freePort();
-  const proc = spawnTs('gateway', 'services/gateway/main.ts', {
-    MARQUEE_POSTGRES_URL: databaseUrl(cfg, dbName), GATEWAY_PORT: String(p), GATEWAY_MAIN_URL: mainUrl, ...env,
-  });
+  const proc = spawnTs(name, entry, envFor(p));
   const url = `http://127.0.0.1:${p}`;
   await waitForHttp(`${url}/healthz`, 30_000, (r) => r.status === 200, () => alive(proc)).catch((err) => {
     throw new Error(`${(err as Error).message}\n${proc.output.join('')}`);
   });
   return { proc, port: p, url };
+}
+
+export async function startGateway(cfg: Config, dbName: string, mainUrl: string, env: Record<string, string> = {}, port?: number): Promise<GatewayProc> {
+  return startHttpProcess('gateway', 'services/gateway/main.ts', (p) => ({
+    MARQUEE_POSTGRES_URL: databaseUrl(cfg, dbName), GATEWAY_PORT: String(p), GATEWAY_MAIN_URL: mainUrl, ...env,
+  }), port);
+}
+
+/** testkit/bare-proxy.ts in front of `upstreamUrl`: the floor of any gateway process (see there). */
+export async function startBareProxy(upstreamUrl: string, env: Record<string, string> = {}): Promise<GatewayProc> {
+  return startHttpProcess('bare-proxy', 'testkit/bare-proxy.ts', (p) => ({ BARE_PROXY_PORT: String(p), BARE_PROXY_UPSTREAM: upstreamUrl, ...env }));
 }
 
 export interface InferenceSlot { proc: Proc; port: number; url: string; version: string; slot: 'main' | 'nightly'; spec: string }
@@ -82,10 +92,10 @@ export async function inferenceWorld(cfg: Config, db: { name: string; pool: Pool
   };
   const specs = { main: writeSpec('seed-baseline.json', `gw-main-${tag}`), nightly: writeSpec('affinity-v1.json', `gw-nightly-${tag}`) };
 
-  async function startSlot(slot: 'main' | 'nightly', port?: number, spec = specs[slot]): Promise<InferenceSlot> {
+  async function startSlot(slot: 'main' | 'nightly', port?: number, spec = specs[slot], env: Record<string, string> = {}): Promise<InferenceSlot> {
     const p = port ?? await freePort();
     const proc = spawnTs(`inference-${slot}`, 'services/inference/main.ts', {
-      MARQUEE_POSTGRES_URL: databaseUrl(cfg, db.name), INFERENCE_PORT: String(p), INFERENCE_SLOT: slot, INFERENCE_MODEL: spec,
+      MARQUEE_POSTGRES_URL: databaseUrl(cfg, db.name), INFERENCE_PORT: String(p), INFERENCE_SLOT: slot, INFERENCE_MODEL: spec, ...env,
     });
     const url = `http://127.0.0.1:${p}`;
     // Ready means serving from vectors and lists, not from the degraded start-up path.
@@ -100,6 +110,32 @@ export async function inferenceWorld(cfg: Config, db: { name: string; pool: Pool
     async cleanup() {
       await chroma.deleteCollection({ name: collection }).catch(() => undefined);
       for (const f of specFiles) rmSync(f, { force: true });
+    },
+  };
+}
+
+/** Requests a replica has answered, from its own /metrics. */
+export async function served(url: string): Promise<number> {
+  const r = await request(`${url}/metrics`);
+  return r.body.split('\n').filter((l) => l.startsWith('inference_request_duration_seconds_count')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+}
+
+export interface TempHome { dir: string; cleanup(): void }
+
+/**
+ * A MARQUEE_HOME of the test's own, set in this process's environment, so the slot runtime's run
+ * files and slot logs go there and not into the shared .marquee. cleanup() puts the previous
+ * MARQUEE_HOME back and removes the directory.
+ */
+export function tempHome(name: string): TempHome {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `marquee-${name}-`));
+  const saved = process.env.MARQUEE_HOME;
+  process.env.MARQUEE_HOME = dir;
+  return {
+    dir,
+    cleanup() {
+      if (saved === undefined) delete process.env.MARQUEE_HOME; else process.env.MARQUEE_HOME = saved;
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

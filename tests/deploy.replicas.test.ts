@@ -12,38 +12,30 @@
  * - the gateway spreads main's users over both (counted from each replica's own /metrics);
  * - `--replicas 1` unnames and stops the second replica and keeps the first;
  * - `marquee undeploy main` stops every replica (processes gone, ports closed) and unnames them;
- *   with the gateway down it still stops them but fails, and a second run once the gateway is
- *   back unnames them.
+ *   with the gateway down it stops them and unnames them in the routing state in Postgres, which a
+ *   gateway started afterwards routes by; a second run has nothing to do.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, projectRoot } from '../lib/config.ts';
+import { loadConfig } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { REPLICA_PORT_STEP } from '../lib/runtime/slots.ts';
 import { scratchDatabase, type ScratchDatabase } from '../testkit/db.ts';
-import { inferenceWorld, startGateway, type GatewayProc } from '../testkit/inference.ts';
+import { inferenceWorld, served, startGateway, type GatewayProc } from '../testkit/inference.ts';
 import { freePort, freePortSpaced, request, waitForHttp } from '../testkit/net.ts';
 import { alive, spawnTs, stop, type Proc } from '../testkit/processes.ts';
+import { runMarquee } from './support/cli.ts';
 import { requireStack } from './support/servers.ts';
 
-const exec = promisify(execFile);
 const base = loadConfig();
 const tag = randomBytes(3).toString('hex');
 const release = `cli-replicas-${tag}`;
 const home = mkdtempSync(path.join(os.tmpdir(), 'marquee-deploy-replicas-'));
 const auth = { authorization: `Bearer ${base.services.gateway.adminToken}` };
 const alivePid = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
-
-/** Requests a replica has answered, from its own /metrics. */
-async function served(url: string): Promise<number> {
-  const r = await request(`${url}/metrics`);
-  return r.body.split('\n').filter((l) => l.startsWith('inference_request_duration_seconds_count')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
-}
 
 describe('marquee deploy main --replicas 2, then undeploy (the bin, local processes)', () => {
   let db: ScratchDatabase;
@@ -55,15 +47,7 @@ describe('marquee deploy main --replicas 2, then undeploy (the bin, local proces
   let worker: Proc;
   let workerUrl: string;
 
-  const cli = async (...args: string[]): Promise<{ code: number; out: string }> => {
-    try {
-      const r = await exec(process.execPath, [path.join(projectRoot, 'bin/marquee.js'), ...args], { cwd: projectRoot, env: { ...process.env, ...env }, timeout: 240_000 });
-      return { code: 0, out: r.stdout + r.stderr };
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string };
-      return { code: e.code ?? 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-    }
-  };
+  const cli = (...args: string[]) => runMarquee(args, { env, timeoutMs: 240_000 });
   const routing = async () => JSON.parse((await request(`${gateway.url}/admin/routing`, { headers: auth })).body) as { mainUrl: string; mainVersion: string; mainReplicas: string[] };
   const routingRow = async () => (await db.pool.query('SELECT main_url, main_version, main_replicas FROM routing_state WHERE id = 1')).rows[0];
   const runFile = (k: number) => path.join(home, 'run', `inference-main-${mainPort + REPLICA_PORT_STEP * k}.json`);
@@ -156,6 +140,27 @@ describe('marquee deploy main --replicas 2, then undeploy (the bin, local proces
     expect(await routing()).toMatchObject({ mainUrl: urls[0], mainVersion: release, mainReplicas: [urls[1]] });
   }, 300_000);
 
+  it("keeps another machine's replica of the same version named through deploys here", async () => {
+    // A replica of main on "another machine" (a URL outside this machine's slot ports), same release.
+    const elsewhere = await world.startSlot('main', undefined, world.specs.main, { INFERENCE_VERSION: release });
+    try {
+      const named = await request(`${gateway.url}/admin/routing`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ mainReplicas: [urls[1], elsewhere.url] }) });
+      expect(named.status, named.body).toBe(200);
+      const down = await cli('deploy', 'main', '--replicas', '1');
+      expect(down.code, down.out).toBe(0);
+      expect(down.out).toContain('gateway: main spread over 1 replica here and 1 on another machine');
+      expect(await routing()).toMatchObject({ mainVersion: release, mainReplicas: [elsewhere.url] });
+      const up = await cli('deploy', 'main', '--replicas', '2');
+      expect(up.code, up.out).toBe(0);
+      expect(await routing()).toMatchObject({ mainVersion: release, mainReplicas: [urls[1], elsewhere.url] });
+    } finally {
+      // Back to this machine's replicas only (none, if the test failed with the second one stopped).
+      const put = (mainReplicas: string[]) => request(`${gateway.url}/admin/routing`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ mainReplicas }) });
+      if ((await put([urls[1]])).status !== 200) await put([]);
+      await stop(elsewhere.proc);
+    }
+  }, 300_000);
+
   it('undeploy stops every replica and unnames them', async () => {
     const pids = [0, 1].map((k) => JSON.parse(readFileSync(runFile(k), 'utf8')).pid as number);
     expect(pids.every(alivePid)).toBe(true);
@@ -173,26 +178,29 @@ describe('marquee deploy main --replicas 2, then undeploy (the bin, local proces
     expect(sd.find((g) => g.labels.slot === 'main')?.targets).toEqual([new URL(urls[0]).host]);
   }, 120_000);
 
-  it('undeploy while the gateway is down stops the replicas, says so and fails; run again once it is back, it unnames them', async () => {
+  it('undeploy while the gateway is down stops the replicas and unnames them in Postgres; a gateway started afterwards routes without them', async () => {
     const up = await cli('deploy', 'main', '--replicas', '2');
     expect(up.code, up.out).toBe(0);
+    expect((await routingRow()).main_replicas).toEqual([urls[1]]);
     const pids = [0, 1].map((k) => JSON.parse(readFileSync(runFile(k), 'utf8')).pid as number);
     await stop(gateway.proc);
     const down = await cli('undeploy', 'main');
-    expect(down.code, down.out).toBe(1);
+    expect(down.code, down.out).toBe(0);
     expect(down.out).toContain('main removed (2 replicas)');
-    expect(down.out).toMatch(/routing state was not updated .* run `marquee undeploy main` again once the gateway runs/);
+    expect(down.out).toMatch(/no gateway answered \(.+\): 1 replica of main unnamed in the routing state in Postgres/);
     expect(pids.filter(alivePid)).toEqual([]);
-    expect((await routingRow()).main_replicas).toEqual([urls[1]]);
+    expect((await routingRow()).main_replicas).toEqual([]);
+    const { rows: [change] } = await db.pool.query('SELECT changed_by, before, after FROM routing_changes ORDER BY id DESC LIMIT 1');
+    expect(change).toMatchObject({ changed_by: 'marquee undeploy (gateway down)', before: { mainReplicas: [urls[1]] }, after: { mainReplicas: [] } });
 
     // A fresh port: the one just freed may have gone to another test file meanwhile. The routing
     // state lives in Postgres, so the new gateway starts from it.
     const port = await freePort();
     env.MARQUEE_SERVICES_GATEWAY_PORT = String(port);
     gateway = await startGateway(base, db.name, urls[0], env, port);
+    expect((await routing()).mainReplicas).toEqual([]);
     const again = await cli('undeploy', 'main');
     expect(again.code, again.out).toBe(0);
-    expect(again.out).toContain('nothing runs in main; gateway: 1 replica of main unnamed');
-    expect((await routingRow()).main_replicas).toEqual([]);
+    expect(again.out.trim()).toBe('nothing runs in main');
   }, 300_000);
 });

@@ -8,11 +8,9 @@
  * nothing. `marquee undeploy main` removes both containers and unnames them. The specs are copies
  * under models/ (an image bakes in a spec from there), removed at the end, as are the images.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,9 +25,9 @@ import { inferenceWorld, startGateway, type GatewayProc } from '../testkit/infer
 import { freePort, freePortSpaced, request } from '../testkit/net.ts';
 import { stop } from '../testkit/processes.ts';
 import { realActivities } from './support/activities.ts';
+import { runMarquee } from './support/cli.ts';
 import { requireServer } from './support/servers.ts';
 
-const exec = promisify(execFile);
 const base = loadConfig();
 const tag = randomBytes(3).toString('hex');
 const version = `test-docker-replicas-${tag}`;
@@ -55,15 +53,7 @@ describe('replicas of main as Docker containers (marquee deploy / undeploy)', ()
     if (err.statusCode === 404) return undefined;
     throw err;
   });
-  const cli = async (...args: string[]): Promise<{ code: number; out: string }> => {
-    try {
-      const r = await exec(process.execPath, [path.join(projectRoot, 'bin/marquee.js'), ...args], { cwd: projectRoot, env: { ...process.env, ...env }, timeout: 300_000 });
-      return { code: 0, out: r.stdout + r.stderr };
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string };
-      return { code: e.code ?? 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-    }
-  };
+  const cli = (...args: string[]) => runMarquee(args, { env, timeoutMs: 300_000 });
   const routing = async () => JSON.parse((await request(`${gateway.url}/admin/routing`, { headers: auth })).body) as { mainUrl: string; mainVersion: string; mainReplicas: string[] };
 
   beforeAll(async () => {

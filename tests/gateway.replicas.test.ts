@@ -5,17 +5,16 @@
  * (SIGKILL) while an open-loop load runs through a gateway: every request is answered, and none by
  * the fallback list because of the kill; the surviving replica answers instead.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { slotFor } from '../lib/routing.ts';
 import { processRuntime } from '../lib/runtime/process.ts';
 import { REPLICA_PORT_STEP, type SlotRuntime } from '../lib/runtime/slots.ts';
-import { inferenceWorld, startGateway, type GatewayProc, type InferenceSlot } from '../testkit/inference.ts';
+import { inferenceWorld, served, startGateway, tempHome, type GatewayProc, type InferenceSlot, type TempHome } from '../testkit/inference.ts';
 import { openLoop } from '../testkit/load.ts';
 import { freePort, request, waitForHttp, type Reply } from '../testkit/net.ts';
 import { stop } from '../testkit/processes.ts';
@@ -24,7 +23,6 @@ import { requireServer } from './support/servers.ts';
 
 const base = loadConfig();
 const auth = { authorization: `Bearer ${base.services.gateway.adminToken}`, 'content-type': 'application/json', 'x-marquee-actor': 'replicas-test' };
-const home = mkdtempSync(path.join(os.tmpdir(), 'marquee-replicas-'));
 
 const portFree = (port: number) => new Promise<boolean>((resolve) => {
   const s = net.createServer();
@@ -41,12 +39,6 @@ async function replicaBase(): Promise<number> {
   throw new Error('no free pair of ports for two replicas');
 }
 
-/** Requests a replica has answered, from its own /metrics. */
-async function served(url: string): Promise<number> {
-  const r = await request(`${url}/metrics`);
-  return r.body.split('\n').filter((l) => l.startsWith('inference_request_duration_seconds_count')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
-}
-
 describe('replicas of a slot behind the gateway (real processes)', () => {
   let db: Awaited<ReturnType<typeof scratchDatabase>>;
   let world: Awaited<ReturnType<typeof inferenceWorld>>;
@@ -56,6 +48,7 @@ describe('replicas of a slot behind the gateway (real processes)', () => {
   let nightly: InferenceSlot;
   let gwA: GatewayProc;
   let gwB: GatewayProc;
+  let home: TempHome;
   /** Waits until the gateway's routing (GET /admin/routing) satisfies `ok`: B polls Postgres once a second. */
   const routingOf = async (gw: GatewayProc, ok: (r: Record<string, unknown>) => boolean): Promise<void> => {
     const end = Date.now() + 10_000;
@@ -71,7 +64,7 @@ describe('replicas of a slot behind the gateway (real processes)', () => {
   const put = (gw: GatewayProc, body: unknown) => request(`${gw.url}/admin/routing`, { method: 'PUT', headers: auth, body: JSON.stringify(body) });
 
   beforeAll(async () => {
-    process.env.MARQUEE_HOME = home; // the runtime's run files go here, not into the shared .marquee
+    home = tempHome('replicas');
     await requireServer('chroma', Number(new URL(base.chroma.url).port));
     db = await scratchDatabase('replicas');
     db.pool.on('error', () => undefined);
@@ -95,8 +88,7 @@ describe('replicas of a slot behind the gateway (real processes)', () => {
     if (runtime) await Promise.all([runtime.remove('main', 0), runtime.remove('main', 1)]);
     await world?.cleanup();
     await db?.drop();
-    delete process.env.MARQUEE_HOME;
-    rmSync(home, { recursive: true, force: true });
+    home?.cleanup();
   }, 60_000);
 
   it('refuses replicas that do not answer or run another version, with a reason naming the field', async () => {
@@ -107,6 +99,11 @@ describe('replicas of a slot behind the gateway (real processes)', () => {
     const r2 = await put(gwA, { mainReplicas: [urls[1], nightly.url] });
     expect(r2.status).toBe(400);
     expect(r2.body).toMatch(/^mainReplicas: .* runs .*not main's version/);
+    // A new version for main checks the replicas named again, even those named before: this one
+    // runs the old version.
+    const r4 = await put(gwA, { mainVersion: 'gw-main-next', mainReplicas: [urls[1]] });
+    expect(r4.status).toBe(400);
+    expect(r4.body).toMatch(/^mainReplicas: .* runs .*not main's version gw-main-next/);
     const r3 = await put(gwA, { mainReplicas: 'x' });
     expect(r3.status).toBe(400);
     expect(r3.body).toMatch(/^mainReplicas: must be a list/);

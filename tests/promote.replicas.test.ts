@@ -9,10 +9,12 @@
  * - the gateway spreads main's users over both new replicas.
  * Run again (Temporal retries an activity that timed out after its work was done), it changes
  * nothing: the same processes, the same routing.
+ * Two more replicas of main stand for another machine's (any URL that is not this machine's slot
+ * port scheme): one still on the old version is unnamed, with the reason in the activity's result;
+ * one its machine moved to the new version ahead of the promotion stays named.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
@@ -25,7 +27,7 @@ import { buildOrReuse, removeReplicas, waitHealthy } from '../lib/runtime/deploy
 import { processRuntime } from '../lib/runtime/process.ts';
 import { REPLICA_PORT_STEP, slotUrl, type SlotRuntime } from '../lib/runtime/slots.ts';
 import { scratchDatabase, type ScratchDatabase } from '../testkit/db.ts';
-import { inferenceWorld, startGateway, type GatewayProc } from '../testkit/inference.ts';
+import { inferenceWorld, served, startGateway, tempHome, type GatewayProc, type InferenceSlot, type TempHome } from '../testkit/inference.ts';
 import { freePort, freePortSpaced, request } from '../testkit/net.ts';
 import { stop } from '../testkit/processes.ts';
 import { realActivities } from './support/activities.ts';
@@ -35,14 +37,8 @@ const base = loadConfig();
 const tag = randomBytes(3).toString('hex');
 const oldVersion = `promote-old-${tag}`;
 const newVersion = `promote-new-${tag}`;
-const home = mkdtempSync(path.join(os.tmpdir(), 'marquee-promote-replicas-'));
 const alivePid = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 const quiet = () => new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-
-async function served(url: string): Promise<number> {
-  const r = await request(`${url}/metrics`);
-  return r.body.split('\n').filter((l) => l.startsWith('inference_request_duration_seconds_count')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
-}
 
 describe('promoteSlot with two replicas of main (process runtime)', () => {
   let db: ScratchDatabase;
@@ -54,14 +50,18 @@ describe('promoteSlot with two replicas of main (process runtime)', () => {
   let image: BuiltImage;
   let mainUrls: string[];
   let oldPids: number[];
+  let home: TempHome;
+  /** Main's replicas on "another machine": one left on the old version, one moved to the new. */
+  let elsewhereOld: InferenceSlot;
+  let elsewhereNew: InferenceSlot;
   const pidOf = (slot: 'main' | 'nightly', k: number): number | undefined => {
-    const file = path.join(home, 'run', `inference-${slot}-${new URL(slotUrl(cfg, slot, k)).port}.json`);
+    const file = path.join(home.dir, 'run', `inference-${slot}-${new URL(slotUrl(cfg, slot, k)).port}.json`);
     return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')).pid : undefined;
   };
   const routing = () => gatewayAdmin(cfg).get('promote-test');
 
   beforeAll(async () => {
-    process.env.MARQUEE_HOME = home; // the runtime's run files and slot logs, not the shared .marquee
+    home = tempHome('promote-replicas');
     await requireServer('chroma', Number(new URL(base.chroma.url).port));
     db = await scratchDatabase('promotereplicas');
     world = await inferenceWorld(base, db, { movies: 200, users: 800 });
@@ -85,7 +85,11 @@ describe('promoteSlot with two replicas of main (process runtime)', () => {
     await waitHealthy(cfg, 'nightly', image.specHash, { timeoutMs: 120_000 });
     gateway = await startGateway(base, db.name, mainUrls[0], {}, gwPort);
     const admin = gatewayAdmin(cfg);
-    await admin.put({ mainVersion: oldVersion, mainReplicas: [mainUrls[1]] }, 'promote-test');
+    [elsewhereOld, elsewhereNew] = await Promise.all([0, 1].map(() => world.startSlot('main', undefined, world.specs.main, { INFERENCE_VERSION: oldVersion })));
+    await admin.put({ mainVersion: oldVersion, mainReplicas: [mainUrls[1], elsewhereOld.url, elsewhereNew.url] }, 'promote-test');
+    // The other machine replaces one of its replicas in place with the new release before the promotion.
+    await stop(elsewhereNew.proc);
+    elsewhereNew = await world.startSlot('main', elsewhereNew.port, world.specs.nightly, { INFERENCE_VERSION: newVersion });
     await admin.put({ nightlyUrl: slotUrl(cfg, 'nightly'), nightlyVersion: newVersion, nightlyPercent: 20, releaseId: newVersion }, 'promote-test');
     real = await realActivities(cfg, { runtime });
   }, 300_000);
@@ -93,20 +97,21 @@ describe('promoteSlot with two replicas of main (process runtime)', () => {
   afterAll(async () => {
     await real?.close();
     await stop(gateway?.proc);
+    await Promise.all([stop(elsewhereOld?.proc), stop(elsewhereNew?.proc)]);
     if (runtime) await Promise.all([removeReplicas(runtime, 'main'), removeReplicas(runtime, 'nightly')]);
     await world?.cleanup();
     await db?.drop();
-    delete process.env.MARQUEE_HOME;
-    rmSync(home, { recursive: true, force: true });
+    home?.cleanup();
   }, 60_000);
 
   it('replaces both replicas with the new version, routes them, and leaves nothing of the old main or nightly running', async () => {
-    expect(await routing()).toMatchObject({ mainVersion: oldVersion, mainReplicas: [mainUrls[1]], nightlyPercent: 20 });
+    expect(await routing()).toMatchObject({ mainVersion: oldVersion, mainReplicas: [mainUrls[1], elsewhereOld.url, elsewhereNew.url], nightlyPercent: 20 });
     const nightlyPid = pidOf('nightly', 0)!;
     const beats: unknown[] = [];
     const env = quiet();
     env.on('heartbeat', (d: unknown) => beats.push(d));
-    await env.run(real.activities.promoteSlot, { version: newVersion, model: world.specs.nightly, image, releaseId: newVersion, by: 'promote-test' });
+    const result = await env.run(real.activities.promoteSlot, { version: newVersion, model: world.specs.nightly, image, releaseId: newVersion, by: 'promote-test' });
+    expect(result).toEqual({ mainReplicas: [mainUrls[1], elsewhereNew.url], unnamed: [{ url: elsewhereOld.url, reason: `runs ${oldVersion}, not ${newVersion}` }] });
 
     expect(beats).toContainEqual({ step: 'replacing main', replica: 1, of: 2 });
     for (const u of mainUrls) {
@@ -114,21 +119,25 @@ describe('promoteSlot with two replicas of main (process runtime)', () => {
       expect(h.model, u).toMatchObject({ version: newVersion, hash: image.specHash });
       expect(h.degraded, u).toBe(false);
     }
-    expect(await routing()).toMatchObject({ mainUrl: mainUrls[0], mainVersion: newVersion, mainReplicas: [mainUrls[1]], nightlyUrl: null, nightlyPercent: 0, releaseId: null });
+    expect(await routing()).toMatchObject({ mainUrl: mainUrls[0], mainVersion: newVersion, mainReplicas: [mainUrls[1], elsewhereNew.url], nightlyUrl: null, nightlyPercent: 0, releaseId: null });
+    // The other machine's replicas were left running: they are its to replace or remove.
+    expect(alivePid(elsewhereOld.proc.pid!)).toBe(true);
     expect(oldPids.filter(alivePid)).toEqual([]);
     expect(alivePid(nightlyPid)).toBe(false);
     expect(pidOf('nightly', 0)).toBeUndefined();
     expect((await request(`${slotUrl(cfg, 'nightly')}/healthz`, { timeoutMs: 2000 })).status).toBe(0);
 
-    const before = await Promise.all(mainUrls.map(served));
-    const users = Array.from({ length: 200 }, (_, i) => i * 17 + 3);
+    const named = [...mainUrls, elsewhereNew.url];
+    const before = await Promise.all([...named, elsewhereOld.url].map(served));
+    const users = Array.from({ length: 300 }, (_, i) => i * 17 + 3);
     for (let i = 0; i < users.length; i += 10) {
       const replies = await Promise.all(users.slice(i, i + 10).map((u) => request(`${gateway.url}/recommend/${u}`)));
       for (const r of replies) expect([r.status, r.headers['x-marquee-slot']]).toEqual([200, 'main']);
     }
-    const each = (await Promise.all(mainUrls.map(served))).map((n, k) => n - before[k]);
-    console.log(`after the promotion main's ${users.length} answers by replica: ${each.join(' / ')}`);
-    for (const n of each) expect(n).toBeGreaterThan(users.length * 0.2);
+    const each = (await Promise.all([...named, elsewhereOld.url].map(served))).map((n, k) => n - before[k]);
+    console.log(`after the promotion main's ${users.length} answers by replica (here, here, elsewhere on the new version; elsewhere on the old): ${each.join(' / ')}`);
+    for (const n of each.slice(0, 3)) expect(n).toBeGreaterThan(users.length * 0.15);
+    expect(each[3]).toBe(0);
   }, 300_000);
 
   it('run again (a retried activity), it changes nothing', async () => {
@@ -139,7 +148,7 @@ describe('promoteSlot with two replicas of main (process runtime)', () => {
     expect(pids.every((p) => p !== undefined && alivePid(p))).toBe(true);
     expect(pidOf('main', 2)).toBeUndefined();
     const now = await routing();
-    expect(now).toMatchObject({ mainUrl: mainUrls[0], mainVersion: newVersion, mainReplicas: [mainUrls[1]], nightlyUrl: null, nightlyPercent: 0 });
+    expect(now).toMatchObject({ mainUrl: mainUrls[0], mainVersion: newVersion, mainReplicas: [mainUrls[1], elsewhereNew.url], nightlyUrl: null, nightlyPercent: 0 });
     expect(now.updatedAt).toBe(was.updatedAt);
   }, 120_000);
 });

@@ -7,8 +7,10 @@ import type { Config } from '../config.ts';
 import { buildImage, dockerClient } from '../docker.ts';
 import { loadSpec, type LoadedSpec } from '../models/spec.ts';
 import type { BuiltImage } from '../release/types.ts';
+import { normUrl, type RoutingState } from '../routing.ts';
 import { gitCommit } from '../version.ts';
 import { inferenceBuildContext } from './image.ts';
+import { remoteReplicaUrls } from './replicas.ts';
 import { MAX_REPLICAS, slotUrl, type Slot, type SlotRuntime } from './slots.ts';
 
 export type Progress = (details: unknown) => void;
@@ -90,6 +92,43 @@ export async function waitHealthy(cfg: Config, slot: Slot, specHash: string, opt
     await sleep(500);
   }
   throw new Error(`${slot} did not become healthy and warm with spec ${specHash} within ${timeoutMs / 1000} s: ${last}`);
+}
+
+/** Another machine's replica taken out of the routing state, and why. */
+export interface UnnamedReplica { url: string; reason: string }
+
+/** Why a replica's /healthz does not show it running the version label `version` (what the gateway checks a named replica against), or null when it does. */
+async function notOnVersion(url: string, version: string, timeoutMs = 2000): Promise<string | null> {
+  try {
+    const res = await fetch(`${normUrl(url)}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json().catch(() => ({}))) as { model?: { version?: unknown } };
+    const runs = typeof body.model?.version === 'string' ? body.model.version : null;
+    if (res.status !== 200) return `/healthz answered ${res.status}`;
+    return runs === version ? null : `runs ${runs ?? 'an unknown version'}, not ${version}`;
+  } catch (err) {
+    return `/healthz does not answer: ${(err as Error).message}`;
+  }
+}
+
+/**
+ * Which of other machines' replicas of the slot stay named when this machine names `version` there
+ * (each machine replaces its own replicas). Under the same version all of them: one that is down
+ * now is the gateway's health checks' to skip. Under a new version only those already running it;
+ * the others would serve its users another model, so they are unnamed, with the reason.
+ */
+export async function remoteReplicasUnder(state: Pick<RoutingState, 'mainVersion' | 'nightlyVersion' | 'mainReplicas' | 'nightlyReplicas'>, cfg: Config, slot: Slot, version: string): Promise<{ keep: string[]; unnamed: UnnamedReplica[] }> {
+  const remote = remoteReplicaUrls(state, cfg, slot);
+  if ((slot === 'main' ? state.mainVersion : state.nightlyVersion) === version) return { keep: remote, unnamed: [] };
+  const reasons = await Promise.all(remote.map((url) => notOnVersion(url, version)));
+  return {
+    keep: remote.filter((_, i) => reasons[i] === null),
+    unnamed: remote.flatMap((url, i) => reasons[i] === null ? [] : [{ url, reason: reasons[i]! }]),
+  };
+}
+
+/** What the operator is told of a replica unnamed for `version` (the worker's log, the CLI's output). */
+export function unnamedReplicaText(slot: Slot, r: UnnamedReplica, version: string): string {
+  return `unnamed ${slot}'s replica ${r.url} on another machine: it ${r.reason}; name it again with PUT /admin/routing once it runs ${version}`;
 }
 
 /** Runs the version in a slot (replacing what runs there) and waits until it serves that spec. */

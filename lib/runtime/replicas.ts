@@ -12,6 +12,16 @@ export function localReplicaUrls(cfg: Config, slot: Slot, count = MAX_REPLICAS):
   return Array.from({ length: Math.max(0, count - 1) }, (_, i) => slotUrl(cfg, slot, i + 1));
 }
 
+/**
+ * The replicas the routing state names for the slot that are not this machine's: other machines'
+ * (any URL other than the slot's own and its replicas' here).
+ */
+export function remoteReplicaUrls(state: Pick<RoutingState, 'mainReplicas' | 'nightlyReplicas'>, cfg: Config, slot: Slot): string[] {
+  const own = normUrl(slotUrl(cfg, slot));
+  return (slot === 'main' ? state.mainReplicas : state.nightlyReplicas)
+    .filter((url) => normUrl(url) !== own && localReplicaIndex(cfg, slot, url) === undefined);
+}
+
 /** Which of this machine's replicas (1..MAX_REPLICAS-1) a named URL is, trailing slashes aside; undefined for any other URL. */
 export function localReplicaIndex(cfg: Config, slot: Slot, url: string): number | undefined {
   const k = localReplicaUrls(cfg, slot).indexOf(normUrl(url));

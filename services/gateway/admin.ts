@@ -69,13 +69,15 @@ export function adminRouter(gateway: Gateway, pool: Pool, upstreams: Upstreams, 
         else next.nightlyVersion = p.version;
       }
       if (next.nightlyUrl !== null && next.nightlyVersion === null) return 'nightlyVersion: needed with a nightlyUrl';
-      // A new replica must answer and run its slot's version: users of a slot see one version.
+      // A new replica must answer and run its slot's version: users of a slot see one version. When
+      // the slot's version changes, every replica named is new to it and checked again.
       for (const slot of ['main', 'nightly'] as const) {
         const list = slot === 'main' ? next.mainReplicas : next.nightlyReplicas;
         const old = new Set(slot === 'main' ? before.mainReplicas : before.nightlyReplicas);
         const version = slot === 'main' ? next.mainVersion : next.nightlyVersion;
+        const sameVersion = version === (slot === 'main' ? before.mainVersion : before.nightlyVersion);
         for (const url of list) {
-          if (old.has(url)) continue;
+          if (sameVersion && old.has(url)) continue;
           const p = await probe(upstreams, url, 2000);
           if (!p.ok) return `${slot}Replicas: ${p.reason}`;
           if (p.version !== undefined && p.version !== version) return `${slot}Replicas: ${url} runs ${p.version}, not ${slot}'s version ${version}`;

@@ -125,10 +125,11 @@ export async function initState(pool: Pool, initial: { mainUrl: string; mainVers
 /**
  * Applies a patch in one transaction: locks the row, re-checks consistency against what is really
  * stored (another gateway may have changed it), writes the row and the change log.
- * `check` runs on the merged state before the write (e.g. URL health) and may veto it.
+ * `check` runs on the merged state before the write (e.g. URL health) and may veto it. `patch` may
+ * be made from the locked row (a function of it), for a change relative to what is stored.
  */
 export async function applyChange(
-  pool: Pool, patch: RoutingPatch, by: string,
+  pool: Pool, patch: RoutingPatch | ((before: RoutingState) => RoutingPatch), by: string,
   check: (before: RoutingState, next: RoutingState) => Promise<string | undefined>,
 ): Promise<{ ok: true; state: RoutingState; changed: boolean; changeId?: number } | { ok: false; reason: string }> {
   // Early answers commit a transaction that wrote nothing: the same as a rollback, the lock released.
@@ -136,7 +137,7 @@ export async function applyChange(
     const { rows } = await client.query<Row>('SELECT * FROM routing_state WHERE id = 1 FOR UPDATE');
     if (!rows[0]) return { ok: false as const, reason: 'no routing state yet' };
     const before = fromRow(rows[0]);
-    const merged = merge(before, patch);
+    const merged = merge(before, typeof patch === 'function' ? patch(before) : patch);
     if (!merged.ok) return merged;
     const problem = await check(before, merged.next);
     if (problem) return { ok: false as const, reason: problem };

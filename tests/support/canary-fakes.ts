@@ -109,6 +109,7 @@ export function fakeActivities(scenario: Scenario, world: FakeWorld = fakeWorld(
       if (scenario.promoteFails) throw ApplicationFailure.nonRetryable('main did not become healthy with spec h', 'DeployFailed');
       slots.set('main', a.version);
       slots.delete('nightly');
+      return { mainReplicas: [], unnamed: [] };
     },
     finishRelease: async (a) => {
       record('finishRelease', a);
