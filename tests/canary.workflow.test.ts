@@ -51,6 +51,21 @@ async function waitForPhase(h: { query: (q: typeof statusQuery) => Promise<Relea
   throw new Error(`the release never reached phase ${phase}`);
 }
 
+/**
+ * Waits until the server has the bake's timer in the history: the workflow task that entered the
+ * bake is completed, not just answered in a query from the worker's cache. Terminating a run while
+ * its workflow task is still in flight leaks one of the test server's time-skipping locks (seen
+ * under load: the clock then stood still for this test and every later one).
+ */
+async function waitForBakeTimer(h: { fetchHistory: () => Promise<{ events?: { eventType?: unknown }[] | null }> }): Promise<void> {
+  const TIMER_STARTED = 17; // temporal.api.enums.v1.EventType.EVENT_TYPE_TIMER_STARTED
+  for (let i = 0; i < 400; i++) {
+    if ((await h.fetchHistory()).events?.some((e) => Number(e.eventType) === TIMER_STARTED)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the bake timer never reached the history');
+}
+
 describe('CanaryRelease on the time-skipping test server', () => {
   beforeAll(async () => {
     env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: testServerBinary() } } });
@@ -219,6 +234,7 @@ describe('CanaryRelease on the time-skipping test server', () => {
     const outcome = await worker.runUntil(async () => {
       const first = await env.client.workflow.start(CanaryRelease, { taskQueue, workflowId: `release-stuck-${process.pid}`, args: [{ version: 'stuck', model: 'models/affinity-v1.json' }] });
       await waitForPhase(first, 'baking');
+      await waitForBakeTimer(first);
       expect(fakes.routing.at(-1)).toEqual({ percent: 20, releaseId: 'stuck' });
       await first.terminate('operator pressed Terminate in the UI');
       const next = await env.client.workflow.start(CanaryRelease, { taskQueue, workflowId: `release-next-${process.pid}`, args: [{ version: 'next', model: 'models/affinity-v1.json' }] });

@@ -56,7 +56,8 @@ const metric = async (name: string, labels: string) => {
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 };
 const users5000 = Array.from({ length: 5000 }, (_, i) => i);
-const RELEASE = `gw-test-${Date.now()}`;
+// Fixed, so the shares below are the same each run (19.94 % and 49.02 %); the database is the test's own.
+const RELEASE = 'gw-test-release';
 
 describe('gateway (real Postgres, two real inference processes)', () => {
   beforeAll(async () => {

@@ -4,7 +4,8 @@
  * a real inference slot (taste-v1) answers behind the real gateway. Three live runs, each judged
  * by the report over its own period:
  * - normal: the report writes both files with sane figures, and no loop is flagged;
- * - `--herd 1` (new users start the first movie of their first list): homogenisation is flagged;
+ * - `--herd 1` (new users start the first movie of their first list): homogenisation is flagged
+ *   (and stale history is not);
  * - `--stall` (lines held back from Kafka, as if ingest were down), reported while it lasts:
  *   the stale-history loop is flagged.
  * Speed 1 throughout, so the simulator's clock (watches) and the gateway's (lists) agree.
@@ -139,10 +140,18 @@ describe('marquee report on a simulated platform', () => {
 
   // First: every live run restarts the same world, whose new accounts take the same ids, so only
   // the first run's new users are new (a later run's were created, and watched, before).
+  // A short live run is mostly the sessions it tuned in to, and a new user's first visit comes
+  // 20 s to 3 min after the account: at the default 2 % of activities too few newcomers would be
+  // judged (17, all in one pooled window, on a loaded CI machine), so this run makes five times as
+  // many. Amplification is left out: herded newcomers all take the top list's first movie, so the
+  // most recommended movies' watch share may truly rise, and over 3-4 windows its correlation is
+  // noise; the normal run below holds that nothing is flagged without a loop.
   it('--herd 1: homogenisation is flagged', async () => {
-    const r = report(await live(200, ['--herd', '1']), 'herd');
-    const flagged = r.loops.verdicts.filter((v: { detected: boolean }) => v.detected).map((v: { loop: string }) => v.loop);
-    expect(flagged, JSON.stringify(r.loops.verdicts, null, 1)).toEqual(['homogenisation']);
+    const r = report(await live(200, ['--herd', '1', '--new-accounts', '0.1']), 'herd');
+    const verdict = (loop: string) => r.loops.verdicts.find((v: { loop: string }) => v.loop === loop);
+    const evidence = JSON.stringify(r.loops.verdicts, null, 1);
+    expect(verdict('homogenisation').detected, evidence).toBe(true);
+    expect(verdict('stale-history').detected, evidence).toBe(false);
   }, 600_000);
 
   it('a normal run: both files, sane figures, no loop flagged', async () => {

@@ -209,6 +209,9 @@ describe('simulator options', () => {
     expect(() => parseOptions(['--world', 'movielens-100k', '--history', '1000'], {})).toThrow(/--history is for the invented world/);
     expect(() => parseOptions(['--world', 'movielens-100k', '--rate', '250'], {})).toThrow(/--rate is for the invented world/);
     expect(() => parseOptions(['--replay-from', '0.5'], {})).toThrow(/--replay-from is for the replay world/);
+    expect(parseOptions(['--herd', '1', '--new-accounts', '0.06'], { SIMULATOR_NEW_ACCOUNTS: '0.5' }).values)
+      .toEqual({ herd: '1', 'new-accounts': '0.06' });
+    expect(() => parseOptions(['--world', 'movielens-100k', '--new-accounts', '0.1'], {})).toThrow(/--new-accounts is for the invented world/);
     // npm start sets SIMULATOR_HISTORY for the invented world: with the replay world it is left aside.
     expect(parseOptions(['--world', 'movielens-100k'], { SIMULATOR_HISTORY: '300000', SIMULATOR_RATE: '0' }).values)
       .toEqual({ world: 'movielens-100k', rate: '0' });

@@ -5,6 +5,7 @@
  *   npx tsx services/simulator/main.ts [--seed 42] [--movies 5000] [--users 50000] [--rate 100]
  *     [--speed 1] [--duration 10m] [--malformed 0] [--gateway http://127.0.0.1:8082|none]
  *     [--port 8080] [--topic movielog] [--history 0] [--stall <after>+<for>] [--herd 1] [--amplify <ramp>]
+ *     [--new-accounts 0.02]
  *
  * --history N writes N lines of past activity (ending a minute before now) before the live loop
  * starts, when the topic has never held a message: a platform with a past, so recommenders have
@@ -20,7 +21,9 @@
  * start the first movie of their first (default) list; --amplify <ramp> makes users trust the
  * platform's push more and more: over <ramp> of simulated time the share of visits that ask for a
  * list and start one of its movies drawn by how often the platform has shown it grows from 0 to 1,
- * so the most recommended movies take a growing share of the watches.
+ * so the most recommended movies take a growing share of the watches. --new-accounts sets the
+ * share of new activities that are a new user's account creation (0.02): a herd run needs enough
+ * of them to judge, as a short run's live traffic is mostly the sessions it tuned in to.
  *
  * The replay world (`--world movielens-100k`, SIMULATOR_WORLD=movielens-100k): the data set's users
  * and movies (fetched into .marquee/cache when missing), its time replayed on the wall clock
@@ -76,6 +79,8 @@ async function main(): Promise<void> {
   const stall = o.stall === undefined ? undefined : parseStall(o.stall, durationMs);
   if (o.herd !== undefined && !['0', '1', 'true', 'false'].includes(o.herd)) throw new Error(`--herd is 1 or 0, got "${o.herd}"`);
   const herd = o.herd === '1' || o.herd === 'true';
+  const newAccountFraction = o['new-accounts'] === undefined ? undefined : num('new-accounts', o['new-accounts'], 0.02, 0);
+  if (newAccountFraction !== undefined && newAccountFraction > 1) throw new Error(`--new-accounts is a fraction within 0..1, got ${newAccountFraction}`);
   let amplifyRampMs: number | undefined;
   if (o.amplify !== undefined) {
     try { amplifyRampMs = durationMs(o.amplify); } catch (err) { throw new Error(`--amplify is the ramp's length in simulated time, e.g. 10m: ${(err as Error).message}`); }
@@ -151,7 +156,7 @@ async function main(): Promise<void> {
     await sink.connect();
     stalling = stall ? new StallingSink(sink, stall) : undefined;
     const out: LineSink = stalling ?? sink;
-    traffic = new Traffic({ ...driver, sink: out, seed, rate, speed, gateway, malformedFraction: malformed, durationMs: duration, registry, behaviour: { herdNewUsers: herd || undefined, amplifyRampMs } });
+    traffic = new Traffic({ ...driver, sink: out, seed, rate, speed, gateway, malformedFraction: malformed, durationMs: duration, registry, behaviour: { herdNewUsers: herd || undefined, amplifyRampMs, newAccountFraction } });
     if (stall) console.log(`simulator: holding lines back from Kafka ${stall.afterMs / 1000} s into the run for ${stall.forMs / 1000} s (--stall)`);
     if (herd) console.log('simulator: new users start the first movie of their first list (--herd)');
     if (amplifyRampMs) console.log(`simulator: users follow the platform's most shown movies more and more, all of them after ${amplifyRampMs / 1000} s of simulated time (--amplify)`);

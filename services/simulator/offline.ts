@@ -8,7 +8,7 @@
  */
 import type { Config } from '../../lib/config.ts';
 import type { EventKind } from '../../lib/events/types.ts';
-import { kafkaClient } from '../../lib/kafka.ts';
+import { kafkaClient, topicOffsets } from '../../lib/kafka.ts';
 import { hash32, Rng } from '../../lib/random.ts';
 import { malformedLine, type BehaviourOptions, type MalformedKind } from './behaviour.ts';
 import { Engine, fastAt, type RecAnswer } from './engine.ts';
@@ -162,7 +162,7 @@ export async function topicIsEmpty(cfg: Config, topic: string): Promise<boolean>
   const admin = kafkaClient(cfg, 'simulator-history').admin();
   await admin.connect();
   try {
-    const offsets = await admin.fetchTopicOffsets(topic);
+    const offsets = await topicOffsets(admin, topic);
     return offsets.every((o) => Number(o.high) === 0);
   } finally {
     await admin.disconnect();

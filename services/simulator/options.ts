@@ -7,10 +7,10 @@ import { WORLDS } from './replay-world.ts';
 
 export const NAMES = [
   'world', 'seed', 'movies', 'users', 'rate', 'speed', 'duration', 'malformed', 'gateway', 'port', 'topic', 'history',
-  'replay-from', 'replay-window', 'user-offset', 'stall', 'herd', 'amplify',
+  'replay-from', 'replay-window', 'user-offset', 'stall', 'herd', 'amplify', 'new-accounts',
 ] as const;
 type Name = (typeof NAMES)[number];
-const INVENTED_ONLY: readonly Name[] = ['seed', 'movies', 'users', 'history', 'herd', 'amplify'];
+const INVENTED_ONLY: readonly Name[] = ['seed', 'movies', 'users', 'history', 'herd', 'amplify', 'new-accounts'];
 const REPLAY_ONLY: readonly Name[] = ['replay-from', 'replay-window', 'user-offset'];
 
 export interface ParsedOptions {

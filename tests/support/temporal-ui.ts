@@ -16,12 +16,41 @@ export async function pageText(page: Page): Promise<string> {
   return (await page.evaluate('document.body.innerText')) as string;
 }
 
-/** Fills a CodeMirror JSON editor and checks that it holds exactly `value` (the UI re-indents it). */
+/** The JSON a CodeMirror editor holds, or undefined while it holds none (or not yet whole). */
+async function editorJson(page: Page, editor: string): Promise<{ text: string; json?: unknown }> {
+  const text = ((await page.$eval(editor, (el) => el.textContent)) ?? '').trim();
+  try { return { text, json: JSON.parse(text) }; } catch { return { text }; }
+}
+
+/**
+ * Fills a CodeMirror JSON editor and checks that it holds exactly `value` (the UI re-indents it).
+ * A click that lands while the form is still drawing leaves the editor unfocused and the typed text
+ * goes nowhere; that shows as an empty editor, so it is cleared and typed again (three tries).
+ */
 async function fillJson(page: Page, editor: string, value: unknown): Promise<void> {
-  await page.locator(editor).click();
-  await page.keyboard.sendCharacter(JSON.stringify(value));
-  const held = (await page.$eval(editor, (el) => el.textContent)) ?? '';
-  if (JSON.stringify(JSON.parse(held)) !== JSON.stringify(value)) throw new Error(`the UI's JSON editor ${editor} holds ${held}, not ${JSON.stringify(value)}`);
+  const want = JSON.stringify(value);
+  let held = '';
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    await page.waitForSelector(editor, { visible: true, timeout: 15_000 });
+    await page.locator(editor).click();
+    // Select-all and Backspace go wherever the focus is: never into another field of the form.
+    const focused = await page.waitForFunction(`document.querySelector(${JSON.stringify(editor)})?.contains(document.activeElement) === true`, { timeout: 3000 }).then(() => true, () => false);
+    if (!focused) continue;
+    await page.keyboard.down('Control');
+    await page.keyboard.press('KeyA');
+    await page.keyboard.up('Control');
+    await page.keyboard.press('Backspace');
+    await page.keyboard.sendCharacter(want);
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const now = await editorJson(page, editor);
+      held = now.text;
+      if (now.json !== undefined && JSON.stringify(now.json) === want) return;
+      if (Date.now() > deadline) break;
+      await sleep(100);
+    }
+  }
+  throw new Error(`the UI's JSON editor ${editor} holds ${JSON.stringify(held)}, not ${want}, after three tries`);
 }
 
 /**
