@@ -20,6 +20,7 @@ export const unitTests = [
   'tests/models.test.ts',
   'tests/parser.test.ts',
   'tests/report.metrics.test.ts',
+  'tests/report.loops.noise.test.ts',
   'tests/report.simulator.test.ts',
   'tests/parser.fuzz.test.ts',
   'tests/reconcile.rules.test.ts',

@@ -26,6 +26,8 @@ export interface LoopThresholds {
   collapseFraction: number;
   /** Amplification: rise (absolute) of the top movies' watch share from the first to the last windows. */
   amplificationRise: number;
+  /** ... and its one-sided z score (first third's watches against the last third's) at least this. */
+  amplificationZ: number;
   /** Homogenisation: mean Jaccard of new users' first watches at or above this ... */
   homogenisationJaccard: number;
   /** ... in at least this many windows, each with this many new users. */
@@ -37,7 +39,7 @@ export interface LoopThresholds {
 
 export const DEFAULT_LOOP_THRESHOLDS: LoopThresholds = {
   staleShare: 0.5, staleRise: 0.3, staleMinCandidates: 10, collapseFraction: 0.2,
-  amplificationRise: 0.1, homogenisationJaccard: 0.5, homogenisationWindows: 2, minNewUsers: 5, topMovies: 10,
+  amplificationRise: 0.1, amplificationZ: 3, homogenisationJaccard: 0.5, homogenisationWindows: 2, minNewUsers: 5, topMovies: 10,
 };
 
 export interface LoopWindow {
@@ -154,7 +156,17 @@ export function detectLoops(d: ReportData, catalogSize: number, windowMs: number
       newUsers: judgedUsers[i], newUserJaccard: jaccards[i],
     };
   });
-  return { windowMs, thresholds: t, windows, topMovies, verdicts: [stale(windows, t), amplification(windows, t), homogenisation(windows, t)] };
+  return { windowMs, thresholds: t, windows, topMovies, verdicts: [stale(windows, t), amplification(windows, windowMs, t), homogenisation(windows, t)] };
+}
+
+/** z of the rise in the top movies' watch share from windows `a` to windows `b`, their watches pooled. */
+function riseZ(a: LoopWindow[], b: LoopWindow[]): number {
+  const pool = (ws: LoopWindow[]) => ws.reduce((s, w) => ({ n: s.n + w.watches, x: s.x + Math.round(w.topWatchShare! * w.watches) }), { n: 0, x: 0 });
+  const p = pool(a), q = pool(b);
+  const all = (p.x + q.x) / (p.n + q.n);
+  const se = Math.sqrt(all * (1 - all) * (1 / p.n + 1 / q.n));
+  const rise = q.x / q.n - p.x / p.n;
+  return se > 0 ? rise / se : rise > 0 ? Infinity : 0;
 }
 
 function stale(ws: LoopWindow[], t: LoopThresholds): LoopVerdict {
@@ -179,25 +191,33 @@ function stale(ws: LoopWindow[], t: LoopThresholds): LoopVerdict {
   return { loop: 'stale-history', detected, evidence: parts.join('; ') };
 }
 
-function amplification(ws: LoopWindow[], t: LoopThresholds): LoopVerdict {
-  const usable = ws.filter((w) => w.topWatchShare !== null && w.topRecShare !== null && w.watches >= 20);
-  if (usable.length < 3) return { loop: 'amplification', detected: false, evidence: `only ${usable.length} windows with ≥ 20 watches; need 3` };
+function amplification(ws: LoopWindow[], windowMs: number, t: LoopThresholds): LoopVerdict {
+  // A window cut short by the period's end (often the quiet tail after traffic stopped) holds a
+  // few seconds of watches: its share is noise and, as the last value, it would decide the rise.
+  const full = ws.filter((w) => Date.parse(w.to) - Date.parse(w.from) >= windowMs / 2);
+  const short = ws.length - full.length;
+  const usable = full.filter((w) => w.topWatchShare !== null && w.topRecShare !== null && w.watches >= 20);
+  if (usable.length < 3) return { loop: 'amplification', detected: false, evidence: `only ${usable.length} windows with ≥ 20 watches${short ? ` (${short} shorter than half a window left out)` : ''}; need 3` };
   const k = Math.max(1, Math.floor(usable.length / 3));
   const s = usable.map((w) => w.topWatchShare!), r = usable.map((w) => w.topRecShare!);
   const watchRise = mean(s.slice(-k))! - mean(s.slice(0, k))!;
   const recChange = mean(r.slice(-k))! - mean(r.slice(0, k))!;
+  // The rise must also stand out of the sampling noise: the first and last thirds' watches pooled,
+  // a one-sided two-proportion z test.
+  const z = riseZ(usable.slice(0, k), usable.slice(-k));
   let ups = 0;
   for (let i = 1; i < s.length; i++) if (s[i] > s[i - 1]) ups++;
   const upShare = ups / (s.length - 1);
   const corr = pearson(r, s);
   // Rising over the period, in at least half of the steps, in step with the lists (Jiang et al.'s
   // degenerate loop needs both shares to move together).
-  const detected = watchRise >= t.amplificationRise && upShare >= 0.5 && recChange >= -0.02 && (corr === null || corr >= 0.5);
+  const detected = watchRise >= t.amplificationRise && z >= t.amplificationZ && upShare >= 0.5 && recChange >= -0.02 && (corr === null || corr >= 0.5);
   return {
     loop: 'amplification', detected,
     evidence: `the ${t.topMovies} most recommended movies' watch share went ${fmt(s[0] * 100, 1)} % → ${fmt(s[s.length - 1] * 100, 1)} % `
       + `(${watchRise >= 0 ? '+' : ''}${fmt(watchRise * 100, 1)} pts first→last third, rising in ${ups} of ${s.length - 1} steps) while their share of the lists went `
-      + `${fmt(r[0] * 100, 1)} % → ${fmt(r[r.length - 1] * 100, 1)} %; correlation ${fmt(corr)}; flagged from a rise of ${t.amplificationRise * 100} pts`,
+      + `${fmt(r[0] * 100, 1)} % → ${fmt(r[r.length - 1] * 100, 1)} %; correlation ${fmt(corr)}; rise z = ${fmt(z)}; flagged from a rise of ${t.amplificationRise * 100} pts with z ≥ ${t.amplificationZ}`
+      + (short ? ` (${short} window(s) shorter than half a window left out)` : ''),
   };
 }
 
