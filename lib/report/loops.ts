@@ -203,7 +203,9 @@ function amplification(ws: LoopWindow[], windowMs: number, t: LoopThresholds): L
   const watchRise = mean(s.slice(-k))! - mean(s.slice(0, k))!;
   const recChange = mean(r.slice(-k))! - mean(r.slice(0, k))!;
   // The rise must also stand out of the sampling noise: the first and last thirds' watches pooled,
-  // a one-sided two-proportion z test.
+  // a one-sided two-proportion z test. Watches are not independent draws (the same users, whole
+  // sessions), so this is a floor against small samples, not a significance claim: with many
+  // watches the 10-point rise is what decides.
   const z = riseZ(usable.slice(0, k), usable.slice(-k));
   let ups = 0;
   for (let i = 1; i < s.length; i++) if (s[i] > s[i - 1]) ups++;
