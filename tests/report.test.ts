@@ -162,6 +162,20 @@ describe('marquee report', () => {
       .toEqual([['stale-history', false], ['amplification', false], ['homogenisation', false]]);
   });
 
+  it('a window cut short by the period\'s end is marked in the charts and said in a note; full windows are not', async () => {
+    const html = readFileSync(path.join(out, 'report.html'), 'utf8');
+    expect(html).not.toMatch(/\(short\)|less than half a window/);
+    const shortOut = path.join(out, 'short');
+    const r = await runMarquee(['report',
+      '--since', new Date(T0).toISOString(), '--until', new Date(UNTIL + 10 * M).toISOString(), '--window', '1h', '--min-group-lists', '1', '--out', shortOut], {
+      env: { MARQUEE_POSTGRES_URL: databaseUrl(loadConfig(), db.name) }, timeoutMs: 120_000,
+    });
+    expect(r.code, r.out).toBe(0);
+    const shortHtml = readFileSync(path.join(shortOut, 'report.html'), 'utf8');
+    expect(shortHtml).toMatch(/The window from 01-01 08:00 lasts 600 s, less than half a window/);
+    expect(shortHtml).toMatch(/01-01 08:00 \(short\)/);
+  });
+
   it('renders every chart of report.html in headless Chromium', async () => {
     const html = readFileSync(path.join(out, 'report.html'), 'utf8');
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/); // self-contained: no script, no network

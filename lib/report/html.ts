@@ -4,7 +4,7 @@
  */
 import type { Report, SlotFigures } from './build.ts';
 import { groupedBars, horizontalBars, lines, lorenz, type Chart } from './charts.ts';
-import type { LoopReport } from './loops.ts';
+import { isShortWindow, type LoopReport } from './loops.ts';
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const pct = (x: number | null | undefined, d = 1) => (x === null || x === undefined ? '–' : `${(x * 100).toFixed(d)} %`);
@@ -14,6 +14,8 @@ function table(head: string[], rows: (string | number)[][]): string {
   return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${
     rows.map((r) => `<tr>${r.map((c) => `<td>${esc(String(c))}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
 }
+
+const shortWindows = (loops: LoopReport) => loops.windows.filter((w) => isShortWindow(w, loops.windowMs));
 
 /** Every chart of a report; a section without data gets no chart (its note says why). */
 export function reportCharts(r: Report): Chart[] {
@@ -36,7 +38,9 @@ export function reportCharts(r: Report): Chart[] {
   }
   const loops = r.loops as LoopReport | undefined;
   if (loops && loops.windows.length) {
-    const x = loops.windows.map((w) => w.label);
+    // A window cut short by the period's end is marked: its few seconds make a spike that the
+    // amplification check leaves out (isShortWindow).
+    const x = loops.windows.map((w) => (isShortWindow(w, loops.windowMs) ? `${w.label} (short)` : w.label));
     charts.push(lines('exposure-over-time', 'Exposure Gini and coverage per window', x, [
       { name: 'Gini', values: loops.windows.map((w) => w.gini) },
       { name: 'coverage', values: loops.windows.map((w) => w.coverage), yAxisIndex: 1 },
@@ -108,6 +112,9 @@ ${table(['spec', 'unrated watch counts as', 'mean weight of unrated', 'bias on r
   if (loops) {
     parts.push(`<h2>Feedback loops (${loops.windows.length} windows of ${loops.windowMs / 60_000} min)</h2>`);
     parts.push(table(['loop', 'verdict', 'evidence'], loops.verdicts.map((v) => [v.loop, v.detected ? 'DETECTED' : 'not detected', v.evidence])));
+    for (const w of shortWindows(loops)) {
+      parts.push(`<p class="note">The window from ${esc(w.label)} lasts ${num((Date.parse(w.to) - Date.parse(w.from)) / 1000, 0)} s, less than half a window: it is marked (short) in the charts, and the amplification check leaves it out.</p>`);
+    }
     parts.push(chart('exposure-over-time') + chart('loop-signals'));
   }
   return `<!doctype html>

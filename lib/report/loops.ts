@@ -159,6 +159,11 @@ export function detectLoops(d: ReportData, catalogSize: number, windowMs: number
   return { windowMs, thresholds: t, windows, topMovies, verdicts: [stale(windows, t), amplification(windows, windowMs, t), homogenisation(windows, t)] };
 }
 
+/** A window cut to less than half its length by the period's end (only the last can be). */
+export function isShortWindow(w: LoopWindow, windowMs: number): boolean {
+  return Date.parse(w.to) - Date.parse(w.from) < windowMs / 2;
+}
+
 /** z of the rise in the top movies' watch share from windows `a` to windows `b`, their watches pooled. */
 function riseZ(a: LoopWindow[], b: LoopWindow[]): number {
   const pool = (ws: LoopWindow[]) => ws.reduce((s, w) => ({ n: s.n + w.watches, x: s.x + Math.round(w.topWatchShare! * w.watches) }), { n: 0, x: 0 });
@@ -194,7 +199,7 @@ function stale(ws: LoopWindow[], t: LoopThresholds): LoopVerdict {
 function amplification(ws: LoopWindow[], windowMs: number, t: LoopThresholds): LoopVerdict {
   // A window cut short by the period's end (often the quiet tail after traffic stopped) holds a
   // few seconds of watches: its share is noise and, as the last value, it would decide the rise.
-  const full = ws.filter((w) => Date.parse(w.to) - Date.parse(w.from) >= windowMs / 2);
+  const full = ws.filter((w) => !isShortWindow(w, windowMs));
   const short = ws.length - full.length;
   const usable = full.filter((w) => w.topWatchShare !== null && w.topRecShare !== null && w.watches >= 20);
   if (usable.length < 3) return { loop: 'amplification', detected: false, evidence: `only ${usable.length} windows with ≥ 20 watches${short ? ` (${short} shorter than half a window left out)` : ''}; need 3` };
