@@ -40,7 +40,8 @@ export interface ParsedBatch {
 
 /** A batch from messages in ascending offset order, for writeBatch. */
 export function parseBatch(messages: RawMessage[]): ParsedBatch {
-  return { offsets: messages.map((m) => m.offset), built: buildBatch(messages) };
+  const offsets = messages.map((m) => m.offset);
+  return { offsets, built: buildBatch(messages, offsets) };
 }
 
 export interface WriteOptions {

@@ -206,8 +206,8 @@ export class Ingest {
     // and nothing of it runs while an eachBatch does: parsed in a task of its own, after this
     // returns, the lines are parsed while the broker answers that request instead of before it.
     const parsed = new Promise<ParsedBatch>((resolve) => setImmediate(() => resolve(parseFetched(fetched))));
-    const queue = this.queued.get(partition) ?? [];
-    this.queued.set(partition, queue);
+    let queue = this.queued.get(partition);
+    if (!queue) this.queued.set(partition, (queue = []));
     const previous = queue.at(-1);
     const start = (): Promise<boolean> =>
       // A failed or seeking write has moved the partition: this batch was fetched before that. When
