@@ -210,18 +210,19 @@ const EXPOSURES = `
 const ERROR_MATCH = `(',' || coalesce(e.fallback, '') || ',') ~ (',' || e.assigned || '_(${ERROR_KINDS.join('|')}),')`;
 
 // Hits by a join rather than one lookup per exposure: only watches started within the judged
-// period (plus W) can be hits, and they are few per user and exposure.
+// period (plus W) can be hits, and they are few per user and exposure. One join, grouped per
+// exposure: joined back to the exposures instead, a table without statistics (fresh, or just
+// restored) made the planner re-aggregate the hits once per exposure, quadratic in the release.
 const USER_OUTCOMES = `
-WITH e AS MATERIALIZED (${EXPOSURES}),
+WITH e AS (${EXPOSURES}),
 wr AS (SELECT user_id, movie_id, first_at FROM watches
        WHERE first_at >= $2 AND first_at < $3::timestamptz + $4 * interval '1 millisecond'),
-hit AS (
-  SELECT e.id, min(array_position(e.movie_ids, wr.movie_id)) AS hit_rank
-  FROM e JOIN wr ON wr.user_id = e.user_id AND wr.first_at >= e.served_at AND wr.first_at < e.served_at + $4 * interval '1 millisecond'
-  WHERE wr.movie_id = ANY (e.movie_ids)
-  GROUP BY e.id
-),
-h AS (SELECT e.*, hit.hit_rank FROM e LEFT JOIN hit ON hit.id = e.id)
+h AS (
+  SELECT e.id, e.assigned, e.user_id, e.served_at, e.served_by, e.fallback, min(array_position(e.movie_ids, wr.movie_id)) AS hit_rank
+  FROM e LEFT JOIN wr ON wr.user_id = e.user_id AND wr.first_at >= e.served_at AND wr.first_at < e.served_at + $4 * interval '1 millisecond'
+                     AND wr.movie_id = ANY (e.movie_ids)
+  GROUP BY e.id, e.assigned, e.user_id, e.served_at, e.served_by, e.fallback
+)
 SELECT h.assigned AS slot, h.user_id, count(*)::int AS exposures, count(h.hit_rank)::int AS hits,
        coalesce(sum(1.0 / h.hit_rank), 0)::float8 AS rr_sum,
        (array_agg(h.hit_rank IS NOT NULL ORDER BY h.served_at, h.id))[1] AS first_hit,
