@@ -187,7 +187,9 @@ export function restoreActivities({ cfg, clock }: ActivityDeps) {
 
     /**
      * The restored database must hold exactly the manifest's rows per table; then it is migrated to
-     * the current schema (an old backup may predate migrations) and marked ready for the switch.
+     * the current schema (an old backup may predate migrations), analysed, and marked ready for the
+     * switch. pg_restore leaves no planner statistics, and until autovacuum gets to the tables the
+     * planner guesses one row per table: the judge's and the report's joins then run as nested loops.
      */
     async verifyRestored(plan: RestorePlan): Promise<{ rowCounts: Record<string, number>; migrated: string[] }> {
       const p = shortPool(cfg, plan.target, 1);
@@ -198,6 +200,7 @@ export function restoreActivities({ cfg, clock }: ActivityDeps) {
         const problems = rowCountProblems(plan.manifest.rowCounts, rowCounts);
         if (problems.length) throw invalid(`restored database ${plan.target} does not match the manifest of ${plan.manifest.file}`, problems, 'RestoreMismatch');
         migrated = await migrate(p);
+        await p.query('ANALYZE');
       } finally {
         await p.end();
       }

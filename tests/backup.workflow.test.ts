@@ -216,6 +216,10 @@ describe('DatabaseBackup and DatabaseRestore workflows', () => {
       expect(rec.rows).toEqual([{ status: 'succeeded', backup_id: made.id, previous_database: done.previous }]);
       expect((await live.pool.query('SELECT count(*)::int AS n FROM backups WHERE id = $1', [made.id])).rows[0].n).toBe(1);
       expect(await restoreTargets()).toEqual([]);
+      // The restore analysed what it restored: the planner has statistics from the first query on.
+      const unanalysed = await live.pool.query(`SELECT relname FROM pg_stat_user_tables
+        WHERE relname IN ('served_recommendations', 'watches', 'user_assignments', 'ingest_offsets') AND last_analyze IS NULL`);
+      expect(unanalysed.rows).toEqual([]);
 
       const mail = await mailArrives(new RegExp(`restore ${r.workflowId} succeeded`));
       expect(mail).toContain(`kept as ${done.previous}`);
