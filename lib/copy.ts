@@ -16,13 +16,19 @@ export function copyField(value: string | number | null | undefined): string {
   return value.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 }
 
-/** A Postgres text[] literal with every element quoted, so ids with commas or braces survive. */
-export function textArrayLiteral(items: readonly string[]): string {
+/**
+ * A Postgres array literal: text elements quoted (so ids with commas or braces survive), numbers
+ * bare, null as NULL.
+ */
+export function arrayLiteral(items: readonly (string | number | null)[]): string {
   let out = '{';
   for (let i = 0; i < items.length; i++) {
     if (i) out += ',';
     const v = items[i];
-    out += '"' + (v.indexOf('"') < 0 && v.indexOf('\\') < 0 ? v : v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')) + '"';
+    if (v === null) out += 'NULL';
+    else if (typeof v === 'number') out += String(v);
+    // Most text holds neither a quote nor a backslash: two scans cost less than the regex.
+    else out += '"' + (v.indexOf('"') < 0 && v.indexOf('\\') < 0 ? v : v.replace(/[\\"]/g, '\\$&')) + '"';
   }
   return out + '}';
 }

@@ -4,7 +4,7 @@
  * write batches the same way.
  */
 import type pg from 'pg';
-import { textArrayLiteral } from '../copy.ts';
+import { arrayLiteral } from '../copy.ts';
 import { buildBatch, minuteBits, type BatchRows, type RawMessage } from './batch.ts';
 import type { KnownIds } from './known.ts';
 
@@ -112,20 +112,6 @@ const ASYNC_COMMIT = 'SET LOCAL synchronous_commit = off;';
 
 type Param = string | number | readonly (string | number | null)[];
 
-/** A Postgres array literal; every string element quoted, so any text survives. */
-function arrayLiteral(items: readonly (string | number | null)[]): string {
-  let out = '{';
-  for (let i = 0; i < items.length; i++) {
-    if (i) out += ',';
-    const v = items[i];
-    if (v === null) out += 'NULL';
-    else if (typeof v === 'number') out += String(v);
-    // Most text holds neither a quote nor a backslash: two scans cost less than the regex.
-    else out += '"' + (v.indexOf('"') < 0 && v.indexOf('\\') < 0 ? v : v.replace(/[\\"]/g, '\\$&')) + '"';
-  }
-  return out + '}';
-}
-
 /**
  * A string literal whatever standard_conforming_strings says (E'' when there is a backslash). Not
  * pg's escapeLiteral: that one walks the text a character at a time, which showed in profiles of
@@ -161,7 +147,7 @@ function rowParams(b: BatchRows, topic: string, partition: number, nextOffset: n
     ratings.map((x) => x.userId), ratings.map((x) => x.movieId), ratings.map((x) => x.rating), ratings.map((x) => x.atIso),
     accounts.map((x) => x.userId), accounts.map((x) => x.atIso),
     recs.map((x) => x.atIso), recs.map((x) => x.userId), recs.map((x) => x.server), recs.map((x) => x.status),
-    recs.map((x) => textArrayLiteral(x.movieIds)), recs.map((x) => x.error), recs.map((x) => x.latencyMs), recs.map((x) => x.offset),
+    recs.map((x) => arrayLiteral(x.movieIds)), recs.map((x) => x.error), recs.map((x) => x.latencyMs), recs.map((x) => x.offset),
     dead.map((x) => x.line), dead.map((x) => x.reason), dead.map((x) => x.offset),
     nextOffset,
   ];

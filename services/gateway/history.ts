@@ -4,7 +4,7 @@
  * already recorded, since COPY cannot skip conflicts).
  */
 import type { Pool } from '../../lib/db.ts';
-import { copyRows, textArrayLiteral } from '../../lib/copy.ts';
+import { copyRows, arrayLiteral } from '../../lib/copy.ts';
 import type { Slot } from '../../lib/routing.ts';
 
 export interface ServedRow {
@@ -28,7 +28,7 @@ export function writeServed(pool: Pool): (rows: ServedRow[]) => Promise<void> {
     const client = await pool.connect();
     try {
       await copyRows(client, 'served_recommendations', servedColumns, rows.map((r) => [
-        r.servedAt.toISOString(), r.userId, r.slot, r.releaseId, r.modelVersion, textArrayLiteral(r.movieIds), Math.round(r.latencyMs * 1000) / 1000, r.fallback,
+        r.servedAt.toISOString(), r.userId, r.slot, r.releaseId, r.modelVersion, arrayLiteral(r.movieIds), Math.round(r.latencyMs * 1000) / 1000, r.fallback,
       ]));
     } finally {
       client.release();
