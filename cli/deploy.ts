@@ -5,7 +5,7 @@ import { buildOrReuse, deployToSlot, presentReplicas, remoteReplicasUnder, remov
 import { chooseRuntime, type Slot, type SlotRuntime } from '../lib/runtime/index.ts';
 import { localReplicaIndex } from '../lib/runtime/replicas.ts';
 import { MAX_REPLICAS, slotFingerprint, slotUrl } from '../lib/runtime/slots.ts';
-import type { RoutingPatch, RoutingState } from '../lib/routing.ts';
+import { namedReplicas, replicasPatch, type RoutingPatch, type RoutingState } from '../lib/routing.ts';
 import { applyChange } from '../services/gateway/state.ts';
 
 /** The version main should run: the last promoted release, else the seed baseline. */
@@ -41,7 +41,7 @@ export async function deploy(slot: Slot, version: string, model: string, opts: {
   const routed = n === 1 && before <= 1 && opts.replicas === undefined ? undefined : await routeReplicas(cfg, slot, version, urls);
   if (routed && !routed.ok && opts.strict) throw new Error(`${where}\n${routed.text}`);
   const removed = await removeReplicas(runtime, slot, n);
-  const gone = removed.length ? `\nremoved replica${removed.length > 1 ? 's' : ''} ${removed.join(', ')}` : '';
+  const gone = removed.length ? `\nremoved ${replicasWord(removed.length)} ${removed.join(', ')}` : '';
   return routed ? `${where}\n${routed.text}${gone}` : `${where}${gone}`;
 }
 
@@ -60,11 +60,10 @@ async function routeReplicas(cfg: Config, slot: Slot, version: string, urls: str
     // Other machines' replicas are theirs to replace: under a new version only those already on it stay named.
     const remote = await remoteReplicasUnder(current, cfg, slot, version);
     const named = [...replicas, ...remote.keep];
-    const patch = slot === 'main' ? { mainVersion: version, mainReplicas: named } : { nightlyVersion: version, nightlyReplicas: named };
-    const r = await gateway.put(patch, 'marquee deploy');
+    const r = await gateway.put(replicasPatch(slot, named, version), 'marquee deploy');
     const elsewhere = remote.keep.length ? ` here and ${remote.keep.length} on ${remote.keep.length === 1 ? 'another machine' : 'other machines'}` : '';
     const unnamed = remote.unnamed.map((r) => `\n${unnamedReplicaText(slot, r, version)}`).join('');
-    return { ok: true, text: `gateway: ${slot} spread over ${urls.length} replica${urls.length > 1 ? 's' : ''}${elsewhere}${r.changed ? '' : ' (unchanged)'}${unnamed}` };
+    return { ok: true, text: `gateway: ${slot} spread over ${urls.length} ${replicasWord(urls.length)}${elsewhere}${r.changed ? '' : ' (unchanged)'}${unnamed}` };
   } catch (err) {
     return { ok: false, text: `the gateway's routing state was not updated (${(err as Error).message}); run the same command again once the gateway runs` };
   }
@@ -93,12 +92,13 @@ async function unrouteReplicas(cfg: Config, slot: Slot): Promise<{ ok: boolean; 
 
 /** The patch that takes this machine's replicas of `slot` out of `state`, and how many that is. */
 function withoutLocalReplicas(cfg: Config, slot: Slot, state: Pick<RoutingState, 'mainReplicas' | 'nightlyReplicas'>): { patch: RoutingPatch; removed: number } {
-  const named = slot === 'main' ? state.mainReplicas : state.nightlyReplicas;
+  const named = namedReplicas(state, slot);
   const keep = named.filter((u) => localReplicaIndex(cfg, slot, u) === undefined);
-  return { patch: slot === 'main' ? { mainReplicas: keep } : { nightlyReplicas: keep }, removed: named.length - keep.length };
+  return { patch: replicasPatch(slot, keep), removed: named.length - keep.length };
 }
 
-const unnamedText = (slot: Slot, n: number) => `${n} replica${n > 1 ? 's' : ''} of ${slot} unnamed`;
+const replicasWord = (n: number) => (n === 1 ? 'replica' : 'replicas');
+const unnamedText = (slot: Slot, n: number) => `${n} ${replicasWord(n)} of ${slot} unnamed`;
 
 /** True when no gateway answered at all (refused, reset, timed out), as opposed to one that answered with an error. */
 function gatewayUnreachable(err: unknown): boolean {
@@ -186,7 +186,7 @@ export async function undeployCommand(args: string[]): Promise<number> {
   // Unnamed before they stop: the gateways then send no user to a replica on its way out.
   const unrouted: { ok: boolean; text?: string } = present.some((r) => r.replica > 0) ? await unrouteReplicas(cfg, slot) : { ok: true };
   const removed = (await removeReplicas(runtime, slot)).length;
-  console.log(`${slot} removed (${removed} replica${removed > 1 ? 's' : ''})`);
+  console.log(`${slot} removed (${removed} ${replicasWord(removed)})`);
   if (unrouted.text) (unrouted.ok ? console.log : console.error)(unrouted.text);
   return unrouted.ok ? 0 : 1;
 }

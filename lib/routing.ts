@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 
 export type Slot = 'main' | 'nightly';
+export const SLOTS = ['main', 'nightly'] as const satisfies readonly Slot[];
 
 /**
  * Where main and nightly live, their versions, the nightly percent and the release: the gateway
@@ -33,6 +34,24 @@ export type RoutingPatch = Partial<Pick<RoutingState, 'mainUrl' | 'mainVersion' 
  * every routed URL this way; code that matches URLs against the routing state compares through it.
  */
 export const normUrl = (u: string): string => u.replace(/\/+$/, '');
+
+/** One slot's fields of a routing state. */
+export function slotRouting(s: RoutingState, slot: Slot): { url: string | null; version: string | null; replicas: string[] } {
+  return slot === 'main'
+    ? { url: s.mainUrl, version: s.mainVersion, replicas: s.mainReplicas }
+    : { url: s.nightlyUrl, version: s.nightlyVersion, replicas: s.nightlyReplicas };
+}
+
+/** The replicas a slot's routing state names besides its URL. */
+export function namedReplicas(s: Pick<RoutingState, 'mainReplicas' | 'nightlyReplicas'>, slot: Slot): string[] {
+  return slot === 'main' ? s.mainReplicas : s.nightlyReplicas;
+}
+
+/** The patch that names `replicas` for the slot, with its version when given. */
+export function replicasPatch(slot: Slot, replicas: string[], version?: string): RoutingPatch {
+  if (slot === 'main') return version === undefined ? { mainReplicas: replicas } : { mainVersion: version, mainReplicas: replicas };
+  return version === undefined ? { nightlyReplicas: replicas } : { nightlyVersion: version, nightlyReplicas: replicas };
+}
 
 /**
  * Every endpoint of a slot, its first URL first. Users are sticky to a slot (slotFor); which

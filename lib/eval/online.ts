@@ -15,10 +15,8 @@
  * simulations; a test checks that both agree on the same data.
  */
 import type { Pool } from '../db.ts';
-import type { Slot } from '../routing.ts';
+import { SLOTS, type Slot } from '../routing.ts';
 import { percentile, wilson, type Interval } from './stats.ts';
-
-export const SLOTS: readonly Slot[] = ['main', 'nightly'];
 
 export interface Exposure {
   id?: number;

@@ -5,11 +5,10 @@
  * all off by default). Slot = who served the list, so nightly's figures are its model's own.
  */
 import type { Pool } from '../db.ts';
+import { SLOTS, type Slot } from '../routing.ts';
 import { catalogCoverage, giniIndex } from './metrics.ts';
 
 type Queryable = Pick<Pool, 'query'>;
-export type FairnessSlot = 'main' | 'nightly';
-export const FAIRNESS_SLOTS: readonly FairnessSlot[] = ['main', 'nightly'];
 
 export interface ExposureFigures { lists: number; distinctMovies: number; gini: number | null; coverage: number | null; arp: number | null }
 
@@ -26,12 +25,12 @@ export interface FairnessLimits { maxExposureGini: number | null; minExposureCov
  * without statistics (fresh, or just restored) made the planner expect one list and re-aggregate
  * the watches once per list: minutes for a few thousand lists, and a judge that timed out in CI.
  */
-export async function releaseExposure(db: Queryable, releaseId: string, from: Date | string, to: Date | string): Promise<Record<FairnessSlot, ExposureFigures>> {
+export async function releaseExposure(db: Queryable, releaseId: string, from: Date | string, to: Date | string): Promise<Record<Slot, ExposureFigures>> {
   const [counts, arp, catalog] = await Promise.all([
-    db.query<{ slot: FairnessSlot; n: number }>(
+    db.query<{ slot: Slot; n: number }>(
       `SELECT s.slot, count(*)::int AS n FROM served_recommendations s, unnest(s.movie_ids) m
        WHERE s.release_id = $1 AND s.served_at >= $2 AND s.served_at < $3 AND s.slot IN ('main', 'nightly') GROUP BY s.slot, m`, [releaseId, from, to]),
-    db.query<{ slot: FairnessSlot; lists: number; arp: number | null }>(
+    db.query<{ slot: Slot; lists: number; arp: number | null }>(
       `WITH l AS MATERIALIZED (SELECT slot, movie_ids FROM served_recommendations
                   WHERE release_id = $1 AND served_at >= $2 AND served_at < $3 AND slot IN ('main', 'nightly') AND cardinality(movie_ids) > 0),
             w AS MATERIALIZED (SELECT l.slot, m AS movie_id, sum(1.0 / cardinality(l.movie_ids)) AS w FROM l, unnest(l.movie_ids) m GROUP BY l.slot, m),
@@ -41,8 +40,8 @@ export async function releaseExposure(db: Queryable, releaseId: string, from: Da
        SELECT lists.slot, lists.n::int AS lists, (total.s / lists.n)::float8 AS arp FROM lists JOIN total ON total.slot = lists.slot`, [releaseId, from, to]),
     db.query<{ n: number }>('SELECT count(*)::int AS n FROM movies'),
   ]);
-  const out = {} as Record<FairnessSlot, ExposureFigures>;
-  for (const slot of FAIRNESS_SLOTS) {
+  const out = {} as Record<Slot, ExposureFigures>;
+  for (const slot of SLOTS) {
     const c = counts.rows.filter((r) => r.slot === slot).map((r) => r.n);
     const a = arp.rows.find((r) => r.slot === slot);
     const n = Math.max(catalog.rows[0].n, c.length);
@@ -52,9 +51,9 @@ export async function releaseExposure(db: Queryable, releaseId: string, from: Da
 }
 
 /** The figures as judge numbers: main_exposure_gini, nightly_exposure_gini, …_exposure_coverage, …_arp. */
-export function fairnessNumbers(f: Record<FairnessSlot, ExposureFigures>): Record<string, number | null> {
+export function fairnessNumbers(f: Record<Slot, ExposureFigures>): Record<string, number | null> {
   const out: Record<string, number | null> = {};
-  for (const s of FAIRNESS_SLOTS) {
+  for (const s of SLOTS) {
     out[`${s}_exposure_gini`] = f[s].gini;
     out[`${s}_exposure_coverage`] = f[s].coverage;
     out[`${s}_arp`] = f[s].arp;
@@ -63,7 +62,7 @@ export function fairnessNumbers(f: Record<FairnessSlot, ExposureFigures>): Recor
 }
 
 /** Nightly against the limits that are set (none by default). */
-export function fairnessViolations(f: Record<FairnessSlot, ExposureFigures>, l: FairnessLimits): string[] {
+export function fairnessViolations(f: Record<Slot, ExposureFigures>, l: FairnessLimits): string[] {
   const n = f.nightly, m = f.main;
   const out: string[] = [];
   if (l.maxExposureGini !== null && n.gini !== null && n.gini > l.maxExposureGini) out.push(`exposure Gini ${n.gini.toFixed(3)} above the limit of ${l.maxExposureGini}`);

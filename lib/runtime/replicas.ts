@@ -4,7 +4,7 @@
  * next to any replicas other machines run. Pure: callers fetch the state.
  */
 import type { Config } from '../config.ts';
-import { normUrl, type RoutingState } from '../routing.ts';
+import { namedReplicas, normUrl, type RoutingState } from '../routing.ts';
 import { MAX_REPLICAS, slotUrl, type Slot } from './slots.ts';
 
 /** The URLs of replicas 1..count-1 of the slot on this machine: what the routing state names for `count` replicas. */
@@ -18,7 +18,7 @@ export function localReplicaUrls(cfg: Config, slot: Slot, count = MAX_REPLICAS):
  */
 export function remoteReplicaUrls(state: Pick<RoutingState, 'mainReplicas' | 'nightlyReplicas'>, cfg: Config, slot: Slot): string[] {
   const own = normUrl(slotUrl(cfg, slot));
-  return (slot === 'main' ? state.mainReplicas : state.nightlyReplicas)
+  return namedReplicas(state, slot)
     .filter((url) => normUrl(url) !== own && localReplicaIndex(cfg, slot, url) === undefined);
 }
 
@@ -35,7 +35,7 @@ export function localReplicaIndex(cfg: Config, slot: Slot, url: string): number 
  */
 export function namedReplicaCount(state: Pick<RoutingState, 'mainReplicas' | 'nightlyReplicas'>, cfg: Config, slot: Slot): number {
   let n = 0;
-  for (const url of slot === 'main' ? state.mainReplicas : state.nightlyReplicas) {
+  for (const url of namedReplicas(state, slot)) {
     const k = localReplicaIndex(cfg, slot, url);
     if (k !== undefined) n = Math.max(n, k + 1);
   }

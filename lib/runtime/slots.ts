@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.ts';
+import type { Slot } from '../routing.ts';
 
-export type Slot = 'main' | 'nightly';
+export type { Slot };
 
 export interface SlotDeployment {
   slot: Slot;

@@ -17,7 +17,7 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import type { Gateway, GatewayOptions } from './gateway.ts';
 import { probe } from './health.ts';
-import type { RoutingState } from '../../lib/routing.ts';
+import { slotRouting, type RoutingState } from '../../lib/routing.ts';
 import { applyChange, parsePatch, recentChanges, routingFields } from './state.ts';
 import type { Upstreams } from './upstream.ts';
 
@@ -57,9 +57,8 @@ export function adminRouter(gateway: Gateway, pool: Pool, upstreams: Upstreams, 
     const result = await applyChange(pool, patch, actor, async (before, next) => {
       // Probe only URLs that change: a percent change must not fail because a slot is momentarily slow.
       for (const slot of ['main', 'nightly'] as const) {
-        const url = slot === 'main' ? next.mainUrl : next.nightlyUrl;
-        const old = slot === 'main' ? before.mainUrl : before.nightlyUrl;
-        if (url === null || url === old) continue;
+        const url = slotRouting(next, slot).url;
+        if (url === null || url === slotRouting(before, slot).url) continue;
         const p = await probe(upstreams, url, 2000);
         if (!p.ok) return `${slot}Url: ${p.reason}`;
         const given = slot === 'main' ? patch.mainVersion : patch.nightlyVersion;
@@ -72,12 +71,11 @@ export function adminRouter(gateway: Gateway, pool: Pool, upstreams: Upstreams, 
       // A new replica must answer and run its slot's version: users of a slot see one version. When
       // the slot's version changes, every replica named is new to it and checked again.
       for (const slot of ['main', 'nightly'] as const) {
-        const list = slot === 'main' ? next.mainReplicas : next.nightlyReplicas;
-        const old = new Set(slot === 'main' ? before.mainReplicas : before.nightlyReplicas);
-        const version = slot === 'main' ? next.mainVersion : next.nightlyVersion;
-        const sameVersion = version === (slot === 'main' ? before.mainVersion : before.nightlyVersion);
-        for (const url of list) {
-          if (sameVersion && old.has(url)) continue;
+        const { replicas, version } = slotRouting(next, slot);
+        const old = slotRouting(before, slot);
+        const sameVersion = version === old.version;
+        for (const url of replicas) {
+          if (sameVersion && old.replicas.includes(url)) continue;
           const p = await probe(upstreams, url, 2000);
           if (!p.ok) return `${slot}Replicas: ${p.reason}`;
           if (p.version !== undefined && p.version !== version) return `${slot}Replicas: ${url} runs ${p.version}, not ${slot}'s version ${version}`;

@@ -21,7 +21,7 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import { serviceApp } from '../../lib/http.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
-import { parseUserId, routingEndpoints, slotFor, type RoutingEndpoints, type RoutingState, type Slot } from '../../lib/routing.ts';
+import { parseUserId, routingEndpoints, slotFor, SLOTS, type RoutingEndpoints, type RoutingState, type Slot } from '../../lib/routing.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
 import { adminRouter } from './admin.ts';
 import { BatchWriter } from './batch.ts';
@@ -69,7 +69,6 @@ type Outcome = Answer | { ok: false; reason: string };
 /** Versions come from admins and /healthz answers: a character Node refuses in a header must not fail a request. */
 const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : v.replace(/[^\x20-\x7e]/g, '?'));
 
-const SLOTS = ['main', 'nightly'] as const satisfies readonly Slot[];
 /** Who can produce an answer: a slot, or the popular list. */
 const ANSWERERS = [...SLOTS, 'popular'] as const;
 
