@@ -46,7 +46,7 @@ Object.assign(process.env, {
 
 const { loadConfig } = await import('../lib/config.ts');
 const { createPool, migrate } = await import('../lib/db.ts');
-const { ensureTopic, kafkaClient } = await import('../lib/kafka.ts');
+const { ensureTopic, kafkaClient, topicOffsets } = await import('../lib/kafka.ts');
 const { connectClient } = await import('../lib/temporal.ts');
 const { buildVectors } = await import('../lib/vectors/build.ts');
 const { createWorld, movieInfo } = await import('../services/simulator/world.ts');
@@ -94,7 +94,7 @@ async function caughtUp(atLeast = 0, timeoutMs = 120_000): Promise<void> {
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const high = (await kafkaAdmin.fetchTopicOffsets(cfg.kafka.topic)).reduce((s, o) => s + Number(o.high), 0);
+      const high = (await topicOffsets(kafkaAdmin, cfg.kafka.topic)).reduce((s, o) => s + Number(o.high), 0);
       const { rows } = await p.query('SELECT coalesce(sum(next_offset), 0)::bigint AS n FROM ingest_offsets WHERE topic = $1', [cfg.kafka.topic]);
       if (high >= atLeast && Number(rows[0].n) >= high) return;
       if (Date.now() > deadline) throw new Error(`ingest did not catch up: ${rows[0].n} of ${high} messages stored (wanted at least ${atLeast})`);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
-import { ensureTopic, kafkaClient, produceLines } from '../lib/kafka.ts';
+import { ensureTopic, kafkaClient, produceLines, topicOffsets } from '../lib/kafka.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { scratchDatabase } from './support/db.ts';
 import {
@@ -71,7 +71,7 @@ describe('ingest end to end on real Kafka and Postgres', () => {
       const admin = kafkaClient(cfg, 'test-admin').admin();
       await admin.connect();
       try {
-        const ends = await admin.fetchTopicOffsets(lost);
+        const ends = await topicOffsets(admin, lost);
         await admin.setOffsets({ groupId: group, topic: lost, partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })) });
         const [{ partitions }] = await admin.fetchOffsets({ groupId: group, topics: [lost] });
         expect(partitions.reduce((n, p) => n + Number(p.offset), 0)).toBe(20_000);

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, stateDir, type Config } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { atFromMs, formatEvent } from '../lib/events/format.ts';
-import { ensureTopic, idempotentProducer, kafkaClient } from '../lib/kafka.ts';
+import { ensureTopic, idempotentProducer, kafkaClient, topicOffsets } from '../lib/kafka.ts';
 import { writeMonitoringFiles } from '../lib/monitoring/prometheus-config.ts';
 import { prometheusArgs } from '../stack/components/prometheus.ts';
 import { inferenceWorld, startGateway, type GatewayProc, type InferenceSlot } from '../testkit/inference.ts';
@@ -82,7 +82,7 @@ async function offsetsAnswered(name: string): Promise<void> {
   try {
     for (const deadline = Date.now() + 30_000; ;) {
       try {
-        await admin.fetchTopicOffsets(name);
+        await topicOffsets(admin, name);
         return;
       } catch (err) {
         if (Date.now() > deadline) throw new Error(`Kafka gives no offsets for ${name} within 30 s: ${(err as Error).message}`);

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChromaClient } from '../lib/chroma.ts';
 import { loadConfig, projectRoot } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
-import { kafkaClient } from '../lib/kafka.ts';
+import { kafkaClient, topicOffsets } from '../lib/kafka.ts';
 import { buildVectors } from '../lib/vectors/build.ts';
 import { fillOnce } from '../services/catalog/fill.ts';
 import { scratchDatabase } from './support/db.ts';
@@ -40,7 +40,7 @@ async function topicEnd(): Promise<number> {
   const admin = kafkaClient(cfg, 'report-e2e').admin();
   await admin.connect();
   try {
-    return (await admin.fetchTopicOffsets(topic)).reduce((s, p) => s + Number(p.high), 0);
+    return (await topicOffsets(admin, topic)).reduce((s, p) => s + Number(p.high), 0);
   } finally {
     await admin.disconnect();
   }

@@ -17,7 +17,7 @@ import { isValidSlug } from '../lib/events/slug.ts';
 import type { LogEvent, RecommendationEvent } from '../lib/events/types.ts';
 import { listen } from '../lib/http.ts';
 import { readMovieLens } from '../lib/movielens/read.ts';
-import { ensureTopic, kafkaClient, produceLines, userKeyOf } from '../lib/kafka.ts';
+import { ensureTopic, kafkaClient, produceLines, topicOffsets, userKeyOf } from '../lib/kafka.ts';
 import { hash32, Rng, WeightedSampler } from '../lib/random.ts';
 import { createApi } from '../services/simulator/api.ts';
 import { pickChance, pickRecommended } from '../services/simulator/behaviour.ts';
@@ -490,7 +490,7 @@ describe('Kafka', () => {
   }
 
   async function messagesIn(topic: string): Promise<number> {
-    const offsets = await admin.fetchTopicOffsets(topic);
+    const offsets = await topicOffsets(admin, topic);
     expect(offsets.length).toBe(4);
     return offsets.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
   }

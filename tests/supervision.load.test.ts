@@ -16,7 +16,7 @@ const vectorVersion = 800_000 + Math.floor(Math.random() * 100_000);
 
 const { loadConfig } = await import('../lib/config.ts');
 const { databaseUrl } = await import('../lib/db.ts');
-const { ensureTopic, kafkaClient } = await import('../lib/kafka.ts');
+const { ensureTopic, kafkaClient, topicOffsets } = await import('../lib/kafka.ts');
 const { createChromaClient } = await import('../lib/chroma.ts');
 const { collectionName } = await import('../lib/vectors/store.ts');
 const { serviceSpecs, superviseServices } = await import('../cli/services.ts');
@@ -44,7 +44,7 @@ async function topicLines(): Promise<string[]> {
   const kafka = kafkaClient(cfg, `supervise-read-${tag}`);
   const admin = kafka.admin();
   await admin.connect();
-  const high = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]));
+  const high = new Map((await topicOffsets(admin, topic)).map((o) => [o.partition, Number(o.high)]));
   await admin.disconnect();
   const total = [...high.values()].reduce((a, b) => a + b, 0);
   const lines: string[] = [];
