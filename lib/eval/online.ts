@@ -216,7 +216,8 @@ WITH e AS (${EXPOSURES}),
 wr AS (SELECT user_id, movie_id, first_at FROM watches
        WHERE first_at >= $2 AND first_at < $3::timestamptz + $4 * interval '1 millisecond'),
 h AS (
-  SELECT e.id, e.assigned, e.user_id, e.served_at, e.served_by, e.fallback, min(array_position(e.movie_ids, wr.movie_id)) AS hit_rank
+  SELECT e.id, e.assigned, e.user_id, e.served_at, e.served_by, e.fallback,
+         min(array_position(e.movie_ids, wr.movie_id)) FILTER (WHERE wr.movie_id IS NOT NULL) AS hit_rank
   FROM e LEFT JOIN wr ON wr.user_id = e.user_id AND wr.first_at >= e.served_at AND wr.first_at < e.served_at + $4 * interval '1 millisecond'
                      AND wr.movie_id = ANY (e.movie_ids)
   GROUP BY e.id, e.assigned, e.user_id, e.served_at, e.served_by, e.fallback
