@@ -292,6 +292,9 @@ export function restoreActivities({ cfg, clock }: ActivityDeps) {
             return r.rowCount ?? 0;
           });
         }
+        // The rows carried over (the release in flight's, mostly) came after verifyRestored's ANALYZE.
+        const carried = Object.entries(copied).filter(([, n]) => n > 0).map(([t]) => quoteIdent(t));
+        if (carried.length) await dst.query(`ANALYZE ${carried.join(', ')}`);
       } finally {
         src.release();
         dst.release();
