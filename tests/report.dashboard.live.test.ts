@@ -82,7 +82,7 @@ async function offsetsAnswered(name: string): Promise<void> {
   try {
     for (const deadline = Date.now() + 30_000; ;) {
       try {
-        await topicOffsets(admin, name);
+        await topicOffsets(admin, name, { waitMs: 0 });
         return;
       } catch (err) {
         if (Date.now() > deadline) throw new Error(`Kafka gives no offsets for ${name} within 30 s: ${(err as Error).message}`);
