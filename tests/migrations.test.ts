@@ -37,6 +37,17 @@ describe('migrations on real Postgres', () => {
     expect(await schemaSnapshot(db.pool)).toBe(before);
   });
 
+  it('marquee_bit_or ORs bitmaps of any lengths and is inlined (no function call per upserted row)', async () => {
+    const { rows } = await db.pool.query(`SELECT marquee_bit_or(B'101', B'01011')::text AS ab, marquee_bit_or(B'01011', B'101')::text AS ba,
+      marquee_bit_or(B'', B'1')::text AS empty, marquee_bit_or(NULL, B'1') IS NULL AS null_in`);
+    expect(rows[0]).toEqual({ ab: '11111', ba: '11111', empty: '1', null_in: true });
+    // Inlined, the plan shows the function's body (a CASE) where the call was.
+    const plan = await db.pool.query(`EXPLAIN (VERBOSE) SELECT marquee_bit_or(x, y) FROM (VALUES (B'1'::varbit, B'01'::varbit), (B'11', B'1')) v(x, y)`);
+    const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+    expect(text).toMatch(/CASE WHEN/);
+    expect(text).not.toMatch(/marquee_bit_or\(/);
+  });
+
   it('refuses a migration file that was edited after it was applied', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'marquee-migr-'));
     writeFileSync(path.join(dir, '001_initial.sql'), readMigrations()[0].sql + '\n-- edited\n');
