@@ -17,7 +17,7 @@ import express from 'express';
 import type { Pool } from '../../lib/db.ts';
 import type { Gateway, GatewayOptions } from './gateway.ts';
 import { probe } from './health.ts';
-import { slotRouting, type RoutingState } from '../../lib/routing.ts';
+import { SLOTS, slotRouting, type RoutingState } from '../../lib/routing.ts';
 import { applyChange, parsePatch, recentChanges, routingFields } from './state.ts';
 import type { Upstreams } from './upstream.ts';
 
@@ -56,7 +56,7 @@ export function adminRouter(gateway: Gateway, pool: Pool, upstreams: Upstreams, 
     const actor = oneLine(req.get('x-marquee-actor') ?? '') || `admin@${req.ip ?? 'unknown'}`;
     const result = await applyChange(pool, patch, actor, async (before, next) => {
       // Probe only URLs that change: a percent change must not fail because a slot is momentarily slow.
-      for (const slot of ['main', 'nightly'] as const) {
+      for (const slot of SLOTS) {
         const url = slotRouting(next, slot).url;
         if (url === null || url === slotRouting(before, slot).url) continue;
         const p = await probe(upstreams, url, 2000);
@@ -70,7 +70,7 @@ export function adminRouter(gateway: Gateway, pool: Pool, upstreams: Upstreams, 
       if (next.nightlyUrl !== null && next.nightlyVersion === null) return 'nightlyVersion: needed with a nightlyUrl';
       // A new replica must answer and run its slot's version: users of a slot see one version. When
       // the slot's version changes, every replica named is new to it and checked again.
-      for (const slot of ['main', 'nightly'] as const) {
+      for (const slot of SLOTS) {
         const { replicas, version } = slotRouting(next, slot);
         const old = slotRouting(before, slot);
         const sameVersion = version === old.version;
