@@ -22,7 +22,8 @@ import { loadConfig } from '../lib/config.ts';
 import { parseLine } from '../lib/events/parser.ts';
 import { INGEST_FETCH, INGEST_NODE_FLAGS } from '../lib/ingest/runtime.ts';
 import { ensureTopic, kafkaClient, produceLines } from '../lib/kafka.ts';
-import { Ingest, parseFetched } from '../services/ingest/consumer.ts';
+import { parseFetched } from '../services/ingest/consumer.ts';
+import { IngestThreads } from '../services/ingest/threads.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { benchArgs } from '../testkit/args.ts';
 import { scratchDatabase } from '../testkit/db.ts';
@@ -34,12 +35,13 @@ if (!INGEST_NODE_FLAGS.every((f) => process.execArgv.includes(f))) {
   process.exit(child.status ?? 1);
 }
 
-const usage = 'npm run bench:ingest [-- --lines 1000000 --rounds 3 --baseline-lines 50000]';
-const args = benchArgs(usage, { lines: '1000000', rounds: '3', 'baseline-lines': '50000' });
+const cfg = loadConfig();
+const usage = 'npm run bench:ingest [-- --lines 1000000 --rounds 3 --baseline-lines 50000 --threads N]';
+const args = benchArgs(usage, { lines: '1000000', rounds: '3', 'baseline-lines': '50000', threads: String(cfg.services.ingest.threads) });
 const N = args.number('lines', { min: 1, integer: true });
 const ROUNDS = args.number('rounds', { min: 1, integer: true });
 const BASELINE_N = Math.min(N, args.number('baseline-lines', { min: 0, integer: true }));
-const cfg = loadConfig();
+const THREADS = args.number('threads', { min: 1, integer: true });
 process.env.MARQUEE_KAFKA_QUIET = '1';
 
 /** A kafkajs consumer with the ingest's fetch settings that only reads: `discard` drops each line, `parse` parses and aggregates each batch as the ingest does. */
@@ -79,11 +81,17 @@ async function readOnly(topic: string, mode: 'discard' | 'parse'): Promise<numbe
 }
 
 async function marqueeIngest(topic: string): Promise<number> {
-  const db = await scratchDatabase('bench_ingest', { cfg, max: 8 });
-  const ingest = new Ingest(cfg, db.pool, { topic, groupId: `bench-ingest-${randomBytes(4).toString('hex')}`, log: () => undefined });
+  const db = await scratchDatabase('bench_ingest', { cfg, max: 2 });
+  // As the service runs it: THREADS consumer threads, each its own pool, one consumer group.
+  let failed: Error | undefined;
+  const ingest = new IngestThreads(cfg, {
+    threads: THREADS, topic, database: db.name, groupId: `bench-ingest-${randomBytes(4).toString('hex')}`,
+    log: () => undefined, onFailure: (err) => { failed = err; },
+  });
   const t0 = performance.now();
   await ingest.start();
   for (;;) {
+    if (failed) throw failed;
     const { rows } = await db.pool.query('SELECT coalesce(sum(next_offset), 0)::bigint AS n FROM ingest_offsets WHERE topic = $1', [topic]);
     if (Number(rows[0].n) >= N) break;
     await new Promise((r) => setTimeout(r, 10));
@@ -200,6 +208,7 @@ async function main(): Promise<void> {
   await produceTopic(topic);
   console.log(`  produced in ${((performance.now() - t0) / 1000).toFixed(1)} s (before any timing); kcat: ${kcat ? `kcat ${kcat}` : 'kcat not installed (apt-get install kcat)'}`);
   console.log(`  node flags of both kafkajs arms (the ingest service's): ${INGEST_NODE_FLAGS.join(' ')}; fetch settings of both: ${JSON.stringify(INGEST_FETCH)}`);
+  console.log(`  marquee ingest: ${THREADS} consumer thread(s) in one group (services.ingest.threads; --threads N); read-and-discard and read-and-parse: one consumer`);
   try {
     type Arm = 'marquee' | 'discard' | 'parse' | 'kcat';
     const arms: Arm[] = kcat ? ['marquee', 'discard', 'parse', 'kcat'] : ['marquee', 'discard', 'parse'];

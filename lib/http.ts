@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { Registry } from './metrics.ts';
 
 /** An express app with the /healthz and /metrics every Marquee service serves. */
-export function serviceApp(opts: { registry: Registry; health: () => Promise<Record<string, unknown>> | Record<string, unknown> }): express.Express {
+export function serviceApp(opts: { registry: Pick<Registry, 'contentType' | 'render'>; health: () => Promise<Record<string, unknown>> | Record<string, unknown> }): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', async (_req, res) => {

@@ -24,6 +24,12 @@ export class Counter {
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
   get(labels?: Labels): number { return this.values.get(seriesKey(this.labelNames, labels)) ?? 0; }
+  /** Every series added up. */
+  total(): number {
+    let sum = 0;
+    for (const v of this.values.values()) sum += v;
+    return sum;
+  }
   /**
    * One series for a hot path: its key for get() is built once and no labels object is made per
    * call. prom-client's child still hashes the labels on each inc (15.x), so that is not saved.

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
 import { databaseUrl } from '../lib/db.ts';
 import { ensureTopic, kafkaClient, produceLines, topicOffsets } from '../lib/kafka.ts';
+import { IngestThreads } from '../services/ingest/threads.ts';
 import { generateLines } from '../services/simulator/offline.ts';
 import { scratchDatabase } from './support/db.ts';
 import {
@@ -52,6 +53,40 @@ describe('ingest end to end on real Kafka and Postgres', () => {
         expect(again.messages.get({ partition: 0 })).toBe(0);
       });
     });
+  });
+
+  it('three consumer threads of one process share the partitions: exactly the expected rows, metrics summed once, pause and resume together', async () => {
+    const db = await scratchDatabase('ingestthreads');
+    const logs: string[] = [];
+    const failures: Error[] = [];
+    const threads = new IngestThreads(cfg, { threads: 3, topic, database: db.name, groupId: `g-${db.name}`, log: (l) => logs.push(l), onFailure: (e) => failures.push(e) });
+    try {
+      await threads.start();
+      await waitForIngested(db.pool, topic, N, 120_000, () => failures.length === 0);
+      expect(await actualRows(db.pool)).toEqual(expected);
+      expect(await threads.health()).toMatchObject({ status: 'ok', paused: false, threads: 3, messages: N });
+      const text = await threads.registry.render();
+      const sum = (name: string) => [...text.matchAll(new RegExp(`^${name}\\{partition="\\d+"\\} (\\d+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0);
+      expect(sum('ingest_messages_total')).toBe(N);
+      expect(sum('ingest_dead_letters_total')).toBe(1000);
+      // The process metrics come once, from the main thread, not once per thread.
+      expect(text.match(/^process_cpu_seconds_total /gm)).toHaveLength(1);
+      expect(logs.filter((l) => l.includes('consuming'))).toHaveLength(3);
+      await threads.pause();
+      await threads.drained();
+      expect(await threads.health()).toMatchObject({ paused: true });
+      await threads.resume();
+      expect(await threads.health()).toMatchObject({ status: 'ok', paused: false });
+      expect(failures).toEqual([]);
+      // A thread that dies is reported (the service then exits for its supervisor to restart it).
+      await (threads as unknown as { threads: { worker: { terminate(): Promise<number> } }[] }).threads[1].worker.terminate();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(failures.map((e) => e.message)).toEqual([expect.stringMatching(/^ingest thread \d+ exited with code 1$/)]);
+      await expect(threads.health()).rejects.toThrow(/exited/);
+    } finally {
+      await threads.stop();
+      await db.drop();
+    }
   });
 
   it("Kafka's committed offsets ahead of Postgres' (commits lost in a Postgres crash): the restart seeks back, no loss, no duplicates", async () => {

@@ -18,3 +18,10 @@ export const INGEST_FETCH = {
   /** Partitions whose batches kafkajs hands over side by side (eachBatch calls at once). */
   partitionsConsumedConcurrently: 2,
 } as const;
+
+/**
+ * Each ingest thread's heap limits (services/ingest/threads.ts): a 192 MB young generation is the
+ * 64 MB semi-space of INGEST_NODE_FLAGS (V8's young generation is three semi-spaces), for the
+ * same reason.
+ */
+export const INGEST_THREAD_LIMITS = { maxYoungGenerationSizeMb: 192 } as const;

@@ -46,6 +46,8 @@ export async function servicesBuildContext(configFile = defaultConfigFile()): Pr
     'temporal.yaml': readFileSync(configFile),
   };
   for (const s of BUNDLED) files[`dist/${s}.mjs`] = await bundleEntry(ENTRIES[s]);
+  // The ingest's consumer threads start from their own bundle beside it (services/ingest/threads.ts).
+  files['dist/ingest-thread.mjs'] = await bundleEntry('services/ingest/thread.ts');
   const h = createHash('sha256');
   for (const name of Object.keys(files).sort()) h.update(name).update(files[name]);
   return { context: await tarFiles(files), tag: `marquee-services:${h.digest('hex').slice(0, 12)}` };

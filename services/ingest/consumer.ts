@@ -1,3 +1,4 @@
+import { isMainThread } from 'node:worker_threads';
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
@@ -14,6 +15,12 @@ export interface IngestOptions {
   /** Partitions written side by side (each on its own Postgres connection). */
   concurrency?: number;
   log?: (line: string) => void;
+  /**
+   * Awaited just before the consumer joins its group. The threads of one process (threads.ts) join
+   * together: a member joining alone takes every partition, and gives half back only at its next
+   * heartbeat, seconds later.
+   */
+  beforeJoin?: () => Promise<void>;
 }
 
 /**
@@ -48,7 +55,8 @@ export function parseFetched(fetched: readonly KafkaMessage[]): ParsedBatch {
 const WRITES_QUEUED = 2;
 
 export class Ingest {
-  readonly registry = new Registry();
+  /** In an ingest thread the process metrics belong to the main thread's registry (threads.ts). */
+  readonly registry = new Registry({ processMetrics: isMainThread });
   readonly messages = this.registry.counter('ingest_messages_total', 'Kafka messages written to Postgres', ['partition']);
   readonly skippedMessages = this.registry.counter('ingest_skipped_messages_total', 'Kafka messages skipped because Postgres already had them', ['partition']);
   readonly events = this.registry.counter('ingest_events_total', 'Parsed events by kind');
@@ -104,7 +112,10 @@ export class Ingest {
       this.catchUpSoon('the last comparison failed');
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      const before = this.assigned;
       this.assigned = (e.payload.memberAssignment[this.topic] ?? []).slice();
+      // Another member (thread or process) reports a partition taken away: its lag is no longer ours.
+      for (const partition of before) if (!this.assigned.includes(partition)) this.lag.set({ partition }, 0);
       this.catchUp?.();
     });
     // A Postgres restart drops the pool's idle connections; commits it acknowledged may be lost.
@@ -113,6 +124,7 @@ export class Ingest {
     await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
     this.running = true;
     this.stopping = false;
+    await this.opts.beforeJoin?.();
     await this.consumer.run({
       // Offsets go to Kafka only after their batch is in Postgres (commitToKafka), never ahead of it:
       // a partition whose Kafka offset were past Postgres' but had nothing left to read would
@@ -337,6 +349,6 @@ export class Ingest {
   }
 
   health(): Record<string, unknown> {
-    return { status: this.running ? 'ok' : 'stopped', paused: this.paused, topic: this.topic, messages: this.messages.get() };
+    return { status: this.running ? 'ok' : 'stopped', paused: this.paused, topic: this.topic, messages: this.messages.total() };
   }
 }

@@ -1,24 +1,36 @@
 import { loadConfig } from '../../lib/config.ts';
-import { createPool } from '../../lib/db.ts';
 import { listen, serviceApp } from '../../lib/http.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
-import { Ingest } from './consumer.ts';
+import { IngestThreads } from './threads.ts';
 
 const cfg = loadConfig();
 const port = Number(process.env.INGEST_PORT ?? cfg.services.ingest.port);
-const pool = createPool(cfg, { max: 6, applicationName: 'marquee-ingest' });
-const ingest = new Ingest(cfg, pool, { groupId: process.env.INGEST_GROUP_ID, topic: process.env.INGEST_TOPIC });
+const ingest = new IngestThreads(cfg, {
+  threads: cfg.services.ingest.threads,
+  groupId: process.env.INGEST_GROUP_ID,
+  topic: process.env.INGEST_TOPIC,
+  // A thread that dies takes the process with it: the supervisor (or Docker) starts it again, and
+  // every partition goes on from the offset Postgres holds.
+  onFailure: (err) => {
+    console.error(`ingest: ${err.message}; exiting`);
+    process.exit(1);
+  },
+});
 
 const app = serviceApp({
   registry: ingest.registry,
-  health: () => ({ ...ingest.health(), service: 'ingest', version: packageVersion, commit: gitCommit() }),
+  health: async () => ({ ...(await ingest.health()), service: 'ingest', version: packageVersion, commit: gitCommit() }),
 });
 // Used by the restore workflow: stop reading while the database is swapped underneath. Answers
 // once the batches in hand are written, so nothing is written into the old database afterwards.
 app.post('/admin/pause', async (_req, res) => {
-  ingest.pause();
-  await ingest.drained();
-  res.json({ paused: true });
+  try {
+    await ingest.pause();
+    await ingest.drained();
+    res.json({ paused: true });
+  } catch (err) {
+    res.status(500).type('text/plain').send(`pause failed: ${(err as Error).message}`);
+  }
 });
 app.post('/admin/resume', async (_req, res) => {
   try {
@@ -37,10 +49,9 @@ let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
-  console.log(`ingest: ${signal}, finishing the batch in hand`);
+  console.log(`ingest: ${signal}, finishing the batches in hand`);
   await ingest.stop();
   server.close();
-  await pool.end();
   console.log('ingest: stopped');
   process.exit(0);
 }

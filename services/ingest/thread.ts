@@ -1,0 +1,52 @@
+/**
+ * One ingest thread (started by threads.ts): an Ingest consumer with its own Postgres pool, one
+ * member of the process's consumer group, driven by the main thread's commands.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadConfig } from '../../lib/config.ts';
+import { createPool } from '../../lib/db.ts';
+import { Ingest } from './consumer.ts';
+import type { FromThread, ThreadData, ToThread } from './threads.ts';
+
+if (!parentPort) throw new Error('services/ingest/thread.ts runs as a worker thread of services/ingest/threads.ts');
+const port = parentPort;
+const data = workerData as ThreadData;
+const send = (m: FromThread): void => port.postMessage(m);
+
+const cfg = loadConfig();
+const pool = createPool(cfg, { max: data.poolMax, database: data.database, applicationName: 'marquee-ingest' });
+let joinNow: () => void = () => undefined;
+const mayJoin = new Promise<void>((resolve) => { joinNow = resolve; });
+const ingest = new Ingest(cfg, pool, {
+  groupId: data.groupId,
+  topic: data.topic,
+  log: (line) => send({ log: line }),
+  beforeJoin: () => {
+    send({ ready: true });
+    return mayJoin;
+  },
+});
+
+const commands: Record<ToThread['cmd'], () => unknown> = {
+  start: () => ingest.start(),
+  join: () => joinNow(),
+  pause: () => ingest.pause(),
+  drained: () => ingest.drained(),
+  resume: () => ingest.resume(),
+  health: () => ingest.health(),
+  metrics: () => ingest.registry.prom.getMetricsAsJSON(),
+  stop: async () => {
+    await ingest.stop();
+    await pool.end();
+  },
+};
+
+port.on('message', (m: ToThread) => {
+  void (async () => {
+    try {
+      send({ id: m.id, ok: true, value: await commands[m.cmd]() });
+    } catch (err) {
+      send({ id: m.id, ok: false, error: (err as Error).message });
+    }
+  })();
+});
