@@ -45,7 +45,11 @@ const THREADS = args.number('threads', { min: 1, integer: true });
 process.env.MARQUEE_KAFKA_QUIET = '1';
 
 /** A kafkajs consumer with the ingest's fetch settings that only reads: `discard` drops each line, `parse` parses and aggregates each batch as the ingest does. */
-async function readOnly(topic: string, mode: 'discard' | 'parse'): Promise<number> {
+/** An arm's rate from its start, and its steady rate: from its first data in hand (a batch read, or written) to the last. */
+interface Rate { total: number; steady: number }
+const rates = (t0: number, tFirst: number, nFirst: number, t1: number): Rate => ({ total: N / ((t1 - t0) / 1000), steady: (N - nFirst) / ((t1 - tFirst) / 1000) });
+
+async function readOnly(topic: string, mode: 'discard' | 'parse'): Promise<Rate> {
   const parse = mode === 'parse';
   // Timed from before connect, as the ingest arm is timed from before its start().
   const t0 = performance.now();
@@ -57,9 +61,12 @@ async function readOnly(topic: string, mode: 'discard' | 'parse'): Promise<numbe
   let seen = 0;
   let chars = 0;
   let t1 = 0;
+  let tFirst = 0;
+  let nFirst = 0;
   await new Promise<void>((resolve) => {
     const count = (n: number) => {
       seen += n;
+      if (tFirst === 0) { tFirst = performance.now(); nFirst = seen; }
       if (seen >= N && t1 === 0) { t1 = performance.now(); resolve(); }
     };
     void consumer.run({
@@ -77,10 +84,10 @@ async function readOnly(topic: string, mode: 'discard' | 'parse'): Promise<numbe
   });
   await consumer.disconnect();
   if (chars === 0) throw new Error('read nothing');
-  return N / ((t1 - t0) / 1000);
+  return rates(t0, tFirst, nFirst, t1);
 }
 
-async function marqueeIngest(topic: string): Promise<number> {
+async function marqueeIngest(topic: string): Promise<Rate> {
   const db = await scratchDatabase('bench_ingest', { cfg, max: 2 });
   // As the service runs it: THREADS consumer threads, each its own pool, one consumer group.
   let failed: Error | undefined;
@@ -90,10 +97,14 @@ async function marqueeIngest(topic: string): Promise<number> {
   });
   const t0 = performance.now();
   await ingest.start();
+  let tFirst = 0;
+  let nFirst = 0;
   for (;;) {
     if (failed) throw failed;
     const { rows } = await db.pool.query('SELECT coalesce(sum(next_offset), 0)::bigint AS n FROM ingest_offsets WHERE topic = $1', [topic]);
-    if (Number(rows[0].n) >= N) break;
+    const n = Number(rows[0].n);
+    if (tFirst === 0 && n > 0) { tFirst = performance.now(); nFirst = n; }
+    if (n >= N) break;
     await new Promise((r) => setTimeout(r, 10));
   }
   const t1 = performance.now();
@@ -101,7 +112,7 @@ async function marqueeIngest(topic: string): Promise<number> {
   const { rows } = await db.pool.query('SELECT (SELECT count(*) FROM watches) AS w, (SELECT count(*) FROM dead_letters) AS d, (SELECT count(*) FROM recommendation_events) AS r');
   console.log(`  marquee ingest wrote: ${rows[0].w} watch rows, ${rows[0].r} recommendation events, ${rows[0].d} dead letters`);
   await db.drop();
-  return N / ((t1 - t0) / 1000);
+  return rates(t0, tFirst, nFirst, t1);
 }
 
 /** The kcat on the PATH, or null: the bench then reports the second ceiling as not installed. */
@@ -213,7 +224,7 @@ async function main(): Promise<void> {
     type Arm = 'marquee' | 'discard' | 'parse' | 'kcat';
     const arms: Arm[] = kcat ? ['marquee', 'discard', 'parse', 'kcat'] : ['marquee', 'discard', 'parse'];
     const results: Record<Arm, number[]> = { marquee: [], discard: [], parse: [], kcat: [] };
-    const ratios: { discard: number[]; parse: number[]; kcat: number[] } = { discard: [], parse: [], kcat: [] };
+    const ratios: { discard: number[]; parse: number[]; kcat: number[]; steady: number[] } = { discard: [], parse: [], kcat: [], steady: [] };
     // This process's CPU (every thread: JavaScript, garbage collection, I/O) per message of an arm;
     // whatever Postgres and the broker spend is not in it.
     const cpu: Record<'marquee' | 'discard' | 'parse', number[]> = { marquee: [], discard: [], parse: [] };
@@ -221,20 +232,25 @@ async function main(): Promise<void> {
       const order = arms.map((_, i) => arms[(i + round) % arms.length]);
       const got: Partial<Record<Arm, number>> = {};
       const cpuNow: Partial<Record<Arm, number>> = {};
+      const steady: { marquee?: number; discard?: number } = {};
       for (const arm of order) {
         const c0 = process.cpuUsage();
-        got[arm] = arm === 'marquee' ? await marqueeIngest(topic) : arm === 'discard' ? await readOnly(topic, 'discard')
-          : arm === 'parse' ? await readOnly(topic, 'parse') : await kcatToDevNull(topic);
+        const r: Rate = arm === 'marquee' ? await marqueeIngest(topic) : arm === 'discard' ? await readOnly(topic, 'discard')
+          : arm === 'parse' ? await readOnly(topic, 'parse') : { total: await kcatToDevNull(topic), steady: NaN };
+        got[arm] = r.total;
+        if (arm === 'marquee' || arm === 'discard') steady[arm] = r.steady;
         results[arm].push(got[arm]);
         const c = process.cpuUsage(c0);
         if (arm !== 'kcat') { cpuNow[arm] = (c.user + c.system) / N; cpu[arm].push(cpuNow[arm]); }
       }
       ratios.discard.push(got.marquee! / got.discard!);
+      ratios.steady.push(steady.marquee! / steady.discard!);
       ratios.parse.push(got.parse! / got.discard!);
       if (kcat) ratios.kcat.push(got.marquee! / got.kcat!);
       console.log(`  round ${round + 1} (${order.join(', ')}): marquee ${fmt(got.marquee!)} msg/s; kafkajs read-and-discard ${fmt(got.discard!)} (×${(got.marquee! / got.discard!).toFixed(2)}); read-and-parse ${fmt(got.parse!)} (×${(got.parse! / got.discard!).toFixed(2)} of read-and-discard)` +
         (kcat ? `; kcat to /dev/null ${fmt(got.kcat!)} (×${(got.marquee! / got.kcat!).toFixed(2)})` : '; kcat not installed') +
-        `; this process's CPU per message: marquee ${cpuNow.marquee!.toFixed(2)} µs, read-and-discard ${cpuNow.discard!.toFixed(2)}, read-and-parse ${cpuNow.parse!.toFixed(2)}`);
+        `; this process's CPU per message: marquee ${cpuNow.marquee!.toFixed(2)} µs, read-and-discard ${cpuNow.discard!.toFixed(2)}, read-and-parse ${cpuNow.parse!.toFixed(2)}` +
+        `; steady (from each arm's first batch in hand): marquee ${fmt(steady.marquee!)}, read-and-discard ${fmt(steady.discard!)} (×${(steady.marquee! / steady.discard!).toFixed(2)})`);
     }
     const seed = BASELINE_N > 0 ? await perLineInsert(topic) : undefined;
     const m = median(results.marquee);
@@ -243,6 +259,7 @@ async function main(): Promise<void> {
     console.log(`  medians of ${ROUNDS} round(s), ${N.toLocaleString()} lines each:`);
     console.log(`  marquee ingest, end to end        ${fmt(m)} msg/s`);
     console.log(`  kafkajs read-and-discard          ${fmt(median(results.discard))} msg/s   marquee / read-and-discard = ${rd.toFixed(2)} (goal ≥ 0.8, first bar 0.7)`);
+    console.log(`  steady rates, marquee / read-and-discard = ${median(ratios.steady).toFixed(2)} (each from its first batch in hand, written or read, to the last: the ingest's start-up, threads included, left out)`);
     console.log(`  read-and-parse (no Postgres)      ${fmt(median(results.parse))} msg/s   read-and-parse / read-and-discard = ${median(ratios.parse).toFixed(2)} (ingest without Postgres)`);
     console.log(`  this process's CPU per message     marquee ${median(cpu.marquee).toFixed(2)} µs, read-and-discard ${median(cpu.discard).toFixed(2)}, read-and-parse ${median(cpu.parse).toFixed(2)} (CPU ratio read-and-discard / marquee = ${(median(cpu.discard) / median(cpu.marquee)).toFixed(2)}; Postgres and the broker not counted)`);
     if (kcat) console.log(`  kcat to /dev/null (librdkafka)    ${fmt(median(results.kcat))} msg/s   marquee / kcat = ${median(ratios.kcat).toFixed(2)}`);
