@@ -96,19 +96,23 @@ async function marqueeIngest(topic: string): Promise<Rate> {
     log: () => undefined, onFailure: (err) => { failed = err; },
   });
   const t0 = performance.now();
-  await ingest.start();
   let tFirst = 0;
   let nFirst = 0;
-  for (;;) {
-    if (failed) throw failed;
-    const { rows } = await db.pool.query('SELECT coalesce(sum(next_offset), 0)::bigint AS n FROM ingest_offsets WHERE topic = $1', [topic]);
-    const n = Number(rows[0].n);
-    if (tFirst === 0 && n > 0) { tFirst = performance.now(); nFirst = n; }
-    if (n >= N) break;
-    await new Promise((r) => setTimeout(r, 10));
+  let t1 = 0;
+  try {
+    await ingest.start();
+    for (;;) {
+      if (failed) throw failed;
+      const { rows } = await db.pool.query('SELECT coalesce(sum(next_offset), 0)::bigint AS n FROM ingest_offsets WHERE topic = $1', [topic]);
+      const n = Number(rows[0].n);
+      if (tFirst === 0 && n > 0) { tFirst = performance.now(); nFirst = n; }
+      if (n >= N) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    t1 = performance.now();
+  } finally {
+    await ingest.stop();
   }
-  const t1 = performance.now();
-  await ingest.stop();
   const { rows } = await db.pool.query('SELECT (SELECT count(*) FROM watches) AS w, (SELECT count(*) FROM dead_letters) AS d, (SELECT count(*) FROM recommendation_events) AS r');
   console.log(`  marquee ingest wrote: ${rows[0].w} watch rows, ${rows[0].r} recommendation events, ${rows[0].d} dead letters`);
   await db.drop();

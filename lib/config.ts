@@ -44,7 +44,7 @@ export const configSchema = z.strictObject({
     inferenceNightly: z.strictObject({ port }),
     simulator: z.strictObject({ port }),
     /** threads: consumers in one ingest process, each a member of the group (services/ingest/threads.ts). */
-    ingest: z.strictObject({ port, threads: z.number().int().min(1).max(64).default(2) }),
+    ingest: z.strictObject({ port, threads: z.number().int().min(1).max(16).default(2) }),
     catalog: z.strictObject({ port }),
     /** The worker's /healthz, /metrics (release phase) and the inference slots' discovery for Prometheus. */
     worker: z.strictObject({ port }).default({ port: 8094 }),

@@ -69,6 +69,8 @@ describe('ingest end to end on real Kafka and Postgres', () => {
       const sum = (name: string) => [...text.matchAll(new RegExp(`^${name}\\{partition="\\d+"\\} (\\d+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0);
       expect(sum('ingest_messages_total')).toBe(N);
       expect(sum('ingest_dead_letters_total')).toBe(1000);
+      // Everything is read: a lag left by a thread that lost its partition would show in the sum.
+      expect(sum('ingest_consumer_lag')).toBe(0);
       // The process metrics come once, from the main thread, not once per thread.
       expect(text.match(/^process_cpu_seconds_total /gm)).toHaveLength(1);
       expect(logs.filter((l) => l.includes('consuming'))).toHaveLength(3);
@@ -87,6 +89,16 @@ describe('ingest end to end on real Kafka and Postgres', () => {
       await threads.stop();
       await db.drop();
     }
+  });
+
+  it('consumer threads that cannot start: start() rejects with the reason and leaves no thread running', async () => {
+    const failures: Error[] = [];
+    const threads = new IngestThreads(cfg, { threads: 2, topic: 'not a valid topic name!', groupId: `g-bad-${randomBytes(4).toString('hex')}`, log: () => undefined, onFailure: (e) => failures.push(e) });
+    await expect(threads.start()).rejects.toThrow(/topic/i);
+    const workers = (threads as unknown as { threads: { exited: boolean }[] }).threads;
+    expect(workers).toHaveLength(2);
+    expect(workers.every((t) => t.exited)).toBe(true);
+    expect(failures).toEqual([]);
   });
 
   it("Kafka's committed offsets ahead of Postgres' (commits lost in a Postgres crash): the restart seeks back, no loss, no duplicates", async () => {

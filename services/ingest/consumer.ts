@@ -123,8 +123,14 @@ export class Ingest {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       const before = this.assigned;
       this.assigned = (e.payload.memberAssignment[this.topic] ?? []).slice();
-      // Another member (thread or process) reports a partition taken away: its lag is no longer ours.
-      for (const partition of before) if (!this.assigned.includes(partition)) this.lag.set({ partition }, 0);
+      for (const partition of before) {
+        if (this.assigned.includes(partition)) continue;
+        // Taken away: the writes queued for it and not started are dropped (its new owner reads
+        // from the offsets committed so far), and another member reports its lag now; metrics
+        // summed over members (threads.ts, Prometheus) would count a stale value twice.
+        this.generations.set(partition, (this.generations.get(partition) ?? 0) + 1);
+        this.lag.set({ partition }, 0);
+      }
       this.catchUp?.();
     });
     // A Postgres restart drops the pool's idle connections; commits it acknowledged may be lost.
@@ -219,7 +225,7 @@ export class Ingest {
   private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
     if (this.paused || this.stopping) return;
-    const queue = this.enqueue(batch.topic, batch.partition, parseSoon(batch.messages), Number(batch.highWatermark), isRunning);
+    const queue = this.enqueue(batch.topic, batch.partition, parseSoon(batch.messages), Number(batch.highWatermark));
     resolveOffset(batch.lastOffset());
     // Lets kafkajs fetch the next batch while this one waits its turn, but no further ahead.
     if (queue.length > WRITES_QUEUED) await queue[queue.length - 1 - WRITES_QUEUED];
@@ -228,22 +234,22 @@ export class Ingest {
 
   /**
    * Queues a parsed batch's write behind the partition's previous one; returns the partition's
-   * queue. Apart from onBatch so that the closures kept until the write runs hold the rows only:
-   * V8 gives all closures of a scope one context, and one sharing onBatch's kept the fetched
-   * messages alive for as long as the write waited (measured: the same CPU per message, ~3 % more
-   * messages per second).
+   * queue. Apart from onBatch, and with none of kafkajs' payload functions (they close over its
+   * batch), so that what is kept until the write runs is the rows, not the fetched messages: V8
+   * gives all closures of a scope one context.
    */
-  private enqueue(topic: string, partition: number, parsed: Promise<ParsedBatch>, highWatermark: number, isRunning: () => boolean): Promise<boolean>[] {
+  private enqueue(topic: string, partition: number, parsed: Promise<ParsedBatch>, highWatermark: number): Promise<boolean>[] {
     const generation = this.generations.get(partition) ?? 0;
     let queue = this.queued.get(partition);
     if (!queue) this.queued.set(partition, (queue = []));
     const q = queue;
     const previous = q.at(-1);
     const start = (): Promise<boolean> =>
-      // A failed or seeking write has moved the partition: this batch was fetched before that. When
+      // A failed or seeking write has moved the partition, or the partition was taken away: this
+      // batch was fetched before that. When
       // paused, no write may start after drained() said there was none (resume() seeks anyway).
       // A stop lets the batches in hand be written (stop() waits for them), but takes no new ones.
-      (this.generations.get(partition) ?? 0) !== generation || !isRunning() || this.paused
+      (this.generations.get(partition) ?? 0) !== generation || !this.running || this.paused
         ? Promise.resolve(false)
         : parsed.then((p) => this.write(topic, partition, p, highWatermark));
     const write = previous ? previous.then(start) : start();
@@ -295,7 +301,7 @@ export class Ingest {
     this.deadLetters.inc(labels, result.deadLetters);
     this.events.inc(undefined, result.events);
     for (const [table, n] of Object.entries(result.rows)) this.rows.inc({ table }, n);
-    this.lag.set(labels, Math.max(0, highWatermark - result.nextOffset));
+    if (this.assigned.includes(partition)) this.lag.set(labels, Math.max(0, highWatermark - result.nextOffset));
     this.batchSeconds.observe(undefined, Number(process.hrtime.bigint() - started) / 1e9);
     return true;
   }

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { loadConfig } from '../../lib/config.ts';
 import { listen, serviceApp } from '../../lib/http.ts';
 import { gitCommit, packageVersion } from '../../lib/version.ts';
@@ -41,19 +42,28 @@ app.post('/admin/resume', async (_req, res) => {
   }
 });
 
-const server = await listen(app, port);
-await ingest.start();
-console.log(`ingest: /healthz and /metrics on 127.0.0.1:${port}`);
-
 let stopping = false;
+let server: Server | undefined;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   console.log(`ingest: ${signal}, finishing the batches in hand`);
   await ingest.stop();
-  server.close();
+  server?.close();
   console.log('ingest: stopped');
   process.exit(0);
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
+
+server = await listen(app, port);
+try {
+  await ingest.start();
+  console.log(`ingest: /healthz and /metrics on 127.0.0.1:${port}`);
+} catch (err) {
+  // A SIGTERM during the start stops the threads it was starting; shutdown() then exits.
+  if (!stopping) {
+    console.error(`ingest: could not start: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}

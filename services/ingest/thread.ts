@@ -16,7 +16,8 @@ const send = (m: FromThread): void => port.postMessage(m);
 const cfg = loadConfig();
 const pool = createPool(cfg, { max: data.poolMax, database: data.database, applicationName: 'marquee-ingest' });
 let joinNow: () => void = () => undefined;
-const mayJoin = new Promise<void>((resolve) => { joinNow = resolve; });
+let neverJoin: (err: Error) => void = () => undefined;
+const mayJoin = new Promise<void>((resolve, reject) => { joinNow = resolve; neverJoin = reject; });
 const ingest = new Ingest(cfg, pool, {
   groupId: data.groupId,
   topic: data.topic,
@@ -36,6 +37,8 @@ const commands: Record<ToThread['cmd'], () => unknown> = {
   health: () => ingest.health(),
   metrics: () => ingest.registry.prom.getMetricsAsJSON(),
   stop: async () => {
+    // Stopped before the threads joined (a sibling failed, or SIGTERM during start): never join.
+    neverJoin(new Error('stopped before joining the group'));
     await ingest.stop();
     await pool.end();
   },

@@ -55,6 +55,8 @@ interface Thread {
   pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
   ready: boolean;
   exited: boolean;
+  /** Reported once: a thread that throws emits 'error' and then 'exit'. */
+  failed: boolean;
 }
 
 /** Every thread's entry: the bundle's sibling in the services image, thread.ts with tsx's loader otherwise. */
@@ -112,7 +114,7 @@ export class IngestThreads {
     let joined = false;
     for (let i = 0; i < this.opts.threads; i++) {
       const worker = spawnThread(data);
-      const t: Thread = { worker, id: worker.threadId, pending: new Map(), ready: false, exited: false };
+      const t: Thread = { worker, id: worker.threadId, pending: new Map(), ready: false, exited: false, failed: false };
       this.threads.push(t);
       t.worker.on('message', (m: FromThread) => {
         if ('log' in m) this.log(m.log);
@@ -130,15 +132,26 @@ export class IngestThreads {
           else p?.reject(new Error(m.error));
         }
       });
-      t.worker.on('error', (err) => this.fail(new Error(`ingest thread ${t.id} failed: ${err.message}`)));
+      const failed = (err: Error) => {
+        if (t.failed) return;
+        t.failed = true;
+        this.fail(err);
+      };
+      t.worker.on('error', (err) => failed(new Error(`ingest thread ${t.id} failed: ${err.message}`)));
       t.worker.on('exit', (code) => {
         t.exited = true;
         for (const p of t.pending.values()) p.reject(new Error(`ingest thread ${t.id} exited (${code})`));
         t.pending.clear();
-        this.fail(new Error(`ingest thread ${t.id} exited with code ${code}`));
+        failed(new Error(`ingest thread ${t.id} exited with code ${code}`));
       });
     }
-    await this.all('start');
+    try {
+      await this.all('start');
+    } catch (err) {
+      // One that died before joining would hold the others at the barrier: none is left running.
+      await this.stop();
+      throw err;
+    }
     this.log(`ingest: ${this.opts.threads} consumer thread(s) in group ${this.opts.groupId ?? this.cfg.kafka.groupId} on ${this.opts.topic ?? this.cfg.kafka.topic}`);
   }
 
