@@ -42,21 +42,20 @@ app.post('/admin/resume', async (_req, res) => {
   }
 });
 
+const server: Server = await listen(app, port);
 let stopping = false;
-let server: Server | undefined;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   console.log(`ingest: ${signal}, finishing the batches in hand`);
   await ingest.stop();
-  server?.close();
+  server.close();
   console.log('ingest: stopped');
   process.exit(0);
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
 
-server = await listen(app, port);
 try {
   await ingest.start();
   console.log(`ingest: /healthz and /metrics on 127.0.0.1:${port}`);
