@@ -75,7 +75,15 @@ export async function ensureTopic(cfg: Config, topic = cfg.kafka.topic, partitio
       // createTopics answers false (not an error) when another process created it meanwhile.
       await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
     } else if (state.partitions < partitions) {
-      await admin.createPartitions({ topicPartitions: [{ topic, count: partitions }] });
+      try {
+        await admin.createPartitions({ topicPartitions: [{ topic, count: partitions }] });
+      } catch (err) {
+        // Another process (or another ingest thread) grew it meanwhile: the broker then refuses a
+        // count that is no longer larger ("Number of partitions is invalid"). Only a topic still
+        // short of partitions is an error.
+        const now = await describeTopic(admin, topic);
+        if ((now.partitions ?? 0) < partitions) throw err;
+      }
     }
     const after = await describeTopic(admin, topic);
     if (after.partitions === undefined) throw new Error(`topic ${topic} still missing after creating it`);

@@ -115,6 +115,21 @@ describe('kafka', () => {
     if (cfg.kafka.partitions > 1) expect(partitionsUsed.size).toBeGreaterThan(1);
   });
 
+  it('processes racing to grow a topic with too few partitions all succeed', async () => {
+    // The ingest's consumer threads each ensure the topic at start; the loser of a race to add
+    // partitions used to fail ("Number of partitions is invalid") and take the service down.
+    for (let round = 0; round < 3; round++) {
+      const small = `marquee-kafka-grow-${randomUUID().slice(0, 8)}`;
+      try {
+        expect(await ensureTopic(cfg, small, 1)).toBe(1);
+        const grown = await Promise.all(['a', 'b', 'c'].map((who) => ensureTopic(cfg, small, 4, kafkaClient(cfg, `grow-${who}`))));
+        expect(grown).toEqual([4, 4, 4]);
+      } finally {
+        await admin.deleteTopics({ topics: [small] }).catch(() => undefined);
+      }
+    }
+  });
+
   it('processes racing to create one new topic each return only once every partition has a leader', async () => {
     // The simulator and the ingest both ensure their topic at start; the one that loses the race
     // used to go on before the partitions were led, and its first offsets request failed.
