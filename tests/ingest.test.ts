@@ -10,6 +10,7 @@ import {
   actualRows, deleteTopic, exited, expectedRows, ingestedCount, produceHoldingLast, runIngest, spawnIngest, waitForIngested, withIngest,
 } from './support/ingest.ts';
 import { requireStack } from './support/servers.ts';
+import { ingestThreadBundle } from '../testkit/ingest-bundle.ts';
 
 const cfg = loadConfig();
 const N = 100_000;
@@ -85,6 +86,31 @@ describe('ingest end to end on real Kafka and Postgres', () => {
       await new Promise((r) => setTimeout(r, 200));
       expect(failures.map((e) => e.message)).toEqual([expect.stringMatching(/^ingest thread \d+ exited with code 1$/)]);
       await expect(threads.health()).rejects.toThrow(/exited/);
+    } finally {
+      await threads.stop();
+      await db.drop();
+    }
+  });
+
+  it('consumer threads from the bundle the services image runs, loaded before they start: exactly the expected rows', async () => {
+    const db = await scratchDatabase('ingestbundle');
+    const threads = new IngestThreads(cfg, { threads: 2, entry: await ingestThreadBundle(), topic, database: db.name, groupId: `g-${db.name}`, log: () => undefined });
+    try {
+      await threads.load();
+      // Loaded, not started: no consumer is in the group yet.
+      await new Promise((r) => setTimeout(r, 500));
+      const admin = kafkaClient(cfg, 'test-bundle').admin();
+      await admin.connect();
+      try {
+        const { groups } = await admin.describeGroups([`g-${db.name}`]);
+        expect(groups[0].members).toEqual([]);
+      } finally {
+        await admin.disconnect();
+      }
+      await threads.start();
+      await waitForIngested(db.pool, topic, N);
+      expect(await actualRows(db.pool)).toEqual(expected);
+      expect(await threads.health()).toMatchObject({ status: 'ok', threads: 2, messages: N });
     } finally {
       await threads.stop();
       await db.drop();

@@ -29,6 +29,8 @@ const ingest = new Ingest(cfg, pool, {
 });
 
 const commands: Record<ToThread['cmd'], () => unknown> = {
+  // Answered once this module has run: the thread's code is loaded.
+  loaded: () => true,
   start: () => ingest.start(),
   join: () => joinNow(),
   pause: () => ingest.pause(),

@@ -31,7 +31,7 @@ export interface ThreadData {
   poolMax: number;
 }
 
-export type ToThread = { id: number; cmd: 'start' | 'join' | 'pause' | 'drained' | 'resume' | 'health' | 'metrics' | 'stop' };
+export type ToThread = { id: number; cmd: 'loaded' | 'start' | 'join' | 'pause' | 'drained' | 'resume' | 'health' | 'metrics' | 'stop' };
 export type FromThread =
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; error: string }
@@ -44,6 +44,11 @@ export interface IngestThreadsOptions {
   topic?: string;
   database?: string;
   log?: (line: string) => void;
+  /**
+   * The threads' module, when not the one beside this file: a bundle of thread.ts, as the services
+   * image runs it (bench:ingest, whose timing would otherwise include tsx compiling every thread).
+   */
+  entry?: URL;
   /** A thread died or could not start: the process should end (its supervisor starts it again). */
   onFailure?: (err: Error) => void;
 }
@@ -60,9 +65,10 @@ interface Thread {
 }
 
 /** Every thread's entry: the bundle's sibling in the services image, thread.ts with tsx's loader otherwise. */
-function spawnThread(data: ThreadData): Worker {
+function spawnThread(data: ThreadData, entry?: URL): Worker {
   const here = import.meta.url;
   const opts = { workerData: data, resourceLimits: INGEST_THREAD_LIMITS };
+  if (entry) return new Worker(entry, opts);
   if (here.endsWith('.mjs')) return new Worker(new URL('./ingest-thread.mjs', here), opts);
   // On Node 20 a worker does not inherit the loader `--import tsx` registered: it registers its own.
   // Found through its package.json: vitest's module runner has no import.meta.resolve, and
@@ -70,8 +76,8 @@ function spawnThread(data: ThreadData): Worker {
   const pkg = createRequire(here).resolve('tsx/package.json');
   const api = (JSON.parse(readFileSync(pkg, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api'].import.default;
   const tsx = pathToFileURL(path.join(path.dirname(pkg), api)).href;
-  const entry = new URL('./thread.ts', here).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+  const source = new URL('./thread.ts', here).href;
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(source)}); })`;
   return new Worker(boot, { ...opts, eval: true });
 }
 
@@ -108,12 +114,17 @@ export class IngestThreads {
     return Promise.all(this.threads.map((t) => this.call(t, cmd)));
   }
 
-  /** Starts every thread; they join the group together, once each is connected and subscribed. */
-  async start(): Promise<void> {
+  /**
+   * Starts the threads and waits until each has loaded its code, with no connection opened yet.
+   * start() does it when not done before; bench:ingest times the consumers from here, as its
+   * read-and-discard consumer's code is loaded before its clock starts.
+   */
+  async load(): Promise<void> {
+    if (this.threads.length > 0) return;
     const data: ThreadData = { groupId: this.opts.groupId, topic: this.opts.topic, database: this.opts.database, poolMax: 4 };
     let joined = false;
     for (let i = 0; i < this.opts.threads; i++) {
-      const worker = spawnThread(data);
+      const worker = spawnThread(data, this.opts.entry);
       const t: Thread = { worker, id: worker.threadId, pending: new Map(), ready: false, exited: false, failed: false };
       this.threads.push(t);
       t.worker.on('message', (m: FromThread) => {
@@ -145,6 +156,17 @@ export class IngestThreads {
         failed(new Error(`ingest thread ${t.id} exited with code ${code}`));
       });
     }
+    try {
+      await this.all('loaded');
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Starts every thread; they join the group together, once each is connected and subscribed. */
+  async start(): Promise<void> {
+    await this.load();
     try {
       await this.all('start');
     } catch (err) {
