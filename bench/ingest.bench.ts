@@ -49,12 +49,12 @@ const BASELINE_N = Math.min(N, args.number('baseline-lines', { min: 0, integer: 
 const THREADS = args.number('threads', { min: 1, integer: true });
 process.env.MARQUEE_KAFKA_QUIET = '1';
 
-/** A kafkajs consumer with the ingest's fetch settings that only reads: `discard` drops each line, `parse` parses and aggregates each batch as the ingest does. */
 /** An arm's rate from its start, and its steady rate: from its first data in hand (a batch read, or written) to the last. */
 interface Rate { total: number; steady: number; firstMs: number }
 const rates = (t0: number, tFirst: number, nFirst: number, t1: number): Rate =>
   ({ total: N / ((t1 - t0) / 1000), steady: (N - nFirst) / ((t1 - tFirst) / 1000), firstMs: tFirst - t0 });
 
+/** A kafkajs consumer with the ingest's fetch settings that only reads: `discard` drops each line, `parse` parses and aggregates each batch as the ingest does. */
 async function readOnly(topic: string, mode: 'discard' | 'parse'): Promise<Rate> {
   const parse = mode === 'parse';
   // Timed from before connect, as the ingest arm is timed from before its start().
@@ -255,13 +255,12 @@ async function main(): Promise<void> {
       const got: Partial<Record<Arm, number>> = {};
       const cpuNow: Partial<Record<Arm, number>> = {};
       const steady: { marquee?: number; discard?: number } = {};
-      const firstMs: { marquee?: number; discard?: number } = {};
       for (const arm of order) {
         const c0 = process.cpuUsage();
         const r: Rate = arm === 'marquee' ? await marqueeIngest(topic, entry) : arm === 'discard' ? await readOnly(topic, 'discard')
           : arm === 'parse' ? await readOnly(topic, 'parse') : { total: await kcatToDevNull(topic), steady: NaN, firstMs: NaN };
         got[arm] = r.total;
-        if (arm === 'marquee' || arm === 'discard') { steady[arm] = r.steady; firstMs[arm] = r.firstMs; start[arm].push(r.firstMs); }
+        if (arm === 'marquee' || arm === 'discard') { steady[arm] = r.steady; start[arm].push(r.firstMs); }
         results[arm].push(got[arm]);
         const c = process.cpuUsage(c0);
         if (arm !== 'kcat') { cpuNow[arm] = (c.user + c.system) / N; cpu[arm].push(cpuNow[arm]); }
@@ -274,7 +273,7 @@ async function main(): Promise<void> {
         (kcat ? `; kcat to /dev/null ${fmt(got.kcat!)} (×${(got.marquee! / got.kcat!).toFixed(2)})` : '; kcat not installed') +
         `; this process's CPU per message: marquee ${cpuNow.marquee!.toFixed(2)} µs, read-and-discard ${cpuNow.discard!.toFixed(2)}, read-and-parse ${cpuNow.parse!.toFixed(2)}` +
         `; steady (from each arm's first batch in hand): marquee ${fmt(steady.marquee!)}, read-and-discard ${fmt(steady.discard!)} (×${(steady.marquee! / steady.discard!).toFixed(2)})` +
-        `; first batch in hand after: marquee ${Math.round(firstMs.marquee!)} ms (written), read-and-discard ${Math.round(firstMs.discard!)} ms (read)`);
+        `; first batch in hand after: marquee ${Math.round(start.marquee.at(-1)!)} ms (written), read-and-discard ${Math.round(start.discard.at(-1)!)} ms (read)`);
     }
     const seed = BASELINE_N > 0 ? await perLineInsert(topic) : undefined;
     const m = median(results.marquee);
