@@ -66,14 +66,25 @@ export async function describeTopic(admin: Admin, topic: string): Promise<TopicS
  * Returns the partition count the topic ends up with.
  */
 export async function ensureTopic(cfg: Config, topic = cfg.kafka.topic, partitions = cfg.kafka.partitions, client?: Kafka): Promise<number> {
+  return (await ensureTopicOffsets(cfg, topic, partitions, client)).partitions;
+}
+
+/**
+ * ensureTopic, answering also the topic's partition offsets it reads anyway: the ingest needs the
+ * start of each partition's log before its first write, and a second admin connection for it
+ * would sit on its start-up path.
+ */
+export async function ensureTopicOffsets(cfg: Config, topic = cfg.kafka.topic, partitions = cfg.kafka.partitions, client?: Kafka,
+  log?: (line: string) => void): Promise<{ partitions: number; offsets: Offsets }> {
   const admin = (client ?? kafkaClient(cfg, 'admin')).admin();
   await admin.connect();
   try {
-    const state = await describeTopic(admin, topic);
+    let state = await describeTopic(admin, topic);
     if (state.partitions === undefined) {
       // Single-node stack, hence replication factor 1; waitForLeaders so producers can write at once.
       // createTopics answers false (not an error) when another process created it meanwhile.
       await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+      state = await describeTopic(admin, topic);
     } else if (state.partitions < partitions) {
       try {
         await admin.createPartitions({ topicPartitions: [{ topic, count: partitions }] });
@@ -84,13 +95,13 @@ export async function ensureTopic(cfg: Config, topic = cfg.kafka.topic, partitio
         const now = await describeTopic(admin, topic);
         if ((now.partitions ?? 0) < partitions) throw err;
       }
+      state = await describeTopic(admin, topic);
     }
-    const after = await describeTopic(admin, topic);
-    if (after.partitions === undefined) throw new Error(`topic ${topic} still missing after creating it`);
+    if (state.partitions === undefined) throw new Error(`topic ${topic} still missing after creating it`);
     // createTopics waits for leaders only when this call created the topic: a process that lost the
     // race to another (simulator and ingest both ensure it) would go on before the partitions are led.
-    await topicOffsets(admin, topic);
-    return after.partitions;
+    const offsets = await topicOffsets(admin, topic, { log });
+    return { partitions: state.partitions, offsets };
   } finally {
     await admin.disconnect();
   }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Admin, Kafka } from 'kafkajs';
 import { loadConfig } from '../lib/config.ts';
-import { ensureTopic, idempotentProducer, kafkaClient } from '../lib/kafka.ts';
+import { ensureTopic, ensureTopicOffsets, idempotentProducer, kafkaClient, produceLines } from '../lib/kafka.ts';
 import { requireServer } from './support/servers.ts';
 
 const cfg = loadConfig();
@@ -127,6 +127,28 @@ describe('kafka', () => {
       } finally {
         await admin.deleteTopics({ topics: [small] }).catch(() => undefined);
       }
+    }
+  });
+
+  it('ensureTopicOffsets answers each partition\'s log start and end, as the ingest needs them before its first write', async () => {
+    const t = `marquee-kafka-offsets-${randomUUID().slice(0, 8)}`;
+    try {
+      const created = await ensureTopicOffsets(cfg, t, 2);
+      expect(created.partitions).toBe(2);
+      expect(created.offsets.map((o) => [o.partition, o.low, o.high]).sort()).toEqual([[0, '0', '0'], [1, '0', '0']]);
+      await produceLines(cfg, Array.from({ length: 40 }, (_, i) => `2026-12-03T06:00:00,${i},GET /rate/m=4`), { topic: t });
+      const before = await ensureTopicOffsets(cfg, t, 2);
+      const full = before.offsets.find((o) => Number(o.high) >= 3);
+      expect(full).toBeDefined();
+      expect(before.offsets.reduce((n, o) => n + Number(o.high), 0)).toBe(40);
+      // Retention (here deleteTopicRecords) moves a log's start: the ingest must not wait for lines below it.
+      await admin.fetchTopicMetadata({ topics: [t] });
+      await admin.deleteTopicRecords({ topic: t, partitions: [{ partition: full!.partition, offset: '3' }] });
+      const after = await ensureTopicOffsets(cfg, t, 2);
+      expect(after.offsets.find((o) => o.partition === full!.partition)?.low).toBe('3');
+      expect(after.offsets.reduce((n, o) => n + Number(o.high), 0)).toBe(40);
+    } finally {
+      await admin.deleteTopics({ topics: [t] }).catch(() => undefined);
     }
   });
 

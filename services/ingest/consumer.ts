@@ -2,7 +2,7 @@ import { isMainThread } from 'node:worker_threads';
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Config } from '../../lib/config.ts';
 import type { Pool } from '../../lib/db.ts';
-import { ensureTopic, kafkaClient, topicOffsets } from '../../lib/kafka.ts';
+import { ensureTopicOffsets, kafkaClient } from '../../lib/kafka.ts';
 import { latencyBuckets, Registry } from '../../lib/metrics.ts';
 import { buildBatch } from '../../lib/ingest/batch.ts';
 import { KnownIds } from '../../lib/ingest/known.ts';
@@ -107,17 +107,31 @@ export class Ingest {
     // batch is in hand; opened now, they are ready while the group is still being joined.
     void this.warmPool(this.opts.concurrency ?? INGEST_FETCH.partitionsConsumedConcurrently);
     const kafka = kafkaClient(this.cfg, 'ingest');
-    await ensureTopic(this.cfg, this.topic, undefined, kafka);
-    await this.refreshLogStarts(kafka);
-    this.consumer = kafka.consumer({
+    const consumer = kafka.consumer({
       groupId: this.opts.groupId ?? this.cfg.kafka.groupId,
       maxBytesPerPartition: INGEST_FETCH.maxBytesPerPartition,
       maxBytes: INGEST_FETCH.maxBytes,
       maxWaitTimeInMs: INGEST_FETCH.maxWaitTimeInMs,
       sessionTimeout: Number(process.env.INGEST_SESSION_TIMEOUT_MS ?? 30_000),
       heartbeatInterval: 3000,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 },
+      // The threads of one process join together, but the broker closes a new group's first join
+      // at once, so one of them nearly always finds it rebalancing at its SyncGroup and joins again
+      // after the first retry's wait: kafkajs' default 300 ms was most of the ingest's start-up gap
+      // (measured with bench:ingest, see docs/PERFORMANCE.md). Later retries still back off to 5 s.
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 20, maxRetryTime: 5000 },
     });
+    // Connecting needs no topic: it runs while the topic is checked (subscribing does need it).
+    try {
+      const [{ offsets }] = await Promise.all([
+        ensureTopicOffsets(this.cfg, this.topic, undefined, kafka, (line) => this.log(`ingest: ${line}`)),
+        consumer.connect(),
+      ]);
+      for (const p of offsets) this.logStart.set(p.partition, Number(p.low));
+    } catch (err) {
+      await consumer.disconnect().catch(() => undefined);
+      throw err;
+    }
+    this.consumer = consumer;
     const groupId = this.opts.groupId ?? this.cfg.kafka.groupId;
     this.catchUp = () => void this.catchUpWithPostgres(kafka, groupId, this.assigned).catch((err: Error) => {
       this.log(`ingest: could not compare Kafka's offsets with Postgres': ${err.message}`);
@@ -138,7 +152,6 @@ export class Ingest {
     });
     // A Postgres restart drops the pool's idle connections; commits it acknowledged may be lost.
     this.pool.on('error', this.onPoolError);
-    await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
     this.running = true;
     this.stopping = false;
@@ -221,17 +234,6 @@ export class Ingest {
       this.catchUpTimer = undefined;
       if (this.running && !this.stopping && !this.paused) this.catchUp?.();
     }, 2000);
-  }
-
-  private async refreshLogStarts(kafka = kafkaClient(this.cfg, 'ingest')): Promise<void> {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      const offsets = await topicOffsets(admin, this.topic, { log: (line) => this.log(`ingest: ${line}`) });
-      for (const p of offsets) this.logStart.set(p.partition, Number(p.low));
-    } finally {
-      await admin.disconnect();
-    }
   }
 
   private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
