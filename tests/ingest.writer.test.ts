@@ -63,7 +63,8 @@ describe('batch writer on a real Postgres', () => {
     expect(watches).toEqual([{
       user_id: 7, movie_id: "it's+a+film%21+1999",
       first_at: new Date('2025-01-02T09:59:00Z'), last_at: new Date('2025-01-02T11:00:00Z'),
-      seen: '111' + '0'.repeat(37) + '1', minutes: 4, max_minute: 40,
+      // Bit i is minute i, padded with zeros to whole hex digits (minuteBits).
+      seen: '111' + '0'.repeat(37) + '1' + '000', minutes: 4, max_minute: 40,
     }]);
     const { rows: ratings } = await db.pool.query('SELECT user_id, movie_id, rating, rated_at FROM ratings');
     // 4 at 10:03 stays: the later batch's 1 is older.

@@ -167,9 +167,20 @@ function addWatch(rows: BatchRows, user: UserWatches, movieId: string, atMs: num
   }
 }
 
-/** The minutes seen as a bit string, bit i set when minute i was seen (Postgres varbit text form). */
+const HEX_CODES = Buffer.from('0123456789abcdef', 'latin1');
+
+/**
+ * The minutes seen as Postgres varbit text in hex ('x', then one digit per four minutes): bit i
+ * set when minute i was seen, padded with zeros to whole digits (marquee_bit_or pads the shorter
+ * side anyway, and max_minute keeps the last minute). A watch row's bitmap spelled in '0' and '1'
+ * was a sixth of a batch's SQL text, one character per minute of the movie.
+ */
 export function minuteBits(minutes: readonly number[], maxMinute: number): string {
-  const bits = new Uint8Array(maxMinute + 1).fill(48);
-  for (const m of minutes) bits[m] = 49;
-  return Buffer.from(bits).toString('latin1');
+  const digits = (maxMinute >> 2) + 1;
+  const nibbles = new Uint8Array(digits);
+  for (const m of minutes) nibbles[m >> 2] |= 8 >> (m & 3);
+  const text = Buffer.allocUnsafe(digits + 1);
+  text[0] = 120; // x
+  for (let i = 0; i < digits; i++) text[i + 1] = HEX_CODES[nibbles[i]];
+  return text.toString('latin1');
 }
