@@ -15,6 +15,7 @@ export const unitTests = [
   'tests/gateway.batch.test.ts',
   'tests/gateway.upstream.test.ts',
   'tests/history-cache.test.ts',
+  'tests/thread-metrics.test.ts',
   'tests/ingest.minutes.test.ts',
   'tests/judge.test.ts',
   'tests/lint.test.ts',

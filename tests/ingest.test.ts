@@ -74,6 +74,12 @@ describe('ingest end to end on real Kafka and Postgres', () => {
       expect(sum('ingest_consumer_lag')).toBe(0);
       // The process metrics come once, from the main thread, not once per thread.
       expect(text.match(/^process_cpu_seconds_total /gm)).toHaveLength(1);
+      // Each consumer thread's own heap, one series per thread (the process metrics read the main thread's).
+      const heaps = [...text.matchAll(/^ingest_thread_heap_used_bytes\{thread="(\d+)"\} (\d+)$/gm)];
+      expect(new Set(heaps.map((m) => m[1])).size).toBe(3);
+      for (const m of heaps) expect(Number(m[2])).toBeGreaterThan(1_000_000);
+      expect(text.match(/^ingest_thread_heap_limit_bytes\{thread="\d+"\} \d+$/gm)).toHaveLength(3);
+      expect(text).toMatch(/^# TYPE ingest_thread_gc_seconds_total counter$/m);
       expect(logs.filter((l) => l.includes('consuming'))).toHaveLength(3);
       await threads.pause();
       await threads.drained();
@@ -125,6 +131,27 @@ describe('ingest end to end on real Kafka and Postgres', () => {
     expect(workers).toHaveLength(2);
     expect(workers.every((t) => t.exited)).toBe(true);
     expect(failures).toEqual([]);
+  });
+
+  it('a group the broker refuses for good (a session timeout below its minimum): start() rejects with the broker\'s reason instead of standing by', async () => {
+    // kafkajs reports such a refusal only as a crash event and resolves run() all the same.
+    const db = await scratchDatabase('ingestrefused');
+    const before = process.env.INGEST_SESSION_TIMEOUT_MS;
+    process.env.INGEST_SESSION_TIMEOUT_MS = '4000'; // above the heartbeat (kafkajs checks that), under the broker's group.min.session.timeout.ms, 6 s
+    const logs: string[] = [];
+    const failures: Error[] = [];
+    try {
+      const threads = new IngestThreads(cfg, { threads: 2, topic, database: db.name, groupId: `g-${db.name}`, log: (l) => logs.push(l), onFailure: (e) => failures.push(e) });
+      await expect(threads.start()).rejects.toThrow(/will not restart: .*session timeout/i);
+      const workers = (threads as unknown as { threads: { exited: boolean }[] }).threads;
+      expect(workers.every((t) => t.exited)).toBe(true);
+      expect(logs.filter((l) => l.includes('consuming'))).toEqual([]);
+      expect(failures).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.INGEST_SESSION_TIMEOUT_MS;
+      else process.env.INGEST_SESSION_TIMEOUT_MS = before;
+      await db.drop();
+    }
   });
 
   it("Kafka's committed offsets ahead of Postgres' (commits lost in a Postgres crash): the restart seeks back, no loss, no duplicates", async () => {

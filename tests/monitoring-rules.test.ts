@@ -128,6 +128,20 @@ describe('alert rules on Prometheus\' rule engine', () => {
     expectPass(ruleTest('lag-shrinking', { 'ingest_consumer_lag{partition="0"}': '20000-100x30' }, [{ at: '25m', alertname: 'IngestLagGrowing', expected: [] }]));
   });
 
+  it('IngestHeapNearLimit fires for the one thread whose heap stays near its limit, not for a passing peak', () => {
+    const gb = 1024 ** 3;
+    expectPass(ruleTest('heap', {
+      // Thread 2 climbs to 90 % of a 2 GiB limit and stays; thread 3 peaks at 95 % for 2 minutes only.
+      'ingest_thread_heap_used_bytes{thread="2",instance="127.0.0.1:8091",job="ingest"}': `${0.5 * gb}+${0.1 * gb}x13 ${1.8 * gb}x20`,
+      'ingest_thread_heap_limit_bytes{thread="2",instance="127.0.0.1:8091",job="ingest"}': `${2 * gb}x35`,
+      'ingest_thread_heap_used_bytes{thread="3",instance="127.0.0.1:8091",job="ingest"}': `${0.4 * gb}x20 ${1.9 * gb}x2 ${0.4 * gb}x12`,
+      'ingest_thread_heap_limit_bytes{thread="3",instance="127.0.0.1:8091",job="ingest"}': `${2 * gb}x35`,
+    }, [
+      { at: '14m', alertname: 'IngestHeapNearLimit', expected: [] },
+      { at: '25m', alertname: 'IngestHeapNearLimit', expected: [{ labels: { alertname: 'IngestHeapNearLimit', severity: 'page', service: 'ingest', thread: '2', instance: '127.0.0.1:8091' }, summary: 'ingest thread 2 uses 90% of its heap limit' }] },
+    ]));
+  });
+
   it('ReleaseStuck fires when a phase lasts more than twice its expected time', () => {
     // deploying is expected to take 10 minutes; this one has been at it for 30.
     expectPass(ruleTest('stuck', {

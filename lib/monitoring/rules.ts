@@ -65,6 +65,17 @@ export function alertRules(cfg: Config, t: AlertTimings = DEFAULT_TIMINGS): Rule
       },
     },
     {
+      // A thread past its heap limit dies, and the process with it: its supervisor starts it again
+      // and Postgres' offsets make that lossless, but a heap that keeps near the limit crash-loops.
+      alert: 'IngestHeapNearLimit', expr: 'max by (instance, thread) (ingest_thread_heap_used_bytes / ingest_thread_heap_limit_bytes) > 0.85',
+      for: t.sustained, labels: { severity: 'page', service: 'ingest' },
+      annotations: {
+        summary: 'ingest thread {{ $labels.thread }} uses {{ $value | humanizePercentage }} of its heap limit',
+        description: 'One consumer thread\'s V8 heap has stayed near the size at which it fails; the process would then exit and be restarted.',
+        first_check: 'ingest_thread_gc_seconds_total{kind="major"} of that thread (collecting without freeing?), then Postgres: batches wait in memory while its writes are slow (ingest_batch_seconds)',
+      },
+    },
+    {
       alert: 'FallbackRateHigh', expr: `slot:gateway_fallback_ratio:rate5m > ${g.maxFallbackRate}`, for: t.sustained, labels: { severity: 'page', service: 'gateway' },
       annotations: {
         summary: `slot {{ $labels.slot }} falls back on {{ $value | humanizePercentage }} of its requests (guardrail ${pct(g.maxFallbackRate)})`,

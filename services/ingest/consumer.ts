@@ -21,6 +21,12 @@ export interface IngestOptions {
    * heartbeat, seconds later.
    */
   beforeJoin?: () => Promise<void>;
+  /**
+   * The consumer stopped for good after start() had resolved (kafkajs gave up on it and will not
+   * restart it): the ingest no longer reads. Threads exit on it (thread.ts), so that the process
+   * ends and its supervisor starts it again, rather than stand by with a health of "stopped".
+   */
+  onFatal?: (err: Error) => void;
 }
 
 /**
@@ -89,6 +95,9 @@ export class Ingest {
   private readonly known = new KnownIds();
   private failures = 0;
   private stopping = false;
+  /** Set when kafkajs crashed the consumer and will not restart it (see onFatal). */
+  private fatal: Error | undefined;
+  private started = false;
   /** Compares every assigned partition with Postgres again, soon (see catchUpSoon). */
   private catchUp: (() => void) | undefined;
   private catchUpTimer: NodeJS.Timeout | undefined;
@@ -117,20 +126,30 @@ export class Ingest {
       // The threads of one process join together, but the broker closes a new group's first join
       // at once, so one of them nearly always finds it rebalancing at its SyncGroup and joins again
       // after the first retry's wait: kafkajs' default 300 ms was most of the ingest's start-up gap
-      // (measured with bench:ingest, see docs/PERFORMANCE.md). Later retries still back off to 5 s.
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 20, maxRetryTime: 5000 },
+      // (measured with bench:ingest, see docs/PERFORMANCE.md). Retries of one request still back
+      // off to 5 s; a restart after a crash waits initialRetryTime with no backoff, so it is held
+      // to one a second here, lest a crash that keeps recurring fill the log fifty times a second
+      // (and none once stop() has begun: kafkajs would schedule it after its disconnect).
+      retry: {
+        retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 20, maxRetryTime: 5000,
+        restartOnFailure: async () => {
+          await new Promise((r) => setTimeout(r, 1000));
+          return this.running && !this.stopping;
+        },
+      },
     });
     // Connecting needs no topic: it runs while the topic is checked (subscribing does need it).
-    try {
-      const [{ offsets }] = await Promise.all([
-        ensureTopicOffsets(this.cfg, this.topic, undefined, kafka, (line) => this.log(`ingest: ${line}`)),
-        consumer.connect(),
-      ]);
-      for (const p of offsets) this.logStart.set(p.partition, Number(p.low));
-    } catch (err) {
+    // Both are waited for, even when one fails: a connect still retrying would end connected after
+    // the disconnect below.
+    const [topic, connected] = await Promise.allSettled([
+      ensureTopicOffsets(this.cfg, this.topic, undefined, kafka, (line) => this.log(`ingest: ${line}`)),
+      consumer.connect(),
+    ]);
+    if (topic.status === 'rejected' || connected.status === 'rejected') {
       await consumer.disconnect().catch(() => undefined);
-      throw err;
+      throw topic.status === 'rejected' ? topic.reason : (connected as PromiseRejectedResult).reason;
     }
+    for (const p of topic.value.offsets) this.logStart.set(p.partition, Number(p.low));
     this.consumer = consumer;
     const groupId = this.opts.groupId ?? this.cfg.kafka.groupId;
     this.catchUp = () => void this.catchUpWithPostgres(kafka, groupId, this.assigned).catch((err: Error) => {
@@ -156,6 +175,16 @@ export class Ingest {
     this.running = true;
     this.stopping = false;
     await this.opts.beforeJoin?.();
+    // kafkajs reports an error it will not retry (a broker refusing the group's settings, say) only
+    // as this event: its run() resolves all the same, and the ingest would stand by reading nothing.
+    this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
+      if (payload.restart || this.stopping) return;
+      const err = new Error(`the Kafka consumer stopped and will not restart: ${payload.error.message}`);
+      this.fatal = err;
+      this.running = false;
+      this.log(`ingest: ${err.message}`);
+      if (this.started) this.opts.onFatal?.(err);
+    });
     await this.consumer.run({
       // Offsets go to Kafka only after their batch is in Postgres (commitToKafka), never ahead of it:
       // a partition whose Kafka offset were past Postgres' but had nothing left to read would
@@ -165,6 +194,9 @@ export class Ingest {
       partitionsConsumedConcurrently: this.opts.concurrency ?? INGEST_FETCH.partitionsConsumedConcurrently,
       eachBatch: (payload) => this.onBatch(payload),
     });
+    // A join the broker refused has crashed the consumer by the time run() resolves.
+    if (this.fatal) throw this.fatal;
+    this.started = true;
     this.log(`ingest: consuming ${this.topic} as group ${this.opts.groupId ?? this.cfg.kafka.groupId}`);
   }
 

@@ -5,6 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadConfig } from '../../lib/config.ts';
 import { createPool } from '../../lib/db.ts';
+import { threadRuntimeMetrics } from '../../lib/thread-metrics.ts';
 import { Ingest } from './consumer.ts';
 import type { FromThread, ThreadData, ToThread } from './threads.ts';
 
@@ -22,11 +23,19 @@ const ingest = new Ingest(cfg, pool, {
   groupId: data.groupId,
   topic: data.topic,
   log: (line) => send({ log: line }),
+  onFatal: (err) => {
+    // Ends this thread only; the main thread reports it and the service exits (threads.ts).
+    send({ log: `ingest: ${err.message}; the thread exits` });
+    process.exit(1);
+  },
   beforeJoin: () => {
     send({ ready: true });
     return mayJoin;
   },
 });
+
+// The process metrics stay with the main thread: these are this thread's heap and collections.
+const stopGcObserver = threadRuntimeMetrics(ingest.registry, 'ingest');
 
 const commands: Record<ToThread['cmd'], () => unknown> = {
   // Answered once this module has run: the thread's code is loaded.
@@ -43,6 +52,7 @@ const commands: Record<ToThread['cmd'], () => unknown> = {
     neverJoin(new Error('stopped before joining the group'));
     await ingest.stop();
     await pool.end();
+    stopGcObserver();
   },
 };
 
