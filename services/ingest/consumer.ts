@@ -23,8 +23,9 @@ export interface IngestOptions {
   beforeJoin?: () => Promise<void>;
   /**
    * The consumer stopped for good after start() had resolved (kafkajs gave up on it and will not
-   * restart it): the ingest no longer reads. Threads exit on it (thread.ts), so that the process
-   * ends and its supervisor starts it again, rather than stand by with a health of "stopped".
+   * restart it, e.g. after a Kafka outage longer than its retries): the ingest no longer reads.
+   * Threads exit on it (thread.ts), so that the process ends and its supervisor starts it again,
+   * rather than stand by with a health of "stopped"; Postgres' offsets make that lossless.
    */
   onFatal?: (err: Error) => void;
 }
@@ -127,9 +128,10 @@ export class Ingest {
       // at once, so one of them nearly always finds it rebalancing at its SyncGroup and joins again
       // after the first retry's wait: kafkajs' default 300 ms was most of the ingest's start-up gap
       // (measured with bench:ingest, see docs/PERFORMANCE.md). Retries of one request still back
-      // off to 5 s; a restart after a crash waits initialRetryTime with no backoff, so it is held
-      // to one a second here, lest a crash that keeps recurring fill the log fifty times a second
-      // (and none once stop() has begun: kafkajs would schedule it after its disconnect).
+      // off to 5 s; a restart after a crash waits initialRetryTime (or the last wait of the retries
+      // it gave up on) with no backoff across restarts, so it is held to one a second here, lest a
+      // crash that keeps recurring fill the log fifty times a second (and none once stop() has
+      // begun: kafkajs would schedule it after its own disconnect).
       retry: {
         retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 20, maxRetryTime: 5000,
         restartOnFailure: async () => {
@@ -175,8 +177,9 @@ export class Ingest {
     this.running = true;
     this.stopping = false;
     await this.opts.beforeJoin?.();
-    // kafkajs reports an error it will not retry (a broker refusing the group's settings, say) only
-    // as this event: its run() resolves all the same, and the ingest would stand by reading nothing.
+    // kafkajs reports an error it will not retry only as this event (a broker refusing the group's
+    // settings; no group coordinator found while Kafka is down for longer than the retries last):
+    // its run() resolves all the same, and the ingest would stand by reading nothing.
     this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
       if (payload.restart || this.stopping) return;
       const err = new Error(`the Kafka consumer stopped and will not restart: ${payload.error.message}`);
@@ -362,7 +365,15 @@ export class Ingest {
     this.generations.set(partition, (this.generations.get(partition) ?? 0) + 1);
     // Once stopping, kafkajs has no group to seek in: Postgres keeps the offset and the next start
     // reads from there (its first batch past that offset seeks back).
-    if (this.running) this.consumer?.seek({ topic, partition, offset: String(offset) });
+    if (!this.running || !this.consumer) return;
+    try {
+      this.consumer.seek({ topic, partition, offset: String(offset) });
+    } catch (err) {
+      // Between a crash and kafkajs' restart of the consumer there is no group to seek in. The
+      // restarted consumer reads from the offsets committed to Kafka, which follow Postgres' (or
+      // lead them only after lost commits, which the comparison on joining finds): nothing is skipped.
+      this.log(`ingest: partition ${partition} not sent back to offset ${offset} (${(err as Error).message}); it goes on from its committed offset once the consumer has joined again`);
+    }
   }
 
   /** Resolves when no write is in flight (the batches in hand are in Postgres or failed). */
