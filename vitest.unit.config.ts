@@ -15,7 +15,6 @@ export const unitTests = [
   'tests/gateway.batch.test.ts',
   'tests/gateway.upstream.test.ts',
   'tests/history-cache.test.ts',
-  'tests/thread-metrics.test.ts',
   'tests/ingest.minutes.test.ts',
   'tests/judge.test.ts',
   'tests/lint.test.ts',
@@ -31,6 +30,7 @@ export const unitTests = [
   'tests/runtime.test.ts',
   'tests/runtime.replicas.test.ts',
   'tests/supervise.test.ts',
+  'tests/thread-metrics.test.ts',
   'tests/simulator.replay.test.ts',
 ];
 

@@ -86,16 +86,12 @@ export async function ensureTopicOffsets(cfg: Config, topic = cfg.kafka.topic, p
       await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
       state = await describeTopic(admin, topic);
     } else if (state.partitions < partitions) {
-      try {
-        await admin.createPartitions({ topicPartitions: [{ topic, count: partitions }] });
-      } catch (err) {
-        // Another process (or another ingest thread) grew it meanwhile: the broker then refuses a
-        // count that is no longer larger ("Number of partitions is invalid"). Only a topic still
-        // short of partitions is an error.
-        const now = await describeTopic(admin, topic);
-        if ((now.partitions ?? 0) < partitions) throw err;
-      }
+      // Another process (or another ingest thread) may grow it meanwhile: the broker then refuses a
+      // count that is no longer larger ("Number of partitions is invalid"). Only a topic still short
+      // of partitions is an error.
+      const refused = await admin.createPartitions({ topicPartitions: [{ topic, count: partitions }] }).then(() => undefined, (err: unknown) => err);
       state = await describeTopic(admin, topic);
+      if (refused !== undefined && (state.partitions ?? 0) < partitions) throw refused;
     }
     if (state.partitions === undefined) throw new Error(`topic ${topic} still missing after creating it`);
     // createTopics waits for leaders only when this call created the topic: a process that lost the

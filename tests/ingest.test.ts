@@ -133,7 +133,7 @@ describe('ingest end to end on real Kafka and Postgres', () => {
     expect(failures).toEqual([]);
   });
 
-  it('a group the broker refuses for good (a session timeout below its minimum): start() rejects with the broker\'s reason instead of standing by', async () => {
+  it('a group the broker refuses for good (a session timeout below its minimum): start() rejects, no thread left running, instead of standing by', async () => {
     // kafkajs reports such a refusal only as a crash event and resolves run() all the same.
     const db = await scratchDatabase('ingestrefused');
     const before = process.env.INGEST_SESSION_TIMEOUT_MS;

@@ -176,11 +176,10 @@ const HEX_CODES = Buffer.from('0123456789abcdef', 'latin1');
  * was a sixth of a batch's SQL text, one character per minute of the movie.
  */
 export function minuteBits(minutes: readonly number[], maxMinute: number): string {
-  const digits = (maxMinute >> 2) + 1;
-  const nibbles = new Uint8Array(digits);
-  for (const m of minutes) nibbles[m >> 2] |= 8 >> (m & 3);
-  const text = Buffer.allocUnsafe(digits + 1);
+  // The digits' values are set in place, then spelled: one buffer per row.
+  const text = Buffer.alloc((maxMinute >> 2) + 2);
+  for (const m of minutes) text[1 + (m >> 2)] |= 8 >> (m & 3);
+  for (let i = 1; i < text.length; i++) text[i] = HEX_CODES[text[i]];
   text[0] = 120; // x
-  for (let i = 0; i < digits; i++) text[i + 1] = HEX_CODES[nibbles[i]];
   return text.toString('latin1');
 }

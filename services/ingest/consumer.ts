@@ -117,8 +117,9 @@ export class Ingest {
     // batch is in hand; opened now, they are ready while the group is still being joined.
     void this.warmPool(this.opts.concurrency ?? INGEST_FETCH.partitionsConsumedConcurrently);
     const kafka = kafkaClient(this.cfg, 'ingest');
+    const groupId = this.opts.groupId ?? this.cfg.kafka.groupId;
     const consumer = kafka.consumer({
-      groupId: this.opts.groupId ?? this.cfg.kafka.groupId,
+      groupId,
       maxBytesPerPartition: INGEST_FETCH.maxBytesPerPartition,
       maxBytes: INGEST_FETCH.maxBytes,
       maxWaitTimeInMs: INGEST_FETCH.maxWaitTimeInMs,
@@ -143,17 +144,16 @@ export class Ingest {
     // Connecting needs no topic: it runs while the topic is checked (subscribing does need it).
     // Both are waited for, even when one fails: a connect still retrying would end connected after
     // the disconnect below.
-    const [topic, connected] = await Promise.allSettled([
+    const [checked, connected] = await Promise.allSettled([
       ensureTopicOffsets(this.cfg, this.topic, undefined, kafka, (line) => this.log(`ingest: ${line}`)),
       consumer.connect(),
     ]);
-    if (topic.status === 'rejected' || connected.status === 'rejected') {
+    if (checked.status === 'rejected' || connected.status === 'rejected') {
       await consumer.disconnect().catch(() => undefined);
-      throw topic.status === 'rejected' ? topic.reason : (connected as PromiseRejectedResult).reason;
+      throw checked.status === 'rejected' ? checked.reason : (connected as PromiseRejectedResult).reason;
     }
-    for (const p of topic.value.offsets) this.logStart.set(p.partition, Number(p.low));
+    for (const p of checked.value.offsets) this.logStart.set(p.partition, Number(p.low));
     this.consumer = consumer;
-    const groupId = this.opts.groupId ?? this.cfg.kafka.groupId;
     this.catchUp = () => void this.catchUpWithPostgres(kafka, groupId, this.assigned).catch((err: Error) => {
       this.log(`ingest: could not compare Kafka's offsets with Postgres': ${err.message}`);
       this.catchUpSoon('the last comparison failed');
@@ -200,7 +200,7 @@ export class Ingest {
     // A join the broker refused has crashed the consumer by the time run() resolves.
     if (this.fatal) throw this.fatal;
     this.started = true;
-    this.log(`ingest: consuming ${this.topic} as group ${this.opts.groupId ?? this.cfg.kafka.groupId}`);
+    this.log(`ingest: consuming ${this.topic} as group ${groupId}`);
   }
 
   /**
