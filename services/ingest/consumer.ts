@@ -180,11 +180,14 @@ export class Ingest {
     // kafkajs reports an error it will not retry only as this event (a broker refusing the group's
     // settings; no group coordinator found while Kafka is down for longer than the retries last):
     // its run() resolves all the same, and the ingest would stand by reading nothing.
+    // Recorded even during a stop(): a stop that meets a join still in flight must not let start()
+    // go on as if the consumer were reading. Told (and fatal for the thread) only when nobody stops it.
     this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
-      if (payload.restart || this.stopping) return;
+      if (payload.restart) return;
       const err = new Error(`the Kafka consumer stopped and will not restart: ${payload.error.message}`);
       this.fatal = err;
       this.running = false;
+      if (this.stopping) return;
       this.log(`ingest: ${err.message}`);
       if (this.started) this.opts.onFatal?.(err);
     });
@@ -200,7 +203,8 @@ export class Ingest {
     // A join the broker refused has crashed the consumer by the time run() resolves.
     if (this.fatal) throw this.fatal;
     this.started = true;
-    this.log(`ingest: consuming ${this.topic} as group ${groupId}`);
+    // A stop() during the join has ended the consumer already: nothing is consuming.
+    if (!this.stopping) this.log(`ingest: consuming ${this.topic} as group ${groupId}`);
   }
 
   /**
